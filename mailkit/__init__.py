@@ -1,0 +1,44 @@
+"""mailkit: a teaching kit for networking, built around one small mail protocol.
+
+The core (everything imported here) uses the standard library only:
+
+* :mod:`mailkit.protocol` - frames, checksums, parsing; no sockets
+* :mod:`mailkit.store` - accounts, sessions and mail in SQLite
+* :mod:`mailkit.server` - :class:`MailServer`, a threaded TCP server
+* :mod:`mailkit.client` - :class:`MailClient`, which retries after ``KO``
+* :mod:`mailkit.noise` - :class:`BitFlipChannel` and the :class:`NoisyLink` relay
+* :mod:`mailkit.trace` - transcripts and hexdumps students can read
+
+The front ends (:mod:`mailkit.widgets`, :mod:`mailkit.pictures`) need
+ipywidgets and matplotlib and are imported on their own.
+"""
+
+import logging
+
+from .client import (
+    LoginFailed, MailClient, MailClientError, NotLoggedIn, RetriesExhausted,
+    ServerError, ServerUnreachable,
+)
+from .noise import BitFlipChannel, NoisyLink, flip_bit
+from .protocol import (
+    COMMANDS, ChecksumMismatch, Command, Handshake, Message, ProtocolError, Reply,
+    checksum, make_frame, make_handshake, parse_reply, parse_request,
+)
+from .server import REPLIES, MailServer, PortInUseError
+from .store import MailStore
+from .trace import Exchange, Transcript, hexdump
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MailServer", "MailClient", "MailStore", "BitFlipChannel", "NoisyLink",
+    "Transcript", "Exchange", "Message", "Command", "Handshake", "Reply", "REPLIES",
+    "COMMANDS", "checksum", "make_frame", "make_handshake", "parse_request", "parse_reply",
+    "flip_bit", "hexdump",
+    "ProtocolError", "ChecksumMismatch", "MailClientError", "ServerError", "LoginFailed",
+    "NotLoggedIn", "RetriesExhausted", "ServerUnreachable", "PortInUseError",
+]
+
+# A library logs, it does not print: without this handler Python's "last
+# resort" would write warnings from server threads into a notebook's cells.
+logging.getLogger("mailkit").addHandler(logging.NullHandler())

@@ -1,0 +1,260 @@
+"""A TCP listener that serves in background threads: the part of the mail
+server that has nothing to do with mail, shared with :class:`NoisyLink`.
+
+One thread accepts; each connection gets a thread of its own that calls
+:meth:`Listener.handle`.  ``start()`` returns once the port accepts
+connections; ``stop()`` wakes the accept thread through a socket pair, cuts
+every open connection and joins every thread within a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import threading
+import time
+import weakref
+
+from . import protocol as P
+
+log = logging.getLogger("mailkit.server")
+
+_EADDRINUSE = (98, 48, 10048)  # Linux, macOS, Windows
+
+
+class PortInUseError(OSError):
+    """The port is taken: another server (perhaps from an earlier cell) is on it."""
+
+
+class Listener:
+    """Base class: bind, accept, one thread per connection, clean stop."""
+
+    MAX_CONNECTIONS = 512        # one thread each; a class of 300 fits with room
+    REQUEST_DEADLINE_S = 10.0    # a whole request, however slowly it trickles in
+    IDLE_TIMEOUT_S = P.RequestReader.IDLE_TIMEOUT_S  # between two pieces of a request
+    SEND_TIMEOUT_S = 5.0         # a client that never reads its reply
+    STOP_TIMEOUT_S = 0.9         # stop() must return within a second
+    BUSY_REPLY = b"ERROR: server busy, try again in a moment"
+
+    _running: "weakref.WeakSet[Listener]" = weakref.WeakSet()
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
+                 idle_timeout: float | None = None, max_request_bytes: int = P.MAX_REQUEST_BYTES):
+        self.host, self.port = host, port
+        self.idle_timeout = self.IDLE_TIMEOUT_S if idle_timeout is None else idle_timeout
+        self.max_request_bytes = max_request_bytes
+        self._sock: socket.socket | None = None
+        self._wake_r = self._wake_w = None
+        self._acceptor: threading.Thread | None = None
+        self._workers: set[threading.Thread] = set()
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def handle(self, conn: socket.socket, peer) -> None:  # pragma: no cover - abstract
+        """Serve one connection (may be overridden; must not raise)."""
+        raise NotImplementedError
+
+    # -- life cycle ---------------------------------------------------------
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` it listens on: the real port, if 0 was asked."""
+        if self._sock is None:
+            raise RuntimeError(f"{type(self).__name__} is not running: call start() first")
+        return self._sock.getsockname()[:2]
+
+    @property
+    def running(self) -> bool:
+        return self._sock is not None
+
+    def start(self):
+        """Bind, listen and serve in a background thread; return self."""
+        if self._sock is not None:
+            return self
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            # SO_REUSEADDR lets a restarted server take a port still in
+            # TIME_WAIT; on Linux it does not let two servers share a port.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            if exc.errno in _EADDRINUSE:
+                raise PortInUseError(
+                    exc.errno,
+                    f"port {self.port} on {self.host} is already in use (is another "
+                    "server still running? stop it, or use port=0 for a free port)",
+                ) from None
+            raise
+        self._stopping.clear()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._sock = sock
+        self._acceptor = threading.Thread(
+            target=self._accept_loop, daemon=True,
+            name=f"{type(self).__name__}-accept-{self.address[1]}",
+        )
+        self._acceptor.start()
+        Listener._running.add(self)
+        log.info("%s listening on %s:%d", type(self).__name__, *self.address)
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, cut open connections, join every thread."""
+        if self._sock is None:
+            return
+        deadline = time.monotonic() + self.STOP_TIMEOUT_S
+        self._stopping.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        if self._acceptor is not None:
+            self._acceptor.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            conns, workers = list(self._conns), list(self._workers)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        for s in (self._sock, self._wake_r, self._wake_w):
+            s.close()
+        self._sock = self._acceptor = None
+        Listener._running.discard(self)
+        log.info("%s stopped", type(self).__name__)
+
+    def close(self) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """Start (if needed) and block until stopped; Ctrl-C stops it."""
+        self.start()
+        try:
+            while not self._stopping.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    @classmethod
+    def stop_all(cls) -> int:
+        """Stop every server and link this process started (after re-running cells)."""
+        running = [s for s in list(Listener._running) if isinstance(s, cls)]
+        for s in running:
+            s.stop()
+        return len(running)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def threads(self) -> int:
+        """Threads alive now (the acceptor and one per open connection)."""
+        with self._lock:
+            workers = sum(w.is_alive() for w in self._workers)
+        return workers + bool(self._acceptor and self._acceptor.is_alive())
+
+    # -- threads ------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        sel = selectors.DefaultSelector()
+        sel.register(self._sock, selectors.EVENT_READ)
+        sel.register(self._wake_r, selectors.EVENT_READ)
+        try:
+            while not self._stopping.is_set():
+                for key, _ in sel.select():
+                    if key.fileobj is self._wake_r or self._stopping.is_set():
+                        return
+                    try:
+                        conn, peer = self._sock.accept()
+                    except OSError:
+                        continue
+                    self._spawn(conn, peer)
+        finally:
+            sel.close()
+
+    def _spawn(self, conn: socket.socket, peer) -> None:
+        with self._lock:
+            busy = len(self._conns) >= self.MAX_CONNECTIONS
+            if not busy:
+                self._conns.add(conn)
+        if busy:
+            log.warning("%s refused: %d connections open", format_peer(peer), self.MAX_CONNECTIONS)
+            send_and_close(conn, self.BUSY_REPLY)
+            return
+        worker = threading.Thread(target=self._run_handler, args=(conn, peer), daemon=True)
+        with self._lock:
+            self._workers.add(worker)
+        worker.start()
+
+    def _run_handler(self, conn: socket.socket, peer) -> None:
+        try:
+            self.handle(conn, peer)
+        except Exception:  # a handler must not raise; if it does, log, never print
+            log.exception("%s handler failed", format_peer(peer))
+        finally:
+            conn.close()
+            with self._lock:
+                self._conns.discard(conn)
+                self._workers.discard(threading.current_thread())
+
+    def read_request(self, conn: socket.socket) -> P.RequestReader:
+        """Read one request; return the reader (``.data``, ``.closed``).
+
+        Raises :class:`~mailkit.protocol.RequestTooLarge` past the size limit
+        and ``TimeoutError`` when the whole request takes longer than
+        ``REQUEST_DEADLINE_S``.  Returns with no data if the peer went away.
+        """
+        reader = P.RequestReader(idle_timeout=self.idle_timeout, max_bytes=self.max_request_bytes)
+        deadline = time.monotonic() + self.REQUEST_DEADLINE_S
+        while (wait := reader.patience()) > 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("request took too long to arrive")
+            conn.settimeout(min(wait, remaining))
+            try:
+                chunk = conn.recv(65536)
+            except TimeoutError:        # quiet for long enough: take what came
+                break
+            except OSError:             # reset by the peer, or cut by stop()
+                return P.RequestReader()
+            if self._stopping.is_set():
+                return P.RequestReader()
+            reader.feed(chunk)
+        return reader
+
+
+def send_and_close(conn: socket.socket, data: bytes, *, drain: bool = False) -> None:
+    """Send *data*, close our side and the socket; with *drain*, first read
+    and drop what the peer is still sending (briefly), so that it sees our
+    reply rather than a connection reset."""
+    try:
+        conn.settimeout(Listener.SEND_TIMEOUT_S)
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        if drain:
+            conn.settimeout(0.2)
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end and conn.recv(65536):
+                pass
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def format_peer(peer) -> str:
+    try:
+        return "%s:%d" % tuple(peer[:2])
+    except TypeError:
+        return str(peer)

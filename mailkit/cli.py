@@ -1,0 +1,166 @@
+"""``python -m mailkit``: serve, add users, and a terminal client.
+
+    python -m mailkit serve --port 2525 --db mail.db
+    python -m mailkit adduser --db mail.db alice
+    python -m mailkit client --port 2525
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import signal
+import sys
+
+from .client import MailClient, MailClientError
+from .protocol import LocalProtocolError
+from .server import MailServer
+from .store import MailStore, StoreError
+
+DEFAULT_PORT = 2525    # an unprivileged port that reads like SMTP's 25
+DEFAULT_DB = "mail.db"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mailkit", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run a mail server until Ctrl-C",
+                           description="Run a mail server. Prints 'mailkit listening on HOST:PORT' "
+                                       "when ready; Ctrl-C (or SIGTERM) stops it.")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1; 0.0.0.0 for a class server)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT,
+                       help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
+    serve.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default {DEFAULT_DB})")
+    serve.add_argument("--user", action="append", default=[], metavar="NAME:PASSWORD",
+                       help="add (or reset) an account before serving; may be repeated")
+    serve.add_argument("--quiet", action="store_true", help="no log line per request")
+
+    add = sub.add_parser("adduser", help="add an account to a mail database",
+                         description="Add an account. Prompts for the password on a terminal; "
+                                     "otherwise reads one line from standard input.")
+    add.add_argument("name")
+    add.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default {DEFAULT_DB})")
+    add.add_argument("--replace", action="store_true", help="reset the password of an existing account")
+
+    cli = sub.add_parser("client", help="an interactive terminal client (the 2017 menu)",
+                         description="An interactive client with the 2017 menu's commands.")
+    cli.add_argument("--host", default="127.0.0.1")
+    cli.add_argument("--port", type=int, default=DEFAULT_PORT)
+
+    args = parser.parse_args(argv)
+    return {"serve": _serve, "adduser": _adduser, "client": _client}[args.cmd](args)
+
+
+def _serve(args) -> int:
+    if not args.quiet:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(name)s %(message)s")
+    users = {}
+    for spec in args.user:
+        name, sep, password = spec.partition(":")
+        if not sep:
+            print(f"--user wants NAME:PASSWORD, got {spec!r}", file=sys.stderr)
+            return 2
+        users[name] = password
+    try:
+        server = MailServer(users, host=args.host, port=args.port, db=args.db)
+        server.start()
+    except (OSError, StoreError, LocalProtocolError) as exc:
+        print(f"mailkit: cannot serve: {exc}", file=sys.stderr)
+        return 1
+    # SIGTERM stops as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    host, port = server.address
+    print(f"mailkit listening on {host}:{port}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.close()
+    return 0
+
+
+def _read_secret(prompt: str) -> str:
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _adduser(args) -> int:
+    password = _read_secret(f"password for {args.name}: ")
+    if not password:
+        print("mailkit: empty password, no account added", file=sys.stderr)
+        return 1
+    try:
+        with MailStore(args.db) as store:
+            store.add_user(args.name, password, replace=args.replace)
+    except (StoreError, ValueError) as exc:
+        print(f"mailkit: {exc}", file=sys.stderr)
+        return 1
+    print(f"added {args.name} to {args.db}")
+    return 0
+
+
+MENU = """\
+  1) help     2) email    3) getmsg   4) count
+  5) delmsg   6) dump     7) logoff   (q to quit)"""
+
+
+def _ask(prompt: str) -> str:
+    print(prompt, end="", flush=True)
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\r\n")
+
+
+def _ask_body() -> str:
+    print("body (end with a line holding only '.'):", flush=True)
+    lines = []
+    while (line := _ask("")) != ".":
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _client(args) -> int:
+    client = MailClient(args.host, args.port)
+    print(f"mailkit client for {args.host}:{args.port}")
+    try:
+        while client.session_id is None:
+            user = _ask("username: ")
+            try:
+                client.login(user, _read_secret("password: ") if sys.stdin.isatty() else _ask("password: "))
+            except (MailClientError, LocalProtocolError) as exc:
+                print(f"login failed: {exc}")
+                continue
+            print(f"logged in as {user} (session {client.session_id})")
+        while client.session_id is not None:
+            print(MENU)
+            choice = _ask("> ").strip().lower()
+            try:
+                if choice in ("1", "help"):
+                    print(client.help())
+                elif choice in ("2", "email"):
+                    to, subject = _ask("to: "), _ask("subject: ")
+                    print(client.send(to, subject, _ask_body()))
+                elif choice in ("3", "getmsg"):
+                    print(client.command("getmsg", _ask("from: ")).text)
+                elif choice in ("4", "count"):
+                    print(client.command("count").text)
+                elif choice in ("5", "delmsg"):
+                    print(client.command("delmsg", _ask("from: "), _ask("subject: ")).text)
+                elif choice in ("6", "dump"):
+                    print(client.command("dump").text)
+                elif choice in ("7", "logoff"):
+                    print(client.logoff())
+                elif choice in ("q", "quit", "exit"):
+                    break
+                else:
+                    print(f"no such choice: {choice!r}")
+            except (MailClientError, LocalProtocolError) as exc:
+                print(f"error: {exc}")
+    except (EOFError, KeyboardInterrupt):
+        print()
+    return 0

@@ -1,0 +1,249 @@
+"""Noise: a seeded, deterministic stand-in for a wire that flips bits.
+
+Two tools, one idea:
+
+* :class:`BitFlipChannel` sits inside :class:`~mailkit.client.MailClient`
+  and corrupts the frames it sends: at a *rate* (the chance that a frame
+  gets a flipped bit), or exactly where a notebook says ("flip bit 3 of
+  byte 17").
+* :class:`NoisyLink` is a TCP relay between *any* client and *any* server
+  (a student's own, too).  It can flip bits in requests and in replies, drop
+  a reply (the lost ``OK`` that makes a client send again), and delay.
+
+Bits are numbered 0 (least significant, value 1) to 7 (value 128).  The same
+seed gives the same flips, run after run.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from . import protocol as P
+from ._listener import Listener, send_and_close
+
+__all__ = ["flip_bit", "flip_bits", "BitFlipChannel", "NoisyLink", "LinkEvent"]
+
+Flip = tuple[int, int]   # (byte index, bit index 0..7)
+
+
+def flip_bit(data: bytes, byte: int, bit: int) -> bytes:
+    """*data* with bit *bit* (0 = least significant) of byte *byte* flipped."""
+    if not 0 <= bit < 8:
+        raise ValueError(f"a byte has bits 0 to 7, not {bit}")
+    if not -len(data) <= byte < len(data):
+        raise IndexError(f"byte {byte} is outside the {len(data)} bytes of data")
+    out = bytearray(data)
+    out[byte] ^= 1 << bit
+    return bytes(out)
+
+
+def flip_bits(data: bytes, flips) -> bytes:
+    for byte, bit in flips:
+        data = flip_bit(data, byte, bit)
+    return data
+
+
+def _plan(rng: random.Random, rate: float, size: int, bits: int) -> tuple[Flip, ...]:
+    """Draw the flips for one frame: with probability *rate*, *bits* random
+    (distinct) bit positions.  Always draws the same count of numbers per
+    frame so that one frame's length does not shift the next frame's luck."""
+    hit = rng.random() < rate
+    picks = [(rng.random(), rng.randrange(8)) for _ in range(bits)]
+    if not hit or size == 0:
+        return ()
+    return tuple(sorted({(int(u * size), bit) for u, bit in picks}))
+
+
+class BitFlipChannel:
+    """Corrupts outgoing frames, reproducibly.
+
+    ``BitFlipChannel(rate=0.3, seed=1)``: each frame has a 30% chance of
+    *bits* flipped bits (1 by default) at random positions.
+    ``channel.script([(17, 3)], None)``: the next frame gets bit 3 of byte
+    17 flipped, the one after goes through clean; then the rate applies
+    again.  ``channel.log`` keeps the flips of every frame sent.
+    """
+
+    def __init__(self, rate: float = 0.0, *, seed: int = 0, bits: int = 1):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"rate is a probability between 0 and 1, not {rate}")
+        self.rate, self.bits, self.seed = rate, bits, seed
+        self._rng = random.Random(seed)
+        self._script: deque = deque()
+        self.log: list[tuple[Flip, ...]] = []
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"BitFlipChannel(rate={self.rate}, seed={self.seed}, bits={self.bits})"
+
+    def script(self, *plans) -> "BitFlipChannel":
+        """Fix the fate of the next frames: each plan is ``None`` (clean),
+        one ``(byte, bit)``, or a list of them."""
+        for plan in plans:
+            if plan is None:
+                plan = ()
+            elif isinstance(plan, tuple) and len(plan) == 2 and all(isinstance(x, int) for x in plan):
+                plan = (plan,)
+            self._script.append(tuple(plan))
+        return self
+
+    def transmit(self, data: bytes) -> tuple[bytes, tuple[Flip, ...]]:
+        """What arrives when *data* is sent: ``(bytes, flips)``."""
+        with self._lock:
+            if self._script:
+                flips = self._script.popleft()
+            else:
+                flips = _plan(self._rng, self.rate, len(data), self.bits)
+            self.log.append(flips)
+        return flip_bits(data, flips), flips
+
+
+@dataclass
+class LinkEvent:
+    """What the link did to one connection."""
+
+    number: int                      # 1 for the first connection through the link
+    request: bytes = b""             # as the client sent it
+    request_flips: tuple[Flip, ...] = ()
+    reply: bytes = b""               # as the server sent it
+    reply_flips: tuple[Flip, ...] = ()
+    dropped_reply: bool = False
+    delay: float = 0.0
+    error: str = ""
+
+    def summary(self) -> str:
+        parts = [f"#{self.number}"]
+        head = self.request.split(b"#", 1)[0][:40].decode("utf-8", "replace")
+        parts.append(f"request {head!r}")
+        if self.request_flips:
+            parts.append(f"flipped {list(self.request_flips)}")
+        rep = self.reply.split(b"\n", 1)[0][:30].decode("utf-8", "replace")
+        parts.append(f"reply {rep!r}")
+        if self.reply_flips:
+            parts.append(f"reply flipped {list(self.reply_flips)}")
+        if self.dropped_reply:
+            parts.append("REPLY DROPPED")
+        if self.error:
+            parts.append(self.error)
+        return "  ".join(parts)
+
+
+@dataclass
+class _Faults:
+    """The fate of one connection, drawn when its request has arrived.  The
+    reply's flip is drawn then too (as a fraction of its length), so the
+    random sequence does not depend on when replies come back."""
+
+    request_flips: tuple[Flip, ...] = ()
+    reply_flips: tuple[Flip, ...] | None = None   # None: draw from reply_pick
+    reply_pick: tuple[float, int] | None = None    # (fraction of the reply, bit)
+    drop_reply: bool = False
+    delay: float = 0.0
+
+    def flips_for_reply(self, reply: bytes) -> tuple[Flip, ...]:
+        if self.reply_flips is not None:
+            return self.reply_flips
+        if self.reply_pick is None or not reply:
+            return ()
+        return ((int(self.reply_pick[0] * len(reply)), self.reply_pick[1]),)
+
+
+class NoisyLink(Listener):
+    """A TCP relay that corrupts, drops and delays, between any client and server.
+
+    ``NoisyLink(server.address, rate=0.05, seed=7)``: point a client at
+    ``link.address`` instead of the server.  Per connection, with its own
+    seeded chance: *rate* flips a bit in the request (only in command
+    frames, unless *noisy_handshakes*: a handshake has no checksum, so a
+    flipped one just looks like a wrong password); *reply_rate* flips a
+    bit in the reply; *drop_rate* closes the connection instead of passing
+    the reply on; *delay* holds the reply back for that many seconds.
+    ``link.plan_next(...)`` fixes the faults of the next connection instead.
+    ``link.events`` records what happened.
+    """
+
+    def __init__(self, target: tuple[str, int], *, rate: float = 0.0, reply_rate: float = 0.0,
+                 drop_rate: float = 0.0, delay: float = 0.0, seed: int = 0,
+                 noisy_handshakes: bool = False, host: str = "127.0.0.1", port: int = 0,
+                 idle_timeout: float | None = None):
+        super().__init__(host, port, idle_timeout=idle_timeout)
+        self.target = tuple(target)
+        self.rate, self.reply_rate, self.drop_rate, self.delay = rate, reply_rate, drop_rate, delay
+        self.noisy_handshakes = noisy_handshakes
+        self.seed = seed
+        self._rng = random.Random(seed)
+        self._plans: deque[_Faults] = deque()
+        self.events: list[LinkEvent] = []
+
+    def __repr__(self) -> str:
+        where = "%s:%d" % self.address if self.running else "stopped"
+        return (f"<NoisyLink {where} -> {self.target[0]}:{self.target[1]}, rate={self.rate}, "
+                f"reply_rate={self.reply_rate}, drop_rate={self.drop_rate}, seed={self.seed}>")
+
+    def plan_next(self, *, flips=(), reply_flips=(), drop_reply: bool = False,
+                  delay: float = 0.0) -> "NoisyLink":
+        """Fix what happens to the next connection (then the rates apply again)."""
+        with self._lock:
+            self._plans.append(_Faults(tuple(flips), tuple(reply_flips), None, drop_reply, delay))
+        return self
+
+    def _faults(self, request: bytes) -> tuple[LinkEvent, _Faults]:
+        with self._lock:
+            number = len(self.events) + 1
+            if self._plans:
+                faults = self._plans.popleft()
+            else:
+                rng = self._rng
+                frame = self.noisy_handshakes or P._is_frame(request)
+                faults = _Faults(
+                    request_flips=_plan(rng, self.rate if frame else 0.0, len(request), 1),
+                    drop_reply=rng.random() < self.drop_rate,
+                    delay=self.delay,
+                )
+                hit, pick = rng.random() < self.reply_rate, (rng.random(), rng.randrange(8))
+                faults.reply_pick = pick if hit else None
+            event = LinkEvent(number, request, faults.request_flips,
+                              dropped_reply=faults.drop_reply, delay=faults.delay)
+            self.events.append(event)
+        return event, faults
+
+    def handle(self, conn: socket.socket, peer) -> None:
+        try:
+            reader = self.read_request(conn)
+        except (P.RequestTooLarge, TimeoutError) as exc:
+            send_and_close(conn, f"ERROR: {exc}".encode(), drain=True)
+            return
+        if not reader.data:
+            return
+        event, faults = self._faults(reader.data)
+        try:
+            reply = self._forward(_apply(reader.data, faults.request_flips), half_close=reader.closed)
+        except OSError as exc:
+            event.error = f"server unreachable: {exc}"
+            return            # the client sees a closed connection, as through a dead wire
+        event.reply = reply
+        event.reply_flips = faults.flips_for_reply(reply)
+        if faults.delay:
+            self._stopping.wait(faults.delay)
+        if faults.drop_reply:
+            return            # close without a reply: the lost OK
+        send_and_close(conn, _apply(reply, event.reply_flips))
+
+    def _forward(self, request: bytes, *, half_close: bool) -> bytes:
+        with socket.create_connection(self.target, timeout=self.REQUEST_DEADLINE_S) as up:
+            up.sendall(request)
+            if half_close:
+                up.shutdown(socket.SHUT_WR)
+            chunks = []
+            while chunk := up.recv(65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+
+def _apply(data: bytes, flips) -> bytes:
+    return flip_bits(data, [f for f in flips if 0 <= f[0] < len(data)])

@@ -1,0 +1,230 @@
+"""The mail server of PROTOCOL.md, in background threads a notebook can start.
+
+    with MailServer(users={"alice": "wonderland", "bob": "builder"}) as server:
+        host, port = server.address        # 127.0.0.1 and a free port
+        ...                                # the server answers in its threads
+    # here it is stopped: no thread left, the port is free
+
+Each connection carries one request (see
+:class:`mailkit.protocol.RequestReader` for when a request is complete),
+gets one reply, and is closed.  Every request is handled inside one ``try``:
+whatever a client sends, the worst it gets is an error reply and a log line,
+never a dead server.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections import defaultdict, deque
+import threading
+
+from . import protocol as P
+from ._listener import Listener, PortInUseError, format_peer, send_and_close
+from .store import MailStore, SessionError, UnknownUser
+
+__all__ = ["MailServer", "PortInUseError", "REPLIES"]
+
+log = logging.getLogger("mailkit.server")
+
+
+class REPLIES:
+    """The fixed replies, named once (tests and notebooks compare with these)."""
+
+    KO = "KO"                                   # checksum mismatch: the only bare KO
+    LOGIN_FAILED = "KO: wrong username or password"
+    EMAIL_SENT = "OK: Email Sent"               # PROTOCOL.md
+    LOGGED_OFF = "OK: Logged off"
+    TOO_SLOW = "ERROR: request took too long to arrive"
+    INTERNAL = "ERROR: internal server error (logged on the server)"
+
+
+def help_text() -> str:
+    """The reply to ``help``: every command with its fields."""
+    lines = ["OK: commands (send each as SESSION_ID:COMMAND[:FIELD]...#SHA1):"]
+    for spec in P.COMMANDS.values():
+        lines.append(f"  {spec.usage():<28} {spec.summary}")
+    return "\n".join(lines)
+
+
+class LoginThrottle:
+    """Slows password guessing: after MAX_FAILURES wrong passwords for one
+    user within WINDOW_S seconds, that user's logins are refused for
+    LOCKOUT_S seconds (with a reply that says so)."""
+
+    MAX_FAILURES = 5     # a student mistyping twice is fine; a script guessing is not
+    WINDOW_S = 60.0
+    LOCKOUT_S = 30.0
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._locked_until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wait_time(self, user: str) -> float:
+        with self._lock:
+            return max(0.0, self._locked_until.get(user, 0.0) - self._clock())
+
+    def failed(self, user: str) -> None:
+        now = self._clock()
+        with self._lock:
+            times = self._failures[user]
+            times.append(now)
+            while times and times[0] < now - self.WINDOW_S:
+                times.popleft()
+            if len(times) >= self.MAX_FAILURES:
+                self._locked_until[user] = now + self.LOCKOUT_S
+                times.clear()
+
+    def succeeded(self, user: str) -> None:
+        with self._lock:
+            self._failures.pop(user, None)
+
+
+class MailServer(Listener):
+    """The mail server, running in background threads.
+
+    *users* maps usernames to passwords (stored as salted hashes); *db* is a
+    SQLite file, or ``":memory:"`` for a server that forgets when closed.
+    ``start()`` returns once the port accepts connections; ``stop()`` returns
+    within a second and leaves no thread behind; both are safe to call twice,
+    and a stopped server can be started again.  ``close()`` (and leaving a
+    ``with`` block) also closes the store.  Don't call ``stop()`` from inside
+    a request handler.
+    """
+
+    def __init__(
+        self,
+        users: dict[str, str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        db: str = ":memory:",
+        store: MailStore | None = None,
+        idle_timeout: float | None = None,
+        max_request_bytes: int = P.MAX_REQUEST_BYTES,
+    ):
+        super().__init__(host, port, idle_timeout=idle_timeout, max_request_bytes=max_request_bytes)
+        self.store = store if store is not None else MailStore(db)
+        for name, password in (users or {}).items():
+            self.store.add_user(name, password, replace=True)
+        self.throttle = LoginThrottle()
+        self.requests_served = 0
+        self._commands = {
+            "help": self._help, "email": self._email, "getmsg": self._getmsg,
+            "count": self._count, "delmsg": self._delmsg, "dump": self._dump,
+        }
+
+    def close(self) -> None:
+        """Stop, and close the store."""
+        self.stop()
+        self.store.close()
+
+    def __repr__(self) -> str:
+        where = "%s:%d" % self.address if self.running else "stopped"
+        return f"<MailServer {where}>"
+
+    # -- one connection -----------------------------------------------------
+
+    def handle(self, conn: socket.socket, peer) -> None:
+        started = time.perf_counter()
+        what, reply = "nothing sent", None
+        try:
+            try:
+                data = self.read_request(conn).data
+            except P.RequestTooLarge as exc:
+                what, reply = "too large", f"ERROR: {exc}"
+                send_and_close(conn, reply.encode(), drain=True)
+                return
+            except TimeoutError:
+                what, reply = "too slow", REPLIES.TOO_SLOW
+            else:
+                if not data:
+                    return
+                what, reply = self.respond(data)
+            send_and_close(conn, reply.encode("utf-8"))
+        except Exception:   # one bad request must never take the server down
+            log.exception("%s request failed", format_peer(peer))
+            what, reply = "internal error", REPLIES.INTERNAL
+            send_and_close(conn, reply.encode())
+        finally:
+            with self._lock:
+                self.requests_served += 1
+            log.info("%s %s -> %s (%.1f ms)", format_peer(peer), what,
+                     _first_line(reply), (time.perf_counter() - started) * 1000)
+
+    def respond(self, data: bytes) -> tuple[str, str]:
+        """Turn one complete request into (what it was, the reply text).
+
+        Pure apart from the store: a test or notebook can call it with bytes
+        and see the reply without a socket.
+        """
+        try:
+            request = P.parse_request(data)
+        except P.ChecksumMismatch as exc:
+            return f"bad frame: {exc}", REPLIES.KO
+        except P.RemoteProtocolError as exc:
+            return "bad request", f"ERROR: {exc}"
+        if isinstance(request, P.Handshake):
+            return f"login {request.user!r}", self._login(request)
+        user = None
+        what = request.name
+        if request.name != "help":
+            try:
+                user = self.store.session_user(request.session_id)
+            except SessionError as exc:
+                return f"{what} with a bad session id", f"ERROR: {exc}"
+            what = f"{user} {request.name}"
+        if request.name == "logoff":
+            self.store.end_session(request.session_id)
+            return what, REPLIES.LOGGED_OFF
+        return what, self._commands[request.name](user, *request.fields)
+
+    # -- the commands -------------------------------------------------------
+
+    def _login(self, hs: P.Handshake) -> str:
+        wait = self.throttle.wait_time(hs.user)
+        if wait > 0:
+            return f"KO: too many wrong passwords for {hs.user}; try again in {wait:.0f} s"
+        if not self.store.check_password(hs.user, hs.password):
+            self.throttle.failed(hs.user)
+            return REPLIES.LOGIN_FAILED
+        self.throttle.succeeded(hs.user)
+        return f"OK:{self.store.create_session(hs.user)}"
+
+    def _help(self, user) -> str:
+        return help_text()
+
+    def _email(self, user: str, recipient: str, subject: str, body: str) -> str:
+        try:
+            self.store.deliver(user, recipient, subject, body)  # committed: on disk
+        except UnknownUser:
+            return f"ERROR: unknown recipient {recipient!r}"
+        return REPLIES.EMAIL_SENT
+
+    def _getmsg(self, user: str, sender: str) -> str:
+        if not self.store.has_user(sender):
+            return f"ERROR: unknown user {sender!r}"
+        return P.format_messages(self.store.messages(user, sender), title=f" from {sender}")
+
+    def _count(self, user: str) -> str:
+        n = self.store.count(user)
+        return f"OK: {n} message{'' if n == 1 else 's'}"
+
+    def _delmsg(self, user: str, sender: str, subject: str) -> str:
+        n = self.store.delete(user, sender, subject)
+        if n == 0:
+            return f"ERROR: no message from {sender!r} with subject {subject!r}"
+        return f"OK: {n} message{'' if n == 1 else 's'} deleted"
+
+    def _dump(self, user: str) -> str:
+        return P.format_messages(self.store.messages(user))
+
+
+def _first_line(text: str | None) -> str:
+    if text is None:
+        return "(closed, no reply)"
+    line = text.split("\n", 1)[0]
+    return line if len(line) <= 60 else line[:60] + "…"

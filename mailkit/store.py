@@ -1,0 +1,287 @@
+"""Users, login sessions and stored mail, kept in one SQLite database.
+
+Durability: the server replies OK as soon as ``deliver()`` returns, so the
+message must be on disk by then. The connection runs in autocommit mode (each
+statement is its own committed transaction); a file database uses
+``journal_mode=WAL`` (a commit appends to one log, readers never block the
+writer) with ``synchronous=FULL`` (that log is fsynced on every commit).
+
+Threads: ONE connection (``check_same_thread=False``) guarded by one
+``threading.Lock`` taken around every piece of SQL. Simple to reason about,
+safe from any number of threads, and right for ``":memory:"``, where a second
+connection would see a different, empty database. Password hashing (~50 ms of
+scrypt) runs outside the lock so one login never stalls every other thread.
+Nothing is ever pickled, and every query is parameterised.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import sqlite3
+import threading
+import time
+
+from mailkit.protocol import Message, validate_username
+
+__all__ = [
+    "SESSION_TTL_S", "SCRYPT_N", "SCRYPT_R", "SCRYPT_P",
+    "StoreError", "UserExists", "UnknownUser",
+    "SessionError", "UnknownSession", "SessionExpired",
+    "hash_password", "verify_password", "MailStore",
+]
+
+# Sliding expiry: a session dies 30 minutes after its LAST use, long enough for
+# a lab with pauses, short enough that a forgotten session id goes stale.
+SESSION_TTL_S = 30 * 60
+# OWASP's recommended scrypt cost: ~50 ms and 16 MiB per hash, which makes
+# guessing passwords from a stolen database file expensive.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+SALT_BYTES = 16          # 128 random bits: no two users ever share a salt
+HASH_BYTES = 32          # 256-bit derived key, far beyond brute force
+SESSION_DIGITS = 10      # session ids are 10 decimal digits, easy to type in a lab
+SESSION_ID_ATTEMPTS = 20  # a collision is ~1 in 10**10; 20 in a row means a bug
+BUSY_TIMEOUT_MS = 5000   # wait up to 5 s when another process holds the write lock
+SCHEMA_VERSION = 1       # kept in PRAGMA user_version; bump when the tables change
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY, recipient TEXT NOT NULL, sender TEXT NOT NULL,
+    subject TEXT NOT NULL, body TEXT NOT NULL, sent_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS messages_by_recipient_sender ON messages (recipient, sender);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, user TEXT NOT NULL, created_at REAL NOT NULL, last_used REAL NOT NULL);
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+
+class StoreError(Exception):
+    """Base of every error raised by the store."""
+
+
+class UserExists(StoreError):
+    """add_user() was asked for a name that is already taken."""
+
+
+class UnknownUser(StoreError):
+    """The named user does not exist."""
+
+
+class SessionError(StoreError):
+    """Base of the errors meaning "this session id cannot be used"."""
+
+
+class UnknownSession(SessionError):
+    """No session has this id (never created, ended, or expired and removed)."""
+
+
+class SessionExpired(SessionError):
+    """The session was idle for longer than the store's session TTL."""
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    # scrypt needs about 128*r*(n + p) bytes; allow twice that, since
+    # OpenSSL's default limit (32 MiB) is barely above what N=2**14 needs.
+    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
+                          maxmem=2 * 128 * r * (n + p), dklen=HASH_BYTES)
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    """Hash ``password`` with salted scrypt (a fresh 16-byte salt unless given),
+    as ``"scrypt$N$r$p$<salt hex>$<hash hex>"``: the string names its own cost,
+    so old hashes still verify if the defaults change."""
+    if not isinstance(password, str):
+        raise TypeError(f"password must be a str, got {type(password).__name__}")
+    salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
+    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """True if ``password`` matches ``stored`` (a ``hash_password()`` result),
+    compared in constant time; ValueError if ``stored`` is malformed."""
+    parts = stored.split("$")
+    try:
+        if len(parts) != 6 or parts[0] != "scrypt":
+            raise ValueError
+        n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
+        salt, expected = bytes.fromhex(parts[4]), bytes.fromhex(parts[5])
+    except ValueError:
+        raise ValueError(f"bad password hash {stored[:40]!r}: expected "
+                         "'scrypt$N$r$p$<salt hex>$<hash hex>'") from None
+    return hmac.compare_digest(_scrypt(password, salt, n, r, p), expected)
+
+
+# Checked for an unknown user, so that "no such user" costs the same scrypt as
+# "wrong password" and the timing does not reveal which names exist.
+_DUMMY_HASH = f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${'00' * SALT_BYTES}${'00' * HASH_BYTES}"
+
+
+class MailStore:
+    """Users, login sessions and mailboxes in one SQLite database.
+
+    ``path`` is a file name, or ``":memory:"`` for a throw-away store;
+    ``session_ttl`` is the idle time (seconds) after which a session expires;
+    ``clock`` returns the time in seconds (tests pass a fake one to move time).
+    Safe to share between threads. Use it in ``with`` or call ``close()``.
+    """
+
+    def __init__(self, path: str | os.PathLike = ":memory:", *,
+                 session_ttl: float = SESSION_TTL_S, clock=time.time):
+        self.path = os.fspath(path)
+        self.session_ttl = session_ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        # isolation_level=None is autocommit: a statement is committed (and,
+        # with synchronous=FULL, fsynced) before execute() returns.
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None)
+        try:
+            if self.path != ":memory:":
+                self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA synchronous = FULL")
+            version = self._one("PRAGMA user_version")[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self.path} has schema version {version}, but this "
+                                 f"mailkit knows only version {SCHEMA_VERSION} (upgrade mailkit)")
+            self._conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+        except BaseException:
+            self._conn.close()
+            self._conn = None
+            raise
+
+    # All SQL goes through these: _run needs self._lock held; _one and _all take it.
+    def _run(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        if self._conn is None:
+            raise StoreError(f"the store {self.path!r} is closed")
+        return self._conn.execute(sql, params)
+
+    def _one(self, sql: str, params: tuple = ()) -> tuple | None:
+        with self._lock:
+            return self._run(sql, params).fetchone()
+
+    def _all(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._run(sql, params).fetchall()
+
+    # -- users -----------------------------------------------------------
+    def add_user(self, name: str, password: str, *, replace: bool = False) -> None:
+        """Create user ``name`` (ValueError if the name is bad). If it exists:
+        UserExists, or with ``replace=True`` its password is reset."""
+        validate_username(name)
+        password_hash = hash_password(password)  # slow, so outside the lock
+        with self._lock:
+            try:
+                self._run("INSERT INTO users VALUES (?, ?, ?)",
+                          (name, password_hash, self._clock()))
+            except sqlite3.IntegrityError:
+                if not replace:
+                    raise UserExists(f"a user named {name!r} already exists") from None
+                self._run("UPDATE users SET password_hash = ? WHERE name = ?",
+                          (password_hash, name))
+
+    def has_user(self, name: str) -> bool:
+        """True if a user called ``name`` exists."""
+        return self._one("SELECT 1 FROM users WHERE name = ?", (name,)) is not None
+
+    def users(self) -> list[str]:
+        """All user names, sorted."""
+        return sorted(name for (name,) in self._all("SELECT name FROM users"))
+
+    def check_password(self, name: str, password: str) -> bool:
+        """True if ``password`` is right for ``name``; False if wrong or no such user."""
+        row = self._one("SELECT password_hash FROM users WHERE name = ?", (name,))
+        # Outside the lock, and spent even for an unknown user (see _DUMMY_HASH).
+        matches = verify_password(password, row[0] if row else _DUMMY_HASH)
+        return matches and row is not None
+
+    # -- sessions --------------------------------------------------------
+    def create_session(self, user: str) -> str:
+        """Log ``user`` in: return a new 10-digit session id. UnknownUser if no such user."""
+        now = self._clock()
+        with self._lock:
+            if self._run("SELECT 1 FROM users WHERE name = ?", (user,)).fetchone() is None:
+                raise UnknownUser(f"no user named {user!r}")
+            # Housekeeping: forget sessions that have already expired.
+            self._run("DELETE FROM sessions WHERE last_used < ?", (now - self.session_ttl,))
+            for _ in range(SESSION_ID_ATTEMPTS):
+                session_id = f"{secrets.randbelow(10**SESSION_DIGITS):0{SESSION_DIGITS}d}"
+                try:
+                    self._run("INSERT INTO sessions VALUES (?, ?, ?, ?)",
+                              (session_id, user, now, now))
+                    return session_id
+                except sqlite3.IntegrityError:
+                    continue  # that id is taken: draw another
+        raise StoreError(f"no free session id after {SESSION_ID_ATTEMPTS} attempts")
+
+    def session_user(self, session_id: str) -> str:
+        """The user of ``session_id``; each call restarts its idle timer. Raises
+        UnknownSession, or SessionExpired (and then forgets the session)."""
+        now = self._clock()
+        with self._lock:
+            row = self._run("SELECT user, last_used FROM sessions WHERE id = ?",
+                            (session_id,)).fetchone()
+            if row is None:
+                raise UnknownSession(f"unknown session id {session_id} (log in again)")
+            user, last_used = row
+            if now - last_used > self.session_ttl:
+                self._run("DELETE FROM sessions WHERE id = ?", (session_id,))
+                raise SessionExpired(f"session {session_id} expired after "
+                                     f"{self.session_ttl / 60:g} minutes idle (log in again)")
+            self._run("UPDATE sessions SET last_used = ? WHERE id = ?", (now, session_id))
+        return user
+
+    def end_session(self, session_id: str) -> None:
+        """Log out: forget ``session_id``. Ending an unknown session is not an error."""
+        with self._lock:
+            self._run("DELETE FROM sessions WHERE id = ?", (session_id,))
+
+    # -- messages --------------------------------------------------------
+    def deliver(self, sender: str, recipient: str, subject: str, body: str) -> Message:
+        """Store a message; it is on disk when this returns. UnknownUser if no such recipient."""
+        sent_at = self._clock()
+        with self._lock:  # one statement both checks the recipient and inserts
+            inserted = self._run(
+                "INSERT INTO messages (recipient, sender, subject, body, sent_at) "
+                "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE name = ?)",
+                (recipient, sender, subject, body, sent_at, recipient)).rowcount
+        if not inserted:
+            raise UnknownUser(f"no user named {recipient!r}")
+        return Message(sender, recipient, subject, body, sent_at)
+
+    def messages(self, recipient: str, sender: str | None = None) -> list[Message]:
+        """``recipient``'s messages (only those from ``sender`` if given), oldest first."""
+        sql = "SELECT sender, recipient, subject, body, sent_at FROM messages WHERE recipient = ?"
+        params: tuple = (recipient,)
+        if sender is not None:
+            sql, params = sql + " AND sender = ?", (recipient, sender)
+        return [Message(*row) for row in self._all(sql + " ORDER BY id", params)]
+
+    def count(self, recipient: str) -> int:
+        """How many messages ``recipient`` has."""
+        return self._one("SELECT COUNT(*) FROM messages WHERE recipient = ?", (recipient,))[0]
+
+    def delete(self, recipient: str, sender: str, subject: str) -> int:
+        """Delete ``recipient``'s messages with this sender and subject; return how many."""
+        with self._lock:
+            return self._run(
+                "DELETE FROM messages WHERE recipient = ? AND sender = ? AND subject = ?",
+                (recipient, sender, subject)).rowcount
+
+    # -- lifetime --------------------------------------------------------
+    def close(self) -> None:
+        """Close the database. Safe to call more than once."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> MailStore:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -1,0 +1,190 @@
+"""pyproject.toml and environment.yml describe the same environment.
+
+pip users get `pip install -e '.[dev]'` (what `make` does); conda and Binder
+users get environment.yml. These tests fail, naming the package, as soon as
+the two lists drift apart: a package in one but not the other, or a different
+lower bound. They also check the nbval sanitize file, whose format nbval reads
+silently: a malformed line is simply ignored.
+"""
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+from rattler import MatchSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = ROOT / "pyproject.toml"
+ENVIRONMENT = ROOT / "environment.yml"
+SANITIZE = ROOT / "tests" / "nbval-sanitize.cfg"
+
+# Conda packages that the environment needs but pip does not list as extras.
+CONDA_ONLY = {"python", "pip"}
+
+
+def normalize(name: str) -> str:
+    """PEP 503 name: case and runs of - _ . do not matter."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lower_bound(spec: str, where: str) -> Version:
+    """The version after `>=` in a spec such as ">=8.1" or ">=8.1,<9".
+
+    Exactly one `>=` is expected: the project states lower bounds only.
+    """
+    bounds = [part.strip()[2:] for part in spec.split(",") if part.strip().startswith(">=")]
+    assert len(bounds) == 1, f"{where}: expected exactly one '>=' lower bound, got {spec!r}"
+    return Version(bounds[0])
+
+
+def load_pyproject() -> dict:
+    with PYPROJECT.open("rb") as f:
+        return tomllib.load(f)
+
+
+def load_environment() -> dict:
+    with ENVIRONMENT.open() as f:
+        return yaml.safe_load(f)
+
+
+def pip_requirements(extra: str) -> dict[str, Requirement]:
+    """The requirements of one extra, by normalized name."""
+    extras = load_pyproject()["project"]["optional-dependencies"]
+    assert extra in extras, f"pyproject.toml has no [project.optional-dependencies] {extra!r}"
+    reqs: dict[str, Requirement] = {}
+    for line in extras[extra]:
+        req = Requirement(line)
+        name = normalize(req.name)
+        assert name not in reqs, f"pyproject.toml extra {extra!r} lists {req.name!r} twice"
+        reqs[name] = req
+    return reqs
+
+
+def conda_specs() -> dict[str, MatchSpec]:
+    """The conda dependencies of environment.yml (not the pip: section), by normalized name."""
+    specs: dict[str, MatchSpec] = {}
+    for dep in load_environment()["dependencies"]:
+        if isinstance(dep, dict):  # the pip: section
+            continue
+        spec = MatchSpec(dep, strict=True)
+        name = normalize(spec.name.normalized)
+        assert name not in specs, f"environment.yml lists {name!r} twice"
+        specs[name] = spec
+    return specs
+
+
+def test_core_has_no_runtime_dependencies():
+    deps = load_pyproject()["project"].get("dependencies", [])
+    assert deps == [], f"mailkit's core is stdlib only, but [project] dependencies lists {deps}"
+
+
+def test_dev_extra_is_notebooks_plus_test():
+    dev = pip_requirements("dev")
+    parts = pip_requirements("notebooks") | pip_requirements("test")
+    missing = sorted(parts.keys() - dev.keys())
+    extra = sorted(dev.keys() - parts.keys())
+    assert not missing, f"in the notebooks or test extra but not in dev: {missing}"
+    assert not extra, f"in the dev extra but in neither notebooks nor test: {extra}"
+    for name in sorted(dev):
+        assert str(dev[name]) == str(parts[name]), (
+            f"{name!r}: dev says {str(dev[name])!r}, notebooks/test say {str(parts[name])!r}"
+        )
+
+
+def test_environment_is_conda_forge_and_installs_mailkit():
+    env = load_environment()
+    assert env["name"] == "mailkit"
+    assert env["channels"] == ["conda-forge"], f"channels should be conda-forge only, got {env['channels']}"
+    pip_sections = [dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict)]
+    assert pip_sections == [["-e ."]], (
+        f"environment.yml should have one pip: section that is just '-e .', got {pip_sections}"
+    )
+    assert "pip" in conda_specs(), "environment.yml has a pip: section but does not install pip"
+
+
+def test_same_packages_in_dev_extra_and_environment():
+    pip_names = set(pip_requirements("dev"))
+    conda_names = set(conda_specs()) - CONDA_ONLY
+    missing = sorted(pip_names - conda_names)
+    extra = sorted(conda_names - pip_names)
+    assert not missing and not extra, (
+        f"in pyproject.toml's dev extra but not in environment.yml: {missing}; "
+        f"in environment.yml but not in pyproject.toml's dev extra: {extra}"
+    )
+
+
+def test_same_lower_bounds_in_dev_extra_and_environment():
+    conda = conda_specs()
+    wrong = []
+    for name, req in sorted(pip_requirements("dev").items()):
+        if name not in conda:
+            continue  # reported by test_same_packages_in_dev_extra_and_environment
+        assert not req.marker and not req.extras and not req.url, (
+            f"{name!r}: keep pyproject's dev extra to plain 'name>=version' (got {str(req)!r})"
+        )
+        pip_bound = lower_bound(str(req.specifier), f"pyproject.toml {name!r}")
+        conda_version = conda[name].version
+        assert conda_version, f"environment.yml {name!r}: no version bound, pyproject says {str(req.specifier)!r}"
+        conda_bound = lower_bound(conda_version, f"environment.yml {name!r}")
+        if pip_bound != conda_bound:
+            wrong.append(f"{name}: pyproject.toml >={pip_bound}, environment.yml >={conda_bound}")
+    assert not wrong, "lower bounds differ:\n" + "\n".join(wrong)
+
+
+def test_python_bound_matches_requires_python():
+    requires = load_pyproject()["project"]["requires-python"]
+    pip_bound = lower_bound(str(SpecifierSet(requires)), "pyproject.toml requires-python")
+    python = conda_specs().get("python")
+    assert python is not None and python.version, "environment.yml should list python with a lower bound"
+    conda_bound = lower_bound(python.version, "environment.yml python")
+    assert pip_bound == conda_bound, (
+        f"python: pyproject.toml requires-python >={pip_bound}, environment.yml python >={conda_bound}"
+    )
+
+
+# The sanitize file, read the way nbval reads it.
+
+def sanitize_pairs() -> list[tuple[str, str]]:
+    from nbval.plugin import get_sanitize_patterns
+
+    return get_sanitize_patterns(SANITIZE.read_text())
+
+
+def test_sanitize_file_every_line_is_read():
+    pattern_lines = [
+        line for line in SANITIZE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    pairs = sanitize_pairs()
+    assert len(pattern_lines) == 2 * len(pairs), (
+        "nbval ignores lines that are not 'regex: ...' directly followed by 'replace: ...' "
+        f"(one space after each colon); it read {len(pairs)} pairs from {len(pattern_lines)} lines"
+    )
+    for regex, _ in pairs:
+        re.compile(regex)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("listening on 127.0.0.1:54321", "listening on 127.0.0.1:PORT"),
+        ("('127.0.0.1', 54321)", "('127.0.0.1', PORT)"),
+        ("server on port 43210", "server on port PORT"),
+        ("bind to port 0 and the OS picks one", "bind to port 0 and the OS picks one"),
+        ("session 4821937560 opened", "session SESSIONID opened"),
+        ("at 2024-11-25 12:26:01 UTC", "at TIME"),
+        ("at 2024-11-25T12:26:01.123456+00:00", "at TIME"),
+        ("at 2024-11-25T12:26:01Z", "at TIME"),
+        ("took 12.3 ms, then 7 ms", "took N ms, then N ms"),
+        ("OK 3 frames, checksum 0x1f", "OK 3 frames, checksum 0x1f"),
+    ],
+)
+def test_sanitize_masks_only_what_varies(text, expected):
+    for regex, replace in sanitize_pairs():
+        text = re.sub(regex, replace, text)
+    assert text == expected
