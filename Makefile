@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	touch $@
 
 test: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest tests notebooks --nbval --nbval-current-env \
+	$(VENV)/bin/python -m pytest tests notebooks labs --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval-sanitize.cfg $(PYTEST_ARGS)
 
 lab: $(VENV)/.installed

@@ -83,16 +83,16 @@ def test_core_has_no_runtime_dependencies():
     assert deps == [], f"mailkit's core is stdlib only, but [project] dependencies lists {deps}"
 
 
-def test_dev_extra_is_notebooks_plus_test():
+def test_dev_extra_is_notebooks_plus_labs_plus_test():
     dev = pip_requirements("dev")
-    parts = pip_requirements("notebooks") | pip_requirements("test")
+    parts = pip_requirements("notebooks") | pip_requirements("labs") | pip_requirements("test")
     missing = sorted(parts.keys() - dev.keys())
     extra = sorted(dev.keys() - parts.keys())
-    assert not missing, f"in the notebooks or test extra but not in dev: {missing}"
-    assert not extra, f"in the dev extra but in neither notebooks nor test: {extra}"
+    assert not missing, f"in the notebooks, labs or test extra but not in dev: {missing}"
+    assert not extra, f"in the dev extra but in none of notebooks, labs, test: {extra}"
     for name in sorted(dev):
         assert str(dev[name]) == str(parts[name]), (
-            f"{name!r}: dev says {str(dev[name])!r}, notebooks/test say {str(parts[name])!r}"
+            f"{name!r}: dev says {str(dev[name])!r}, notebooks/labs/test say {str(parts[name])!r}"
         )
 
 
