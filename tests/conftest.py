@@ -1,0 +1,93 @@
+"""Shared fixtures: a running server on 127.0.0.1 port 0, and the accounts."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))   # tests/legacy2017.py
+
+from mailkit import MailClient, MailServer  # noqa: E402
+
+USERS = {"alice": "wonderland", "bob": "builder", "carol": "lamb"}
+
+
+@pytest.fixture
+def server():
+    """A server with alice, bob and carol; a short idle timeout keeps the
+    tests that wait for it quick."""
+    with MailServer(users=USERS, idle_timeout=0.3) as srv:
+        yield srv
+
+
+@pytest.fixture
+def alice(server) -> MailClient:
+    client = MailClient(*server.address)
+    client.login("alice", USERS["alice"])
+    return client
+
+
+@pytest.fixture
+def bob(server) -> MailClient:
+    client = MailClient(*server.address)
+    client.login("bob", USERS["bob"])
+    return client
+
+
+def raw_request(address, data: bytes, *, half_close: bool = True, timeout: float = 5.0) -> bytes:
+    """Send *data* on a fresh connection and read the reply until the server closes."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def thread_names() -> set[str]:
+    return {t.name for t in threading.enumerate()}
+
+
+class ServeProcess:
+    """``python -m mailkit serve`` in a subprocess, on a free port."""
+
+    def __init__(self, db, *extra: str, users=USERS):
+        import subprocess
+
+        args = [sys.executable, "-m", "mailkit", "serve", "--port", "0", "--db", str(db), *extra]
+        for name, password in users.items():
+            args += ["--user", f"{name}:{password}"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.first_line = self.proc.stdout.readline()
+        host, port = self.first_line.strip().rpartition(" ")[2].rsplit(":", 1)
+        self.address = (host, int(port))
+
+    def stop(self, sig=None) -> int:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig or signal.SIGINT)
+        if self.proc.returncode is None or not hasattr(self, "stdout_rest"):
+            self.stdout_rest, self.stderr = self.proc.communicate(timeout=10)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def serve_process(tmp_path):
+    """Start ``python -m mailkit serve`` with the test accounts; stopped at the end."""
+    started = []
+
+    def start(*extra: str, db=None, users=USERS) -> ServeProcess:
+        proc = ServeProcess(db or tmp_path / "mail.db", *extra, users=users)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()

@@ -1,0 +1,275 @@
+"""The server over real TCP on 127.0.0.1: life cycle, framing, bad input, isolation."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import USERS, raw_request, thread_names
+from mailkit import REPLIES, MailClient, MailServer, PortInUseError, ServerError
+from mailkit.protocol import MAX_REQUEST_BYTES, checksum, make_frame, make_handshake
+from mailkit.store import MailStore
+
+# -- life cycle ---------------------------------------------------------------
+
+
+def test_binds_loopback_on_a_free_port_by_default():
+    with MailServer() as server:
+        host, port = server.address
+        assert host == "127.0.0.1"
+        assert port > 0
+
+
+def test_start_accepts_at_once_and_stop_leaves_no_thread():
+    before = thread_names()
+    server = MailServer(users=USERS).start()
+    address = server.address
+    idle = socket.create_connection(address)      # a client that never sends
+    assert raw_request(address, b"alice:wonderland").startswith(b"OK:")
+    assert len(thread_names() - before) >= 2      # acceptor + the idle connection
+    t0 = time.monotonic()
+    server.stop()
+    took = time.monotonic() - t0
+    idle.close()
+    assert took < 1.0, f"stop() took {took:.2f} s with an idle client connected"
+    assert thread_names() - before == set()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(address, timeout=1).close()
+
+
+def test_start_and_stop_are_safe_twice_and_restart_works():
+    server = MailServer(users=USERS)
+    server.stop()                      # never started: nothing to do
+    server.start()
+    server.start()                     # already running: same port
+    first = server.address
+    server.stop()
+    server.stop()
+    server.start()                     # a stopped server starts again, same store
+    assert server.address[0] == first[0]
+    assert raw_request(server.address, b"bob:builder").startswith(b"OK:")
+    server.close()
+
+
+def test_port_in_use_is_a_clear_error_at_once():
+    with MailServer() as first:
+        port = first.address[1]
+        t0 = time.monotonic()
+        with pytest.raises(PortInUseError, match=f"port {port} .* already in use"):
+            MailServer(port=port).start()
+        assert time.monotonic() - t0 < 1.0
+
+
+def test_stop_all_stops_servers_left_running_by_earlier_cells():
+    servers = [MailServer().start() for _ in range(3)]
+    assert MailServer.stop_all() >= 3
+    assert not any(s.running for s in servers)
+
+
+def test_address_before_start_says_what_to_do():
+    with pytest.raises(RuntimeError, match="call start"):
+        MailServer().address
+
+
+# -- when is a request complete -----------------------------------------------
+
+
+def test_2017_handshake_without_terminator_is_answered_promptly(server):
+    with socket.create_connection(server.address, timeout=1.0) as sock:
+        sock.sendall(b"alice:wonderland")        # no newline, no half-close: then wait
+        reply = sock.recv(1024)                  # raises if nothing comes within 1 s
+    assert re.fullmatch(rb"OK:\d{10}", reply)
+
+
+def test_2017_frame_without_half_close_is_answered_when_its_checksum_matches(server, alice):
+    frame = make_frame(alice.session_id, "count")
+    with socket.create_connection(server.address, timeout=1.0) as sock:
+        sock.sendall(frame)
+        assert sock.recv(1024) == b"OK: 0 messages"
+
+
+def test_frame_with_flipped_separator_gets_ko_after_the_idle_timeout(server, alice):
+    frame = bytearray(make_frame(alice.session_id, "count"))
+    frame[frame.rindex(b"#")] ^= 0b10          # '#' becomes '!': the frame never looks complete
+    with socket.create_connection(server.address, timeout=3.0) as sock:
+        sock.sendall(bytes(frame))              # and the client stays silent
+        assert sock.recv(1024) == b"KO"
+
+
+def test_100_kb_body_arrives_whole_in_pieces(server, alice, bob):
+    body = "".join(f"line {i:05d}: {'x' * 60}\n" for i in range(1600))
+    assert len(body.encode()) > 100_000
+    frame = make_frame(alice.session_id, "email", "bob", "big", body)
+    with socket.create_connection(server.address, timeout=3.0) as sock:
+        for i in range(0, len(frame), 1000):     # a slow writer: 1000-byte pieces
+            sock.sendall(frame[i : i + 1000])
+        assert sock.recv(1024) == REPLIES.EMAIL_SENT.encode()
+    [message] = bob.messages_from("alice")
+    assert message.body == body
+
+
+# -- bad input: a clear reply each, and the next client is served --------------
+
+BAD_INPUTS = [
+    # (name, bytes or a function of the session id, expected reply pattern)
+    ("garbage bytes", b"\x00\xff\x13garbage\x80", r"ERROR: the handshake is not UTF-8 text.*"),
+    ("text without a colon", b"hello there", r"ERROR: expected USERNAME:PASSWORD.*"),
+    ("non-UTF-8 password", b"alice:\xff\xfe", r"ERROR: the handshake is not UTF-8.*"),
+    ("wrong password", b"alice:rabbit", re.escape(REPLIES.LOGIN_FAILED)),
+    ("unknown user", b"mallory:x", re.escape(REPLIES.LOGIN_FAILED)),
+    ("half frame", lambda sid: make_frame(sid, "email", "bob", "s", "b")[:30],
+     r"ERROR: incomplete frame.*"),
+    ("wrong checksum", lambda sid: make_frame(sid, "count")[:-1] + b"0", r"KO"),
+    ("non-UTF-8 frame", lambda sid: (lambda c: c + b"#" + checksum(c).encode())(f"{sid}:email:bob:s:".encode() + b"\xc3\x28"),
+     r"ERROR: the frame is not UTF-8 text.*"),
+    ("unknown command", lambda sid: (lambda c: c + b"#" + checksum(c).encode())(f"{sid}:fly".encode()),
+     r"ERROR: unknown command 'fly' \(send 'help' for the list\)"),
+    ("missing fields", lambda sid: (lambda c: c + b"#" + checksum(c).encode())(f"{sid}:email:bob".encode()),
+     r"ERROR: email takes 3 field\(s\) \(email:RECIPIENT:SUBJECT:BODY\), got 1"),
+    ("wrong session id", make_frame("0000000001", "count"),
+     r"ERROR: unknown session id 0000000001 \(log in again\)"),
+    ("unknown recipient", lambda sid: make_frame(sid, "email", "mallory", "s", "b"),
+     r"ERROR: unknown recipient 'mallory'"),
+    ("message not there", lambda sid: make_frame(sid, "delmsg", "bob", "nothing"),
+     r"ERROR: no message from 'bob' with subject 'nothing'"),
+    ("getmsg from nobody", lambda sid: make_frame(sid, "getmsg", "mallory"),
+     r"ERROR: unknown user 'mallory'"),
+]
+
+
+@pytest.mark.parametrize("name,request_,expected", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_gets_its_reply_and_the_next_client_is_served(server, alice, name, request_, expected):
+    data = request_(alice.session_id) if callable(request_) else request_
+    reply = raw_request(server.address, data).decode("utf-8")
+    assert re.fullmatch(expected, reply, re.S), f"{name}: got {reply!r}"
+    if name != "wrong checksum":
+        assert reply != "KO", "a bare KO is only for a checksum mismatch"
+    # the server goes on serving everyone
+    assert alice.send("bob", f"after {name}", "still here") == REPLIES.EMAIL_SENT
+
+
+def test_too_large_request_gets_a_clear_error_not_a_reset(server):
+    reply = raw_request(server.address, b"alice:" + b"x" * (MAX_REQUEST_BYTES + 10))
+    assert reply.startswith(b"ERROR: request is over the limit of 1048576 bytes")
+
+
+def test_nothing_sent_is_closed_after_the_idle_timeout(server):
+    with socket.create_connection(server.address, timeout=3.0) as sock:
+        assert sock.recv(1024) == b""         # closed by the server, without a reply
+
+
+def test_expired_session_is_refused_with_a_reason():
+    now = [1_000_000.0]
+    store = MailStore(clock=lambda: now[0], session_ttl=60)
+    with MailServer(users=USERS, store=store) as server:
+        client = MailClient(*server.address)
+        client.login("alice", "wonderland")
+        assert client.count() == 0
+        now[0] += 61
+        with pytest.raises(ServerError, match=r"session \d{10} expired .* \(log in again\)"):
+            client.count()
+        assert len(client.transcript) == 3, "a named error is not retried"
+
+
+def test_logoff_ends_the_session(server, alice):
+    sid = alice.session_id
+    assert alice.logoff() == REPLIES.LOGGED_OFF
+    reply = raw_request(server.address, make_frame(sid, "count"))
+    assert reply == f"ERROR: unknown session id {sid} (log in again)".encode()
+
+
+def test_help_lists_every_command(server, alice):
+    text = alice.help()
+    for command in ("help", "email:RECIPIENT:SUBJECT:BODY", "getmsg:SENDER", "count",
+                    "delmsg:SENDER:SUBJECT", "dump", "logoff"):
+        assert command in text
+
+
+# -- who sees what -------------------------------------------------------------
+
+
+def test_a_session_sees_only_its_own_users_mail(server, alice, bob):
+    alice.send("bob", "for bob", "secret of bob")
+    bob.send("alice", "for alice", "secret of alice")
+    assert [m.subject for m in alice.dump()] == ["for alice"]
+    assert [m.subject for m in bob.dump()] == ["for bob"]
+    assert alice.messages_from("alice") == []
+    # bob cannot delete what alice received
+    with pytest.raises(ServerError, match="no message"):
+        bob.delete("bob", "for alice")
+    assert alice.count() == 1
+
+
+def test_guessed_session_ids_get_nothing(server, alice):
+    alice.send("bob", "private", "for bob only")
+    for _ in range(200):
+        guess = f"{secrets.randbelow(10**10):010d}"
+        reply = raw_request(server.address, make_frame(guess, "dump"))
+        assert reply.startswith(b"ERROR: unknown session id"), reply
+
+
+def test_session_ids_are_ten_digits_and_all_different(server):
+    ids = {raw_request(server.address, b"carol:lamb").decode() for _ in range(50)}
+    assert len(ids) == 50
+    assert all(re.fullmatch(r"OK:\d{10}", i) for i in ids)
+
+
+def test_repeated_wrong_passwords_lock_the_account_for_a_while(server):
+    for _ in range(5):
+        assert raw_request(server.address, b"carol:guess") == REPLIES.LOGIN_FAILED.encode()
+    reply = raw_request(server.address, b"carol:lamb").decode()     # even the right one
+    assert re.fullmatch(r"KO: too many wrong passwords for carol; try again in \d+ s", reply)
+    assert raw_request(server.address, b"alice:wonderland").startswith(b"OK:")  # others unaffected
+
+
+# -- many at once ----------------------------------------------------------------
+
+
+def test_50_clients_send_20_mails_each_every_mail_delivered_exactly_once(server):
+    def run(i: int) -> None:
+        client = MailClient(*server.address)
+        client.login(["alice", "bob", "carol"][i % 3], list(USERS.values())[i % 3])
+        for j in range(20):
+            client.send(["alice", "bob", "carol"][j % 3], f"c{i}-m{j}", f"body {i} {j}")
+
+    with ThreadPoolExecutor(50) as pool:
+        list(pool.map(run, range(50)))
+    subjects = []
+    for name, password in USERS.items():
+        reader = MailClient(*server.address)
+        reader.login(name, password)
+        subjects += [m.subject for m in reader.dump()]
+    assert len(subjects) == 1000
+    assert sorted(subjects) == sorted(f"c{i}-m{j}" for i in range(50) for j in range(20))
+
+
+# -- quiet in notebooks, one log line per request ----------------------------------
+
+
+def test_one_log_line_per_request_and_nothing_on_stderr(server, caplog, capfd):
+    caplog.set_level(logging.INFO, logger="mailkit.server")
+    raw_request(server.address, b"\xff\xfe")
+    raw_request(server.address, b"alice:wonderland")
+    deadline = time.monotonic() + 2
+    while len([r for r in caplog.records if "->" in r.getMessage()]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    lines = [r.getMessage() for r in caplog.records if "->" in r.getMessage()]
+    assert len(lines) == 2
+    assert re.search(r"127\.0\.0\.1:\d+ bad request -> ERROR: the handshake is not UTF-8", lines[0])
+    assert re.search(r"login 'alice' -> OK:\d{10}", lines[1])
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_respond_answers_without_a_socket():
+    server = MailServer(users=USERS)
+    what, reply = server.respond(make_handshake("bob", "builder"))
+    assert what == "login 'bob'" and re.fullmatch(r"OK:\d{10}", reply)
+    server.close()
