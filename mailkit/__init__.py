@@ -17,7 +17,7 @@ import logging
 
 from .client import (
     LoginFailed, MailClient, MailClientError, NotLoggedIn, RetriesExhausted,
-    ServerError, ServerUnreachable,
+    ServerError, ServerUnreachable, UnexpectedReply,
 )
 from .noise import BitFlipChannel, NoisyLink, flip_bit
 from .protocol import (
@@ -36,7 +36,7 @@ __all__ = [
     "COMMANDS", "checksum", "make_frame", "make_handshake", "parse_request", "parse_reply",
     "flip_bit", "hexdump",
     "ProtocolError", "ChecksumMismatch", "MailClientError", "ServerError", "LoginFailed",
-    "NotLoggedIn", "RetriesExhausted", "ServerUnreachable", "PortInUseError",
+    "NotLoggedIn", "RetriesExhausted", "ServerUnreachable", "UnexpectedReply", "PortInUseError",
 ]
 
 # A library logs, it does not print: without this handler Python's "last

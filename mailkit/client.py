@@ -25,9 +25,11 @@ from .trace import Exchange, Transcript
 
 __all__ = [
     "MailClient", "MailClientError", "ServerError", "LoginFailed", "NotLoggedIn",
-    "RetriesExhausted", "ServerUnreachable", "DEFAULT_RETRIES",
+    "RetriesExhausted", "ServerUnreachable", "UnexpectedReply", "DEFAULT_RETRIES",
 ]
 
+# PROTOCOL.md names the success reply of these; anything else is a damaged reply.
+_REPLIES_START_WITH_OK = ("email", "logoff")
 DEFAULT_RETRIES = 3        # PROTOCOL.md: "up to three times"
 DEFAULT_TIMEOUT_S = 5.0    # connect and each read; a server that says nothing for 5 s is gone
 
@@ -54,6 +56,18 @@ class NotLoggedIn(MailClientError):
 
 class ServerUnreachable(MailClientError):
     """Nothing listens at the address (the server is not running?)."""
+
+
+class UnexpectedReply(MailClientError):
+    """A reply that is neither the success the protocol names nor an error:
+    most likely damaged on its way back (replies carry no checksum)."""
+
+    def __init__(self, command: str, reply: str):
+        self.command, self.reply = command, reply
+        super().__init__(
+            f"the reply to {command} was not understood: {reply[:60]!r} (damaged on the way "
+            "back? replies have no checksum, so the request may or may not have been carried out)"
+        )
 
 
 class RetriesExhausted(MailClientError):
@@ -139,6 +153,8 @@ class MailClient:
         reply = self._request(name, frame, noisy=True)
         if reply.kind == "ERROR":
             raise ServerError(reply.text.strip())
+        if name in _REPLIES_START_WITH_OK and not reply.text.lstrip().startswith("OK"):
+            raise UnexpectedReply(name, reply.text)
         return reply
 
     # -- one request, with retries ------------------------------------------

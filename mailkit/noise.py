@@ -17,6 +17,7 @@ seed gives the same flips, run after run.
 from __future__ import annotations
 
 import random
+import selectors
 import socket
 import threading
 import time
@@ -50,13 +51,20 @@ def flip_bits(data: bytes, flips) -> bytes:
 
 def _plan(rng: random.Random, rate: float, size: int, bits: int) -> tuple[Flip, ...]:
     """Draw the flips for one frame: with probability *rate*, *bits* random
-    (distinct) bit positions.  Always draws the same count of numbers per
+    distinct bit positions.  Always draws the same count of numbers per
     frame so that one frame's length does not shift the next frame's luck."""
     hit = rng.random() < rate
     picks = [(rng.random(), rng.randrange(8)) for _ in range(bits)]
     if not hit or size == 0:
         return ()
-    return tuple(sorted({(int(u * size), bit) for u, bit in picks}))
+    total = size * 8
+    chosen: set[int] = set()
+    for u, bit in picks[:total]:
+        pos = int(u * size) * 8 + bit
+        while pos in chosen:              # two draws hit the same bit: take the next free one
+            pos = (pos + 1) % total
+        chosen.add(pos)
+    return tuple((pos // 8, pos % 8) for pos in sorted(chosen))
 
 
 class BitFlipChannel:
@@ -222,7 +230,7 @@ class NoisyLink(Listener):
             return
         event, faults = self._faults(reader.data)
         try:
-            reply = self._forward(_apply(reader.data, faults.request_flips), half_close=reader.closed)
+            reply = self._forward(conn, _apply(reader.data, faults.request_flips), half_closed=reader.closed)
         except OSError as exc:
             event.error = f"server unreachable: {exc}"
             return            # the client sees a closed connection, as through a dead wire
@@ -234,16 +242,41 @@ class NoisyLink(Listener):
             return            # close without a reply: the lost OK
         send_and_close(conn, _apply(reply, event.reply_flips))
 
-    def _forward(self, request: bytes, *, half_close: bool) -> bytes:
-        with socket.create_connection(self.target, timeout=self.REQUEST_DEADLINE_S) as up:
+    def _forward(self, conn: socket.socket, request: bytes, *, half_closed: bool) -> bytes:
+        """Send *request* upstream and collect the reply, passing on anything
+        more the client sends, and its half-close, while the reply comes."""
+        with socket.create_connection(self.target, timeout=self.REQUEST_DEADLINE_S) as up, \
+                selectors.DefaultSelector() as sel:
             up.sendall(request)
-            if half_close:
+            if half_closed:
                 up.shutdown(socket.SHUT_WR)
+            else:
+                sel.register(conn, selectors.EVENT_READ)
+            sel.register(up, selectors.EVENT_READ)
             chunks = []
-            while chunk := up.recv(65536):
-                chunks.append(chunk)
+            deadline = time.monotonic() + self.REQUEST_DEADLINE_S
+            while time.monotonic() < deadline:
+                for key, _ in sel.select(timeout=0.5):
+                    if key.fileobj is up:
+                        chunk = up.recv(65536)
+                        if not chunk:
+                            return b"".join(chunks)
+                        chunks.append(chunk)
+                        continue
+                    try:
+                        more = conn.recv(65536)
+                    except OSError:
+                        more = b""
+                    if more:
+                        up.sendall(more)
+                    else:                     # the client half-closed: say so upstream
+                        sel.unregister(conn)
+                        up.shutdown(socket.SHUT_WR)
+                if self._stopping.is_set():
+                    break
             return b"".join(chunks)
 
 
 def _apply(data: bytes, flips) -> bytes:
-    return flip_bits(data, [f for f in flips if 0 <= f[0] < len(data)])
+    """Flip what falls inside *data* (negative byte indices count from the end)."""
+    return flip_bits(data, [f for f in flips if -len(data) <= f[0] < len(data)])

@@ -19,10 +19,13 @@ Framing choices (see docs/protocol.md for the full story):
   escaping at all.
 * Fields are split by the command's arity, so the last field (BODY, or the
   SUBJECT of ``delmsg``) keeps every ``:`` it contains, unescaped.
-* Only a ``:`` in a field that is *not* last must be escaped, as ``%3A``;
-  a ``%`` is escaped (``%25``) only where it would otherwise be read as the
-  start of an escape.  Text without ``:`` in such fields, and every last
-  field, is byte-identical to what a 2017 client sends.
+* Only a field that is *not* last (the SUBJECT of ``email``) needs an
+  escape, and only for ``:`` (written ``#3A``) and ``#`` (written ``#23``).
+  ``#`` is the escape character because no working 2017 frame could hold a
+  ``#`` in a field (the checksum was split off at the first one), so no text
+  a 2017 client could send is ever read as an escape.  Text without ``#``
+  and ``:``, and every last field, is byte-identical to what a 2017 client
+  sends.
 """
 
 from __future__ import annotations
@@ -204,33 +207,20 @@ def checksum(content: bytes) -> str:
     return hashlib.sha1(content).hexdigest()
 
 
-_ESCAPES = ("%25", "%3A", "%3a")
+_ESCAPE = {":": "#3A", "#": "#23"}
+_UNESCAPE_RE = re.compile("#(3A|3a|23)")
 
 
 def escape_field(text: str) -> str:
-    """Escape a field that is not the last one of its frame.
-
-    ``:`` becomes ``%3A``; ``%`` becomes ``%25`` only where it starts
-    something that :func:`unescape_field` would read as an escape.  All
-    other text is left exactly as it is.
-    """
-    out = []
-    for i, ch in enumerate(text):
-        if ch == ":":
-            out.append("%3A")
-        elif ch == "%" and text[i : i + 3] in _ESCAPES:
-            out.append("%25")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-_UNESCAPE_RE = re.compile("%(25|3A|3a)")
+    """Escape a field that is not the last one of its frame: ``:`` becomes
+    ``#3A`` and ``#`` becomes ``#23``; all other text is left exactly as it is."""
+    return text.replace("#", "#23").replace(":", "#3A")
 
 
 def unescape_field(text: str) -> str:
-    """Undo :func:`escape_field`."""
-    return _UNESCAPE_RE.sub(lambda m: "%" if m.group(1) == "25" else ":", text)
+    """Undo :func:`escape_field`.  A ``#`` that does not start ``#3A`` or
+    ``#23`` is kept as it is (a 2017 client's ``C# tips`` stays ``C# tips``)."""
+    return _UNESCAPE_RE.sub(lambda m: "#" if m.group(1) == "23" else ":", text)
 
 
 # --------------------------------------------------------------------------
@@ -242,6 +232,8 @@ def make_handshake(user: str, password: str) -> bytes:
     validate_username(user)
     if _looks_framed(password.encode("utf-8")):
         raise LocalProtocolError("a password may not end in '#' and 40 hex digits")
+    if password.endswith(("\n", "\r")):
+        raise LocalProtocolError("a password may not end in a line break")
     return f"{user}:{password}".encode("utf-8")
 
 
@@ -251,7 +243,7 @@ def make_frame(session_id: str, command: str, *fields: str) -> bytes:
     >>> make_frame("0123456789", "count")
     b'0123456789:count#a1c6...'  # doctest: +SKIP
     """
-    if not (len(session_id) == SESSION_ID_LEN and session_id.isdigit()):
+    if not _is_session_id(session_id):
         raise LocalProtocolError(f"a session id is {SESSION_ID_LEN} digits, not {session_id!r}")
     spec = COMMANDS.get(command)
     if spec is None:
@@ -269,6 +261,10 @@ def make_frame(session_id: str, command: str, *fields: str) -> bytes:
 
 # --------------------------------------------------------------------------
 # Parsing requests
+
+
+def _is_session_id(text: str) -> bool:
+    return len(text) == SESSION_ID_LEN and text.isascii() and text.isdigit()
 
 
 def _looks_framed(data: bytes) -> bool:
@@ -354,7 +350,7 @@ def _parse_frame(data: bytes) -> Command:
         raise ChecksumMismatch(claimed, actual)
     text = _decode(content, "the frame")
     session_id, sep, rest = text.partition(":")
-    if not (sep and len(session_id) == SESSION_ID_LEN and session_id.isdigit()):
+    if not (sep and _is_session_id(session_id)):
         raise MalformedRequest(
             f"a frame starts with a {SESSION_ID_LEN}-digit session id and ':'; got {_preview(text)}"
         )
@@ -363,9 +359,10 @@ def _parse_frame(data: bytes) -> Command:
     if spec is None:
         raise UnknownCommand(f"unknown command {_preview(name)} (send 'help' for the list)")
     parts = rest.split(":", len(spec.fields))[1:]
-    if len(parts) != len(spec.fields):
+    if len(parts) != len(spec.fields) or (not spec.fields and rest != name):
         raise MalformedRequest(
-            f"{name} takes {len(spec.fields)} field(s) ({spec.usage()}), got {len(parts)}"
+            f"{name} takes {len(spec.fields)} field(s) ({spec.usage()}), "
+            f"got {rest.count(':') if not spec.fields else len(parts)}"
         )
     fields = tuple(unescape_field(p) for p in parts[:-1]) + tuple(parts[-1:])
     return Command(session_id, name, fields)
@@ -459,12 +456,16 @@ def parse_messages(text: str) -> list[Message]:
         try:
             length = int(headers["Length"])
             sent_at = calendar.timegm(time.strptime(headers["Date"], "%Y-%m-%d %H:%M:%S UTC"))
+            if len(rest) < length or rest[length : length + 1] not in (b"", b"\n"):
+                raise ValueError(f"its body should be {length} bytes, and is not")
             body, rest = rest[:length].decode("utf-8"), rest[length + 1 :]
             messages.append(
                 Message(headers["From"], headers.get("To", ""), _unescape_header(headers["Subject"]), body, sent_at)
             )
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             raise RemoteProtocolError(f"message {i} of the listing is damaged: {exc}") from None
+    if rest:
+        raise RemoteProtocolError(f"{len(rest)} unexpected bytes after the last message of the listing")
     return messages
 
 

@@ -3,9 +3,10 @@
 An :class:`Exchange` is one attempt: the bytes the client meant to send, the
 bytes that went on the wire (different if a bit was flipped), the reply and
 how long it took.  A :class:`Transcript` is a list of them, printable as a
-table or as a text sequence diagram.  Pictures (SVG sequence diagrams, a
-hexdump with the flipped bit marked) live in :mod:`mailkit.pictures`, which
-needs matplotlib; this module needs nothing but the standard library.
+table or as a text sequence diagram, and :func:`hexdump` shows bytes with
+flipped bits marked by carets.  Drawn pictures (SVG sequence diagrams, a
+coloured hexdump) live in :mod:`mailkit.pictures`, which needs matplotlib;
+this module needs nothing but the standard library.
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ def hexdump(data: bytes, flips=(), *, width: int = 16) -> str:
     """A hexdump of *data*; bytes at the positions in *flips* ((byte, bit)
     pairs) are marked with a caret line under them, so the flipped bit reads
     in plain text too."""
-    marked = {i: b for i, b in flips}
+    marked: dict[int, list[int]] = {}
+    for i, b in flips:
+        marked.setdefault(i + len(data) if i < 0 else i, []).append(b)
     lines = []
     for row in range(0, len(data), width):
         chunk = data[row : row + width]
@@ -101,6 +104,9 @@ def hexdump(data: bytes, flips=(), *, width: int = 16) -> str:
             for c in carets:
                 hexline[c * 3] = hexline[c * 3 + 1] = "^"
                 textline[c] = "^"
-            notes = ", ".join(f"byte {i}: bit {marked[i]}" for i in sorted(marked) if row <= i < row + width)
+            notes = ", ".join(
+                f"byte {i}: bit{'s' if len(marked[i]) > 1 else ''} {' and '.join(map(str, sorted(marked[i])))}"
+                for i in sorted(marked) if row <= i < row + width
+            )
             lines.append(f"{'':8}  {''.join(hexline)[: width * 3 - 1]}   {''.join(textline)}  {notes}")
     return "\n".join(lines)
