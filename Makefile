@@ -5,15 +5,18 @@
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+# Port of `make app` (Voila's usual one).
+APP_PORT ?= 8866
 
 # Added only when running as root (containers, CI), where Jupyter refuses to start without it.
 ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: help lab test venv clean
+.PHONY: help lab test app venv clean
 
 help:
 	@echo "make lab  — open the course in JupyterLab"
 	@echo "make test — run every test"
+	@echo "make app  — serve the mail client (notebooks/06) as a web page with Voila, port APP_PORT=$(APP_PORT)"
 
 venv: $(VENV)/.installed
 
@@ -31,6 +34,11 @@ test: $(VENV)/.installed
 
 lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) --notebook-dir=notebooks notebooks/00-quickstart.ipynb
+
+# The mail-client notebook as a standalone page (the apps and the text, no code).
+# MAILKIT_SERVER=host:port in the environment points every login form at a class server.
+app: $(VENV)/.installed
+	$(VENV)/bin/voila --no-browser --port=$(APP_PORT) --Voila.ip=127.0.0.1 notebooks/06-mail-client.ipynb
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info

@@ -72,7 +72,7 @@ def _serve(args) -> int:
         print(f"mailkit: cannot serve: {exc}", file=sys.stderr)
         return 1
     # SIGTERM stops as cleanly as Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     host, port = server.address
     print(f"mailkit listening on {host}:{port}", flush=True)
     try:

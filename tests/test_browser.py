@@ -1,0 +1,202 @@
+"""The mail-client notebook in a real browser: JupyterLab, then Voila.
+
+Each test starts its own server on a free port (a throw-away Jupyter home,
+a copy of notebooks/06-mail-client.ipynb), opens it in headless chromium
+driven by playwright, and plays the same story with the mouse and keyboard:
+alice logs in and writes to bob; bob logs in, reads the mail, deletes one,
+watches his count fall; bob turns the noise up and sees KO and retries in his
+transcript; alice logs off and fails to log in with a wrong password.
+Screenshots go to test-artifacts/ (lab-*.png, voila-*.png).
+
+Needs Debian's chromium (`apt-get install chromium`; playwright's own
+browsers are never downloaded).  Without it the tests skip, except under
+CI=true, where they fail: CI must run them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+
+from browser_support import (
+    ARTIFACTS, NOTEBOOK_RUN_S, STEP_S, AppOnPage, chromium_path, launch_chromium, start_lab, start_voila,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+VIEWPORT = {"width": 1400, "height": 1400}
+
+
+def _missing(what: str, hint: str):
+    if IN_CI:
+        pytest.fail(f"{what} is missing but CI=true, where the browser tests must run: {hint}")
+    pytest.skip(f"{what} not installed: {hint} (runs in CI)")
+
+
+@pytest.fixture(scope="module")
+def playwright_api():
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        _missing("playwright (python)", "pip install -e '.[test]'")
+    return sync_playwright, expect
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_api):
+    executable = chromium_path()
+    if executable is None:
+        _missing("chromium", "apt-get install chromium")
+    sync_playwright, _ = playwright_api
+    with sync_playwright() as p:
+        chromium = launch_chromium(p, executable)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, playwright_api):
+    _, expect = playwright_api
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(STEP_S * 1000)
+    expect.set_options(timeout=STEP_S * 1000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def shoot(page):
+    """shoot(name, locator=None): a PNG in test-artifacts/, of the page or one element."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    taken = []
+
+    def take(name: str, locator=None):
+        path = ARTIFACTS / f"{name}.png"
+        (locator or page).screenshot(path=str(path))
+        taken.append(path)
+        return path
+
+    take.taken = taken
+    return take
+
+
+def play_the_story(page, expect, shoot, prefix: str) -> None:
+    """The flow both tests share: the same clicks in Lab and in Voila."""
+    apps = page.locator(".mailkit-app")
+    expect(apps).to_have_count(2, timeout=NOTEBOOK_RUN_S * 1000)
+    both = page.locator(".widget-hbox:has(> .mailkit-app)")
+    alice, bob = AppOnPage(apps.nth(0), expect), AppOnPage(apps.nth(1), expect)
+    expect(alice["mailkit-login-server"].locator("input")).to_have_value(re.compile(r"127\.0\.0\.1:\d+"))
+
+    # alice logs in with the form and writes to bob, twice
+    alice.log_in("alice", "wonderland")
+    alice.status("ok", "Logged in as alice")
+    expect(alice["mailkit-count"]).to_have_text("0 messages")
+    shoot(f"{prefix}-01-alice-logged-in", both)
+    alice.compose("bob", "Lunch?", "Noon at the cafe?")
+    alice.status("ok", "Sent to bob: the server said 'OK: Email Sent'.")
+    alice.compose("bob", "Slides", "Here are the slides for Friday.")
+    alice.status("ok", "Sent to bob")
+    shoot(f"{prefix}-02-alice-sent", both)
+
+    # bob logs in: both mails are in his inbox; he reads one and deletes it
+    bob.log_in("bob", "builder")
+    bob.status("ok", "Logged in as bob")
+    expect(bob["mailkit-count"]).to_have_text("2 messages")
+    expect(bob["mailkit-inbox"].locator("option")).to_have_count(2)
+    assert any("Lunch?" in label for label in bob.inbox_labels())
+    bob.select_message("Lunch?")
+    expect(bob["mailkit-message"]).to_contain_text("Noon at the cafe?")
+    expect(bob["mailkit-message"]).to_contain_text("From: alice")
+    shoot(f"{prefix}-03-bob-inbox", both)
+    bob["mailkit-delete"].click()
+    bob.status("ok", "Deleted 1 message from alice with subject 'Lunch?'")
+    expect(bob["mailkit-count"]).to_have_text("1 message")
+    expect(bob["mailkit-inbox"].locator("option")).to_have_count(1)
+    assert not any("Lunch?" in label for label in bob.inbox_labels())
+    shoot(f"{prefix}-04-bob-deleted", both)
+
+    # bob turns the noise up: frames get flipped bits, KO, and the client retries
+    bob.tab("Transcript")
+    expect(bob["mailkit-frames"]).to_contain_text("delmsg")
+    bob.set_noise(0.6)                       # seed 0: the count needs three attempts
+    bob["mailkit-refresh"].click()
+    bob.status("ok", "Inbox refreshed: 1 message.")
+    frames = bob["mailkit-frames"]
+    expect(frames).to_contain_text(re.compile(r"#1 count +\d+ B -> KO +flipped bit"))
+    expect(frames).to_contain_text(re.compile(r"#2 count"))
+    expect(frames).to_contain_text(re.compile(r"(content hashes to|sha1 now) [0-9a-f]{40}"))
+    expect(bob["mailkit-diagram"]).to_contain_text("KO")
+    expect(bob["mailkit-tabs"].locator(".lm-TabBar-tab", has_text="Transcript")).to_contain_text(
+        re.compile(r"Transcript \(\d+\)"))
+    shoot(f"{prefix}-05-bob-noise-retries", both)
+
+    # alice logs off and tries a wrong password: a sentence, not a traceback
+    alice["mailkit-logoff"].click()
+    alice.status("ok", "Logged off alice")
+    expect(alice["mailkit-login-button"]).to_be_visible()
+    alice.log_in("alice", "not-her-password")
+    message = alice.status("error", "Login refused: wrong username or password")
+    assert "Traceback" not in message
+    expect(alice["mailkit-login-button"]).to_be_enabled()
+    shoot(f"{prefix}-06-alice-wrong-password", both)
+    assert "Traceback" not in page.inner_text("body")
+    assert len(shoot.taken) >= 6 and all(p.stat().st_size > 5000 for p in shoot.taken)
+
+
+def test_the_client_notebook_in_jupyterlab(page, playwright_api, shoot, tmp_path):
+    _, expect = playwright_api
+    started = time.monotonic()
+    lab, url = start_lab(tmp_path)
+    try:
+        page.goto(url)
+        expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=NOTEBOOK_RUN_S * 1000)
+        expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_attached(
+            timeout=NOTEBOOK_RUN_S * 1000)
+        expect(page.locator(".jp-StatusBar-TextItem", has_text="Idle").first).to_be_visible(
+            timeout=NOTEBOOK_RUN_S * 1000)
+        page.locator("li.lm-MenuBar-item", has_text="Run").click()
+        page.locator("li[data-command='runmenu:run-all']").click()
+        expect(page.locator(".mailkit-app")).to_have_count(2, timeout=NOTEBOOK_RUN_S * 1000)
+        page.wait_for_function(
+            "() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];"
+            " return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent)); }",
+            timeout=NOTEBOOK_RUN_S * 1000)
+        expect(page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+               ).to_have_count(0)
+        shoot("lab-00-notebook-run")
+        page.locator(".jp-SideBar .lm-TabBar-tab[data-id='filebrowser']").click()   # more room for the apps
+        play_the_story(page, expect, shoot, "lab")
+        # still nothing on stderr, and no traceback, in any cell after all the clicks
+        expect(page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+               ).to_have_count(0)
+    except Exception:
+        print(lab.log_tail())
+        raise
+    finally:
+        lab.stop()
+    print(f"JupyterLab flow took {time.monotonic() - started:.1f} s")
+
+
+def test_the_client_as_a_voila_page(page, playwright_api, shoot, tmp_path):
+    _, expect = playwright_api
+    started = time.monotonic()
+    voila, url = start_voila(tmp_path)
+    try:
+        page.goto(url)
+        expect(page.locator(".mailkit-app")).to_have_count(2, timeout=NOTEBOOK_RUN_S * 1000)
+        expect(page.locator("text=A mail client in the notebook")).to_be_visible()
+        expect(page.get_by_text('MailClientApp(user="alice")')).to_have_count(0)     # no code shown
+        shoot("voila-00-page")
+        play_the_story(page, expect, shoot, "voila")
+    except Exception:
+        print(voila.log_tail())
+        raise
+    finally:
+        voila.stop()
+    print(f"Voila flow took {time.monotonic() - started:.1f} s")
