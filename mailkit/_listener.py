@@ -5,11 +5,16 @@ One thread accepts; each connection gets a thread of its own that calls
 :meth:`Listener.handle`.  ``start()`` returns once the port accepts
 connections; ``stop()`` wakes the accept thread through a socket pair, cuts
 every open connection and joins every thread within a second.
+
+A thread whose connection is done waits up to ``WORKER_LINGER_S`` for the
+next one before it ends: under load (one connection per request!) starting
+a thread for every request cost more CPU than parsing and storing the mail.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import selectors
 import socket
 import threading
@@ -35,6 +40,7 @@ class Listener:
     IDLE_TIMEOUT_S = P.RequestReader.IDLE_TIMEOUT_S  # between two pieces of a request
     SEND_TIMEOUT_S = 5.0         # a client that never reads its reply
     STOP_TIMEOUT_S = 0.9         # stop() must return within a second
+    WORKER_LINGER_S = 1.0        # a finished thread waits this long for the next connection
     BUSY_REPLY = b"ERROR: server busy, try again in a moment"
 
     _running: "weakref.WeakSet[Listener]" = weakref.WeakSet()
@@ -49,7 +55,12 @@ class Listener:
         self._acceptor: threading.Thread | None = None
         self._workers: set[threading.Thread] = set()
         self._conns: set[socket.socket] = set()
+        # Connections handed to lingering threads.  _idle = threads waiting on
+        # the queue minus connections promised to them (both under _lock).
+        self._handoff: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle = 0
         self._lock = threading.Lock()
+        self._stop_lock = threading.Lock()   # one stop() at a time
         self._stopping = threading.Event()
 
     def handle(self, conn: socket.socket, peer) -> None:  # pragma: no cover - abstract
@@ -91,6 +102,7 @@ class Listener:
                 ) from None
             raise
         self._stopping.clear()
+        self._handoff, self._idle = queue.SimpleQueue(), 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._sock = sock
         self._acceptor = threading.Thread(
@@ -103,7 +115,15 @@ class Listener:
         return self
 
     def stop(self) -> None:
-        """Stop accepting, cut open connections, join every thread."""
+        """Stop accepting, cut open connections, join every thread.
+
+        Safe to call twice, and from two threads at once (``serve_forever``
+        in one, ``stop`` from a timer in another): the second caller waits
+        for the first, then finds nothing left to stop."""
+        with self._stop_lock:
+            self._stop_locked()
+
+    def _stop_locked(self) -> None:
         if self._sock is None:
             return
         deadline = time.monotonic() + self.STOP_TIMEOUT_S
@@ -116,6 +136,8 @@ class Listener:
             self._acceptor.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             conns, workers = list(self._conns), list(self._workers)
+        for _ in workers:
+            self._handoff.put(None)     # wakes every lingering thread: "stop"
         for conn in conns:
             try:
                 conn.shutdown(socket.SHUT_RDWR)
@@ -131,6 +153,10 @@ class Listener:
 
     def close(self) -> None:
         self.stop()
+
+    def request_stop(self) -> None:
+        """Ask ``serve_forever()`` to stop and return (safe in a signal handler)."""
+        self._stopping.set()
 
     def serve_forever(self) -> None:
         """Start (if needed) and block until stopped; Ctrl-C stops it."""
@@ -188,9 +214,15 @@ class Listener:
             busy = len(self._conns) >= self.MAX_CONNECTIONS
             if not busy:
                 self._conns.add(conn)
+                reuse = self._idle > 0
+                if reuse:
+                    self._idle -= 1     # promised to a lingering thread
         if busy:
             log.warning("%s refused: %d connections open", format_peer(peer), self.MAX_CONNECTIONS)
             send_and_close(conn, self.BUSY_REPLY)
+            return
+        if reuse:
+            self._handoff.put((conn, peer))
             return
         worker = threading.Thread(target=self._run_handler, args=(conn, peer), daemon=True)
         with self._lock:
@@ -199,6 +231,18 @@ class Listener:
 
     def _run_handler(self, conn: socket.socket, peer) -> None:
         try:
+            while True:
+                self._serve_one(conn, peer)
+                job = self._next_connection()
+                if job is None:
+                    return
+                conn, peer = job
+        finally:
+            with self._lock:
+                self._workers.discard(threading.current_thread())
+
+    def _serve_one(self, conn: socket.socket, peer) -> None:
+        try:
             self.handle(conn, peer)
         except Exception:  # a handler must not raise; if it does, log, never print
             log.exception("%s handler failed", format_peer(peer))
@@ -206,7 +250,24 @@ class Listener:
             conn.close()
             with self._lock:
                 self._conns.discard(conn)
-                self._workers.discard(threading.current_thread())
+
+    def _next_connection(self):
+        """Linger for the next connection; None means "end this thread"."""
+        with self._lock:
+            if self._stopping.is_set():
+                return None
+            self._idle += 1
+            handoff = self._handoff
+        try:
+            return handoff.get(timeout=self.WORKER_LINGER_S)
+        except queue.Empty:
+            with self._lock:
+                if self._idle > 0 or handoff is not self._handoff:
+                    self._idle -= handoff is self._handoff
+                    return None         # no connection was promised to us: end
+            # Every lingering thread was promised a connection, so one is
+            # on its way to us (the acceptor puts it right after promising).
+            return handoff.get()
 
     def read_request(self, conn: socket.socket) -> P.RequestReader:
         """Read one request; return the reader (``.data``, ``.closed``).

@@ -273,3 +273,24 @@ def test_respond_answers_without_a_socket():
     what, reply = server.respond(make_handshake("bob", "builder"))
     assert what == "login 'bob'" and re.fullmatch(r"OK:\d{10}", reply)
     server.close()
+
+
+def test_stop_from_another_thread_while_serve_forever_runs():
+    """The socketserver pattern: serve_forever() in one thread, stop() from a
+    timer in another; both call stop(), neither may crash."""
+    errors = []
+    for _ in range(20):
+        server = MailServer()
+        timer = threading.Timer(0.01, lambda s=server: _record(errors, s.stop))
+        timer.start()
+        server.serve_forever()
+        timer.join(2)
+        assert not server.running
+    assert errors == []
+
+
+def _record(errors, fn):
+    try:
+        fn()
+    except Exception as exc:   # noqa: BLE001 - the test reports it
+        errors.append(exc)
