@@ -11,7 +11,7 @@ APP_PORT ?= 8866
 # Added only when running as root (containers, CI), where Jupyter refuses to start without it.
 ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: help lab test app venv clean
+.PHONY: help lab test app notebooks venv clean
 
 help:
 	@echo "make lab  — open the course in JupyterLab"
@@ -39,6 +39,12 @@ lab: $(VENV)/.installed
 # MAILKIT_SERVER=host:port in the environment points every login form at a class server.
 app: $(VENV)/.installed
 	$(VENV)/bin/voila --no-browser --port=$(APP_PORT) --Voila.ip=127.0.0.1 notebooks/06-mail-client.ipynb
+
+# After changing mailkit: re-run the course notebooks in place, so their saved
+# outputs are again what a student first sees (then `make test` checks them).
+notebooks: $(VENV)/.installed
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.record_timing=False notebooks/*.ipynb
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info

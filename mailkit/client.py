@@ -76,7 +76,8 @@ class RetriesExhausted(MailClientError):
     def __init__(self, command: str, attempts: list[Exchange]):
         self.command, self.attempts = command, attempts
         outcomes = ", ".join(e.outcome if not e.error else e.error for e in attempts)
-        super().__init__(f"{command} failed after {len(attempts)} attempts ({outcomes})")
+        n = len(attempts)
+        super().__init__(f"{command} failed after {n} attempt{'' if n == 1 else 's'} ({outcomes})")
 
 
 class MailClient:

@@ -58,7 +58,7 @@ def test_flipped_bit_gets_ko_then_the_retry_succeeds_once(server, alice, bob):
 def test_every_attempt_corrupted_raises_after_1_plus_retries(server, retries):
     client = MailClient(*server.address, retries=retries, channel=BitFlipChannel(rate=1.0, seed=9))
     client.login("alice", "wonderland")
-    with pytest.raises(RetriesExhausted, match=f"email failed after {retries + 1} attempts") as info:
+    with pytest.raises(RetriesExhausted, match=f"email failed after {retries + 1} attempts?") as info:
         client.send("bob", "s", "b")
     assert len(info.value.attempts) == retries + 1
     assert [e.outcome for e in client.transcript[1:]] == ["KO"] * (retries + 1)

@@ -187,7 +187,7 @@ def test_every_attempt_corrupted_exhausts_the_retries(server, retries):
     assert len(attempts) == retries + 1
     assert [e.attempt for e in attempts] == list(range(1, retries + 2))
     assert all(e.outcome == "KO" and e.corrupted for e in attempts)
-    assert f"email failed after {retries + 1} attempts" in str(info.value)
+    assert f"email failed after {retries + 1} attempt" in str(info.value)
     assert inbox(server) == []
 
 
