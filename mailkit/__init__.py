@@ -9,8 +9,14 @@ The core (everything imported here) uses the standard library only:
 * :mod:`mailkit.noise` - :class:`BitFlipChannel` and the :class:`NoisyLink` relay
 * :mod:`mailkit.trace` - transcripts and hexdumps students can read
 
-The front ends (:mod:`mailkit.widgets`, :mod:`mailkit.pictures`) need
-ipywidgets and matplotlib and are imported on their own.
+Imported on their own, for notebooks:
+
+* :mod:`mailkit.pictures` - SVG sequence diagrams, coloured hexdumps (stdlib),
+  and the retry plot (matplotlib)
+* :mod:`mailkit.forms` - the course's small ipywidgets forms
+* :mod:`mailkit.course` - helpers the course notebooks call
+* :mod:`mailkit.widgets` - ``MailClientApp``, a whole mail client (ipywidgets)
+* :mod:`mailkit.labs` - releasing, checking and grading labs
 """
 
 import logging

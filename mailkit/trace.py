@@ -5,8 +5,8 @@ bytes that went on the wire (different if a bit was flipped), the reply and
 how long it took.  A :class:`Transcript` is a list of them, printable as a
 table or as a text sequence diagram, and :func:`hexdump` shows bytes with
 flipped bits marked by carets.  Drawn pictures (SVG sequence diagrams, a
-coloured hexdump) live in :mod:`mailkit.pictures`, which needs matplotlib;
-this module needs nothing but the standard library.
+coloured hexdump) live in :mod:`mailkit.pictures`.  This module needs
+nothing but the standard library.
 """
 
 from __future__ import annotations
