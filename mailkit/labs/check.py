@@ -1,0 +1,148 @@
+"""Check one student's notebook: assemble it with the source's check cells,
+run it under nbval, and turn nbval's verdict on each cell into points and
+feedback a student can read."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .notebook import Check, Lab, NotANotebook, assemble, read_notebook
+from .runner import DEFAULT_CELL_TIMEOUT_S, CellResult, RunResult, run_notebook
+
+__all__ = ["CheckResult", "LabResult", "check_notebook", "feedback_for"]
+
+FEEDBACK_LINES = 6   # the first lines of a difference or a traceback: enough to act on
+
+
+@dataclass
+class CheckResult:
+    name: str
+    points: float          # earned
+    max_points: float
+    passed: bool
+    hidden: bool = False
+    feedback: str = ""
+
+
+@dataclass
+class LabResult:
+    """One student's result on one lab."""
+
+    student: str
+    lab: str
+    notebook: str = ""      # the file graded, relative to the student's folder
+    checks: list[CheckResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)   # about the whole submission
+    seconds: float = 0.0
+    problem: str = ""       # "not a notebook", "missing", "timed out", "did not run", or ""
+
+    @property
+    def points(self) -> float:
+        return sum(c.points for c in self.checks)
+
+    @property
+    def max_points(self) -> float:
+        return sum(c.max_points for c in self.checks)
+
+    def feedback(self) -> str:
+        """Every note, then each failed check's name and feedback (its
+        further lines indented)."""
+        lines = list(self.notes)
+        for c in self.checks:
+            if not c.passed and self.problem not in ("missing", "not a notebook"):
+                first, *rest = c.feedback.splitlines() or ["failed"]
+                lines.append(f"{c.name}: {first}")
+                lines += [f"  {line}" for line in rest]
+        return "\n".join(lines) or "all checks passed"
+
+
+def failed_lab(student: str, lab: Lab, *, problem: str, note: str, hidden: bool = True,
+               notebook: str = "") -> LabResult:
+    """A result with every check failed, for a submission that could not be run."""
+    result = LabResult(student, lab.id, notebook, problem=problem, notes=[note])
+    for c in lab.visible_checks(hidden):
+        result.checks.append(CheckResult(c.name, 0, c.points, False, c.hidden, f"not run ({problem})"))
+    return result
+
+
+def check_notebook(path: str | Path, lab: Lab, *, student: str = "", hidden: bool = False,
+                   cell_timeout: float = DEFAULT_CELL_TIMEOUT_S) -> LabResult:
+    """Check the notebook at *path* against *lab*'s checks (hidden ones too
+    if *hidden*); never raises for anything wrong with the notebook."""
+    path = Path(path)
+    student = student or path.stem
+    try:
+        nb = read_notebook(path)
+    except NotANotebook as exc:
+        return failed_lab(student, lab, problem="not a notebook", note=str(exc),
+                          hidden=hidden, notebook=path.name)
+    assembled, roles, notes = assemble(lab, nb, hidden=hidden)
+    run = run_notebook(assembled, cell_timeout=cell_timeout)
+    result = LabResult(student, lab.id, path.name, notes=notes, seconds=run.seconds)
+    checks = {c.name: c for c in lab.checks}
+    for index, role in enumerate(roles):
+        cell = run.cells.get(index)
+        if role.kind in ("solution", "setup", "extra") and cell is not None and not cell.passed:
+            what = {"solution": f"your cell {role.name!r}", "setup": "a setup cell",
+                    "extra": "a cell you added"}[role.kind]
+            result.notes.append(f"{what} failed: {_exception_line(cell) or cell.message}")
+        if role.kind != "check":
+            continue
+        check = checks[role.name]
+        passed = cell is not None and cell.passed
+        feedback = "" if passed else feedback_for(check, cell, run, cell_timeout)
+        result.checks.append(CheckResult(check.name, check.points if passed else 0, check.points,
+                                         passed, check.hidden, feedback))
+    if run.killed:
+        result.problem = "timed out"
+        result.notes.insert(0, f"the run was stopped after {run.seconds:.0f} s; checks not run count as failed")
+    elif not run.cells:
+        result.problem = "did not run"
+        tail = run.log.strip().splitlines()[-1:] or ["no output"]
+        result.notes.insert(0, f"the notebook did not run: {tail[0]}")
+    return result
+
+
+def _exception_line(cell: CellResult) -> str:
+    """The last line of a traceback: ``NotImplementedError: write login()``."""
+    lines = [ln for ln in cell.traceback.strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def feedback_for(check: Check, cell: CellResult | None, run: RunResult, cell_timeout: float) -> str:
+    """What a student reads about a failed check.  A hidden check says only
+    which check failed and in what way, never what it expected."""
+    if cell is None:
+        why = "the run was stopped (time limit)" if run.killed else "the kernel died or stopped before it"
+        return f"not run: {why}"
+    if cell.message.startswith("Kernel dead"):
+        return "not run: the kernel had died in an earlier cell (a crash, or it stopped responding)"
+    if "Failed to interrupt kernel" in cell.message or "waiting for output" in cell.message:
+        kind = "the kernel died or stopped responding during this check"
+        return kind if not check.hidden else f"hidden check failed: {kind}"
+    if "Timeout" in cell.message:
+        kind = f"timed out after {cell_timeout:g} s (an endless loop, or waiting for a reply that never comes?)"
+        return kind if not check.hidden else f"hidden check failed: {kind}"
+    if cell.message == "Cell outputs differ":
+        if check.hidden:
+            return "hidden check failed: its output differs from the reference"
+        return "output differs from the reference:\n" + _diff(cell.expected, cell.got)
+    exc = _exception_line(cell) or cell.message
+    if check.hidden:
+        return f"hidden check failed: it raised {exc.split(':')[0]}"
+    return exc
+
+
+def _diff(expected: str, got: str) -> str:
+    lines = list(difflib.unified_diff(expected.splitlines(), got.splitlines(),
+                                      "expected", "got", n=0, lineterm=""))
+    body = [("expected: " if ln[0] == "-" else "got:      ") + ln[1:]
+            for ln in lines if not ln.startswith(("---", "+++", "@@"))]
+    if not body:   # same text, different kinds of output (e.g. a result instead of print)
+        return f"expected: {expected!r}\ngot:      {got!r}"
+    shown = body[:FEEDBACK_LINES]
+    if len(body) > FEEDBACK_LINES:
+        shown.append(f"  ... ({len(body) - FEEDBACK_LINES} more lines differ)")
+    return "\n".join(shown)

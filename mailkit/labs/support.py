@@ -1,0 +1,255 @@
+"""Helpers that the labs' check cells (and students) import.
+
+    from mailkit.labs import support as lab
+
+Everything here is standard library plus the mailkit core, so importing it
+in a kernel is quick.  Each helper starts what it needs in background
+threads and stops it when its ``with`` block ends, so a check cell that
+fails half-way leaves no server behind.
+
+* :data:`USERS`: the accounts every lab uses.
+* :func:`exchange`: one request, one reply, on one connection.
+* :class:`GaveUp`: what a sender raises when every attempt failed.
+* :class:`Client2017`: a client that talks like the 2017 one.
+* :func:`run_server` / :func:`run_handler`: serve a student's code on a port.
+* :class:`Bench`: a mail server behind a :class:`~mailkit.noise.NoisyLink`.
+* :func:`add_seq` / :func:`split_seq`: lab 5's sequence numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+
+from mailkit import MailClient, MailServer, NoisyLink
+from mailkit import protocol as P
+from mailkit._listener import Listener, send_and_close
+
+__all__ = [
+    "USERS", "GaveUp", "exchange", "Client2017", "run_server", "run_handler",
+    "Bench", "add_seq", "split_seq", "first_number", "deliver_through_noise",
+]
+
+
+# The accounts of every lab (a lab server forgets them when it stops).
+USERS = {"alice": "wonderland", "bob": "builder", "carol": "c4r0l"}
+
+EXCHANGE_TIMEOUT_S = 5.0   # as mailkit's client: a server silent for 5 s is gone
+
+
+class GaveUp(OSError):
+    """Every attempt failed (``KO`` or no reply): the sender gave up."""
+
+
+def exchange(host: str, port: int, data: bytes, *, timeout: float = EXCHANGE_TIMEOUT_S) -> bytes:
+    """Send *data* on a new connection, half-close, and return every byte
+    of the reply (``b""`` if the connection closed without one)."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def first_number(text: str) -> int | None:
+    """The first whole number in *text* (``"OK: 3 messages"`` -> 3), or None."""
+    for word in text.replace(":", " ").split():
+        if word.isdigit():
+            return int(word)
+    return None
+
+
+class Client2017:
+    """A client that behaves like the 2017 course's: it sends each request
+    in one ``send`` with no terminator, does not half-close, and takes one
+    ``recv(1024)`` to be the whole reply.  Fields are sent as they are
+    (plain text only: no ``:`` or ``#``)."""
+
+    def __init__(self, host: str, port: int, *, timeout: float = EXCHANGE_TIMEOUT_S):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.session_id = ""
+
+    def _request(self, text: str) -> str:
+        with socket.create_connection((self.host, self.port), timeout=self.timeout) as sock:
+            sock.send(text.encode("utf-8"))
+            return sock.recv(1024).decode("utf-8", "replace")
+
+    def login(self, user: str, password: str) -> str:
+        """Send ``USER:PASSWORD``; return the reply, keeping the session id."""
+        reply = self._request(f"{user}:{password}")
+        head, _, rest = reply.partition(":")
+        if head == "OK":
+            self.session_id = rest.strip()
+        return reply
+
+    def command(self, name: str, *fields: str) -> str:
+        content = ":".join([self.session_id, name, *fields])
+        digest = hashlib.sha1(content.encode("utf-8")).hexdigest()
+        return self._request(f"{content}#{digest}")
+
+    def email(self, recipient: str, subject: str, body: str) -> str:
+        return self.command("email", recipient, subject, body)
+
+    def count(self) -> str:
+        return self.command("count")
+
+    def logoff(self) -> str:
+        return self.command("logoff")
+
+
+class _Serving(Listener):
+    """A listener that hands each connection to a function and records
+    (as text) any exception it raises, for a check to print."""
+
+    def __init__(self, on_connection, host: str = "127.0.0.1", port: int = 0):
+        super().__init__(host, port)
+        self._on_connection = on_connection
+        self.errors: list[str] = []
+
+    def handle(self, conn: socket.socket, peer) -> None:
+        try:
+            self._on_connection(conn)
+        except Exception as exc:   # the student's code: note it, keep serving
+            with self._lock:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            conn.close()
+
+
+def run_server(server, *, host: str = "127.0.0.1", port: int = 0) -> _Serving:
+    """Serve *server* (an object with ``serve_one(conn)``) in background
+    threads: each connection goes to ``server.serve_one(conn)``, which reads
+    one request and sends the reply; the connection is closed after it.
+    Use it in a ``with`` block; ``.address`` is where it listens and
+    ``.errors`` lists what ``serve_one`` raised.  ``host="0.0.0.0"`` lets
+    classmates' clients in."""
+    return _Serving(server.serve_one, host, port)
+
+
+def run_handler(handler, *, host: str = "127.0.0.1", port: int = 0) -> _Serving:
+    """Serve ``handler(request: bytes) -> bytes``: read each request as
+    mailkit's server does, send back what *handler* returns."""
+
+    def on_connection(conn: socket.socket) -> None:
+        data = listener.read_request(conn).data
+        if data:
+            send_and_close(conn, handler(data))
+
+    listener = _Serving(on_connection, host, port)
+    return listener
+
+
+def add_seq(seq: int, frame: bytes) -> bytes:
+    """Lab 5's request: ``SEQ/`` before a frame's content, and a checksum
+    over all of it: ``1/0123456789:count#<sha1 of '1/0123456789:count'>``."""
+    content = str(seq).encode("ascii") + b"/" + frame.rpartition(b"#")[0]
+    return content + b"#" + P.checksum(content).encode("ascii")
+
+
+def split_seq(request: bytes) -> tuple[int, bytes]:
+    """Undo :func:`add_seq`: return ``(seq, frame)``, the frame with its own
+    checksum again.  Raises ``ValueError`` if the checksum does not match or
+    there is no sequence number."""
+    content, sep, digest = request.rpartition(b"#")
+    if not sep or P.checksum(content).encode("ascii") != digest:
+        raise ValueError("checksum mismatch")
+    seq, slash, inner = content.partition(b"/")
+    if not slash or seq not in (b"0", b"1"):
+        raise ValueError(f"expected 0/ or 1/ before the frame, got {content[:12]!r}")
+    return int(seq), inner + b"#" + P.checksum(inner).encode("ascii")
+
+
+class Bench:
+    """A mail server with :data:`USERS`, behind a :class:`NoisyLink`.
+
+        with Bench(rate=0.3, seed=7) as bench:
+            frame = bench.frame("alice", "Hi", "hello")   # to bob
+            ...  send frame to bench.link.address ...
+            bench.delivered()          # how many mails bob has
+            bench.connections          # how many connections crossed the link
+
+    With *front* (a function ``front(respond) -> handler``, such as lab 5's
+    ``Deduplicator``) the link leads to ``front(respond)`` served by
+    :func:`run_handler`, where ``respond(frame) -> reply bytes`` is the mail
+    server's answer, instead of to the mail server itself.
+    """
+
+    def __init__(self, *, rate: float = 0.0, seed: int = 0, front=None):
+        self.server = MailServer(USERS)
+        self._front_factory = front
+        self.front: _Serving | None = None
+        self.link: NoisyLink | None = None
+        self._rate, self._seed = rate, seed
+        self._sessions: dict[str, str] = {}
+
+    def __enter__(self) -> "Bench":
+        try:
+            self.server.start()
+            target = self.server.address
+            if self._front_factory is not None:
+                self.front = run_handler(self._front_factory(self.respond)).start()
+                target = self.front.address
+            self.link = NoisyLink(target, rate=self._rate, seed=self._seed).start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for part in (self.link, self.front):
+            if part is not None:
+                part.stop()
+        self.server.close()
+
+    def respond(self, frame: bytes) -> bytes:
+        """The mail server's reply to one request, without a socket."""
+        return self.server.respond(frame)[1].encode("utf-8")
+
+    def session(self, user: str) -> str:
+        """A session id for *user*, logged in directly (not over the link)."""
+        if user not in self._sessions:
+            self._sessions[user] = MailClient(*self.server.address).login(user, USERS[user])
+        return self._sessions[user]
+
+    def frame(self, sender: str, subject: str, body: str, *, to: str = "bob") -> bytes:
+        """An ``email`` frame from *sender* to *to*."""
+        return P.make_frame(self.session(sender), "email", to, subject, body)
+
+    def delivered(self, to: str = "bob") -> int:
+        return self.server.store.count(to)
+
+    @property
+    def connections(self) -> int:
+        return len(self.link.events)
+
+    def sequence_numbers(self) -> list[int | None]:
+        """The ``SEQ/`` of every request that crossed the link (None if none)."""
+        out = []
+        for event in self.link.events:
+            seq, slash, _ = event.request.partition(b"/")
+            out.append(int(seq) if slash and seq in (b"0", b"1") else None)
+        return out
+
+    def report(self) -> str:
+        return (f"bob has {self.delivered()} message(s); {self.connections} connection(s); "
+                f"sequence numbers {self.sequence_numbers()}")
+
+
+def deliver_through_noise(send, *, rate: float, seed: int, mails: int = 20) -> str:
+    """Lab 3: send *mails* mails with ``send(host, port, frame)`` through a
+    link that flips a bit in a frame with probability *rate*; say how many
+    arrived, how many the sender gave up on, how many connections it took."""
+    with Bench(rate=rate, seed=seed) as bench:
+        gave_up = 0
+        for i in range(mails):
+            try:
+                send(*bench.link.address, bench.frame("alice", f"mail {i}", "hello"))
+            except GaveUp:
+                gave_up += 1
+        return (f"rate {rate}: {bench.delivered()} of {mails} delivered, {gave_up} given up, "
+                f"{bench.connections} connections")

@@ -1,0 +1,367 @@
+"""The labs and the tools that release and check them (mailkit.labs).
+
+The expensive part (a kernel per notebook) runs once per module: every
+lab's student version and the same version with its solutions pasted back
+are graded together, two at a time, and the tests read the gradebook.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mailkit.labs import find_labs, grade, load_lab, release
+from mailkit.labs.__main__ import main
+from mailkit.labs.notebook import (
+    BEGIN, END, LabError, assemble, is_check, is_solution, read_notebook, solution_name, stub_source,
+    student_version,
+)
+from mailkit.labs.sanitize import patterns
+
+ROOT = Path(__file__).resolve().parent.parent
+LABS = ROOT / "labs"
+LAB_IDS = [p.stem for p in sorted(LABS.glob("*.ipynb"))]
+TIMEOUT_S = 10.0
+
+
+def paste_solutions(student: nbformat.NotebookNode, source: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The student version with each solution cell's source taken from the lab's source."""
+    solutions = {solution_name(c): c.source for c in source.cells if is_solution(c)}
+    nb = copy.deepcopy(student)
+    for cell in nb.cells:
+        if is_solution(cell):
+            cell.source = solutions[solution_name(cell)]
+    return nb
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("release")
+    release([LABS], out, check=False)   # make test runs the sources under nbval already
+    return out
+
+
+@pytest.fixture(scope="module")
+def gradebook(released, tmp_path_factory):
+    """'stub' hands in every student version as released; 'pasted' hands in
+    the same notebooks with the solutions pasted back."""
+    subs = tmp_path_factory.mktemp("submissions")
+    for student in ("stub", "pasted"):
+        (subs / student).mkdir()
+    for path in sorted(released.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        nbformat.write(nb, subs / "stub" / path.name)
+        source = nbformat.read(LABS / path.name, as_version=4)
+        nbformat.write(paste_solutions(nb, source), subs / "pasted" / path.name)
+    return grade(subs, LABS, jobs=2, cell_timeout=TIMEOUT_S, progress=False)
+
+
+# -- the source notebooks --------------------------------------------------
+
+
+def test_only_source_notebooks_in_labs():
+    """make test runs every notebook under labs/: nothing generated may live there."""
+    assert LAB_IDS, "no lab notebooks"
+    for path in LABS.rglob("*.ipynb"):
+        if any(part.startswith(".") for part in path.relative_to(LABS).parts):
+            continue        # .ipynb_checkpoints: pytest does not collect dot folders
+        nb = read_notebook(path)
+        assert any(BEGIN in c.source for c in nb.cells), f"{path.name} has no solution: not a source"
+
+
+@pytest.mark.parametrize("lab_id", LAB_IDS)
+def test_source_is_a_valid_lab(lab_id):
+    lab = load_lab(LABS / f"{lab_id}.ipynb")
+    assert lab.id == lab_id
+    assert lab.checks and all(c.points > 0 for c in lab.checks)
+    assert any(c.hidden for c in lab.checks), "every lab has at least one hidden check"
+    assert all(c.title for c in lab.checks)
+    for cell in lab.nb.cells:
+        if is_check(cell):
+            assert cell.execution_count is not None, f"{cell.id} has no reference output"
+
+
+@pytest.mark.parametrize("lab_id", LAB_IDS)
+def test_points_table_matches_the_checks(lab_id):
+    """The table of points in a lab's introduction says what grading counts."""
+    import re
+    lab = load_lab(LABS / f"{lab_id}.ipynb")
+    intro = lab.nb.cells[0].source
+    rows = re.findall(r"^\| (.+?) \| (\d+) \|$", intro, flags=re.MULTILINE)
+    table = {name: int(points) for name, points in rows}
+    assert table.pop("hidden checks") == sum(c.points for c in lab.checks if c.hidden)
+    assert list(table.values()) == [c.points for c in lab.checks if not c.hidden]
+
+
+def test_sanitize_patterns_are_those_of_make_test():
+    """The grader masks outputs exactly as make test does."""
+    from nbval.plugin import get_sanitize_patterns
+    cfg = (ROOT / "tests" / "nbval-sanitize.cfg").read_text()
+    assert patterns() == get_sanitize_patterns(cfg)
+    assert patterns()
+
+
+# -- stubs -----------------------------------------------------------------
+
+STUBS = [
+    ("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n",
+     "def f():\n    raise NotImplementedError('replace this line with your solution')\n"),
+    ("def f():\n    ### BEGIN SOLUTION\n    # hint: add one\n    return 1\n    ### END SOLUTION\n",
+     "def f():\n    raise NotImplementedError('add one')\n"),
+    ("class A:\n    def a(self):\n        ### BEGIN SOLUTION\n        pass\n        ### END SOLUTION\n"
+     "    def b(self):\n        ### BEGIN SOLUTION\n        # hint: it's b\n        pass\n        ### END SOLUTION\n",
+     "class A:\n    def a(self):\n        raise NotImplementedError('replace this line with your solution')\n"
+     "    def b(self):\n        raise NotImplementedError(\"it's b\")\n"),
+    ("x = 1\n", "x = 1\n"),
+]
+
+
+@pytest.mark.parametrize("source, stub", STUBS)
+def test_stub_source(source, stub):
+    assert stub_source(source) == stub
+    compile(stub, "<stub>", "exec")
+
+
+@pytest.mark.parametrize("source, error", [
+    ("    ### BEGIN SOLUTION\n    x = 1\n", "has no ### END SOLUTION"),
+    ("x = 1\n### END SOLUTION\n", "without ### BEGIN SOLUTION"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n", "inside another solution"),
+])
+def test_stub_source_refuses_broken_markers(source, error):
+    with pytest.raises(LabError, match=error):
+        stub_source(source)
+
+
+def _lab_notebook(tmp_path, *cells) -> Path:
+    nb = nbformat.v4.new_notebook(cells=list(cells))
+    path = tmp_path / "lab.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _check_cell(name, points=1, **extra):
+    cell = nbformat.v4.new_code_cell("print(1)")
+    cell.metadata["mailkit"] = {"check": name, "points": points, **extra}
+    return cell
+
+
+@pytest.mark.parametrize("cells, error", [
+    ([nbformat.v4.new_code_cell("x = 1")], "no check cells"),
+    ([_check_cell("a"), _check_cell("a")], "two checks are named 'a'"),
+    ([_check_cell("a", points="two")], "expected a number"),
+    ([nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1\n"), _check_cell("a")], "has no ### END"),
+])
+def test_load_lab_refuses_bad_sources(tmp_path, cells, error):
+    with pytest.raises(LabError, match=error):
+        load_lab(_lab_notebook(tmp_path, *cells))
+
+
+# -- student versions --------------------------------------------------------
+
+
+@pytest.mark.parametrize("lab_id", LAB_IDS)
+def test_student_version(released, lab_id):
+    lab = load_lab(LABS / f"{lab_id}.ipynb")
+    student = nbformat.read(released / f"{lab_id}.ipynb", as_version=4)
+    text = json.dumps(student)
+    assert BEGIN not in text and END not in text
+    assert student.metadata.mailkit["lab"] == lab_id
+    # every line of every solution is gone (but for lines that are also elsewhere, like a docstring)
+    stubbed = "\n".join(c.source for c in student.cells if is_solution(c))
+    assert stubbed.count("raise NotImplementedError(") == sum(
+        c.source.count(BEGIN) for c in lab.nb.cells)
+    checks = {c.metadata["mailkit"]["check"]: c for c in student.cells if is_check(c)}
+    assert set(checks) == {c.name for c in lab.checks if not c.hidden}
+    for cell in lab.nb.cells:
+        if is_check(cell) and cell.metadata["mailkit"]["check"] in checks:
+            kept = checks[cell.metadata["mailkit"]["check"]]
+            assert kept.source == cell.source and kept.outputs == cell.outputs
+    for cell in student.cells:
+        if is_solution(cell):
+            assert cell.outputs == [] and cell.execution_count is None
+
+
+def test_assemble_takes_checks_from_the_source():
+    lab = load_lab(LABS / "01-handshake-client.ipynb")
+    student = student_version(lab)
+    for cell in student.cells:
+        if is_check(cell):
+            cell.source = 'print("all good")'
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="all good\n")]
+    student.cells.append(nbformat.v4.new_code_cell("scratch = 1"))
+    nb, roles, notes = assemble(lab, student, hidden=True)
+    source_checks = [c for c in lab.nb.cells if is_check(c)]
+    assembled_checks = [c for c in nb.cells if is_check(c)]
+    assert [c.source for c in assembled_checks] == [c.source for c in source_checks]
+    assert [c.outputs for c in assembled_checks] == [c.outputs for c in source_checks]
+    assert [r.name for r in roles if r.kind == "check"] == [c.name for c in lab.checks]
+    assert [r.kind for r in roles].count("extra") == 1
+    assert notes == []
+    visible, roles, _ = assemble(lab, student, hidden=False)
+    assert [r.name for r in roles if r.kind == "check"] == [c.name for c in lab.checks if not c.hidden]
+
+
+def test_assemble_notes_a_missing_solution_cell():
+    lab = load_lab(LABS / "01-handshake-client.ipynb")
+    student = student_version(lab)
+    student.cells = [c for c in student.cells if not is_solution(c)]
+    _, roles, notes = assemble(lab, student)
+    assert "solution" not in {r.kind for r in roles}
+    assert notes == ["the solution cell 'login' is missing from the notebook"]
+
+
+# -- every check can fail, and passes with the solution -------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab_id", LAB_IDS)
+def test_every_check_fails_on_the_stub(gradebook, lab_id):
+    result = gradebook.result("stub", lab_id)
+    assert result.problem == ""
+    assert [c.name for c in result.checks] == [c.name for c in load_lab(LABS / f"{lab_id}.ipynb").checks]
+    passed = [c.name for c in result.checks if c.passed]
+    assert passed == [], f"checks that pass on the stub cannot fail: {passed}"
+    for c in result.checks:
+        if not c.hidden:
+            assert "NotImplementedError" in c.feedback, c
+        else:
+            assert c.feedback == "hidden check failed: it raised NotImplementedError"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab_id", LAB_IDS)
+def test_solution_pasted_back_passes(gradebook, lab_id):
+    result = gradebook.result("pasted", lab_id)
+    failed = {c.name: c.feedback for c in result.checks if not c.passed}
+    assert failed == {}
+    assert result.points == result.max_points == load_lab(LABS / f"{lab_id}.ipynb").max_points
+    assert result.notes == []
+
+
+# -- the command line ---------------------------------------------------------------
+
+
+def test_cli_list(capsys):
+    assert main(["list", "--source", str(LABS)]) == 0
+    out = capsys.readouterr().out
+    for lab in find_labs(LABS):
+        assert f"{lab.path.name}: {lab.title}" in out
+        for c in lab.checks:
+            assert c.name in out
+
+
+def test_cli_release_refuses_to_overwrite_the_sources(capsys):
+    assert main(["release", str(LABS), "--out", str(LABS), "--no-check"]) == 2
+    assert "would replace them" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_release_refuses_stale_reference_outputs(tmp_path):
+    """A source whose stored outputs are not its solution's is not released."""
+    nb = nbformat.read(LABS / "02-framing.ipynb", as_version=4)
+    for cell in nb.cells:
+        if is_check(cell) and cell.metadata["mailkit"]["check"] == "parse":
+            cell.outputs[0]["text"] = cell.outputs[0]["text"].replace("Lunch", "Dinner")
+    (tmp_path / "labs").mkdir()
+    nbformat.write(nb, tmp_path / "labs" / "02-framing.ipynb")
+    with pytest.raises(LabError, match=r"fails its own checks \(parse: output differs"):
+        release([tmp_path / "labs"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_cli_check_prints_each_check(released, capsys):
+    code = main(["check", str(released / "01-handshake-client.ipynb"), "--source", str(LABS)])
+    out = capsys.readouterr().out
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].startswith("Lab 1: Handshake client (01-handshake-client):")
+    assert [ln.split()[:3] for ln in lines if ln.startswith("  FAIL")] == [
+        ["FAIL", "right-password", "0/2"], ["FAIL", "wrong-password", "0/2"], ["FAIL", "server-gone", "0/1"]]
+    assert "NotImplementedError: connect, send USER:PASSWORD" in out
+    assert "special-password" not in out          # hidden: only when grading, or with --hidden
+    assert lines[-1].startswith("score: 0/5 points")
+
+
+# -- what the check cells use -------------------------------------------------------
+
+
+def test_support_imports_no_notebook_machinery():
+    """Check cells import mailkit.labs.support in every student's kernel: it
+    must stay quick, so neither it nor mailkit.labs pulls in nbformat."""
+    import subprocess
+    import sys
+    code = ("import sys, mailkit.labs.support; "
+            "print(sorted(m for m in ('nbformat', 'nbclient', 'tqdm', 'pytest') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_sequence_numbers_round_trip():
+    from mailkit import make_frame
+    from mailkit.labs.support import add_seq, split_seq
+    frame = make_frame("0123456789", "email", "bob", "Re: #1", "a:b#c")
+    request = add_seq(1, frame)
+    assert request.startswith(b"1/0123456789:email:")
+    assert split_seq(request) == (1, frame)
+    with pytest.raises(ValueError, match="checksum"):
+        split_seq(request.replace(b"a:b", b"a;b"))
+    with pytest.raises(ValueError, match="expected 0/ or 1/"):
+        split_seq(add_seq(1, frame)[2:].rpartition(b"#")[0] + b"#" + frame.rpartition(b"#")[2])
+
+
+def test_client_2017_and_bench():
+    from mailkit.labs.support import Client2017, GaveUp, exchange, first_number
+    from mailkit.labs import support as lab
+    with lab.Bench() as bench:
+        old = Client2017(*bench.server.address)
+        assert old.login("alice", "wonderland").startswith("OK:")
+        assert old.email("bob", "Hello", "from 2017") == "OK: Email Sent"
+        assert first_number(old.count()) == 0
+        assert exchange(*bench.link.address, bench.frame("carol", "Hi", "there")) == b"OK: Email Sent"
+        assert bench.delivered() == 2 and bench.connections == 1
+        assert bench.sequence_numbers() == [None]
+    assert issubclass(GaveUp, OSError)
+
+
+def test_run_server_records_what_serve_one_raised():
+    from mailkit.labs import support as lab
+
+    class Broken:
+        def serve_one(self, conn):
+            raise KeyError("inbox")
+
+    with lab.run_server(Broken()) as server:
+        try:
+            assert lab.exchange(*server.address, b"alice:wonderland") == b""
+        except ConnectionResetError:
+            pass          # closed with the request unread: the peer may see a reset
+    assert server.errors == ["KeyError: 'inbox'"]
+
+
+@pytest.mark.slow
+def test_a_new_lab_from_scratch(tmp_path, monkeypatch, capsys):
+    """execute stores the reference, release stubs the solution, check
+    without the source falls back to the notebook's own check cells."""
+    solution = nbformat.v4.new_code_cell(
+        "def double(x):\n    ### BEGIN SOLUTION\n    # hint: twice x\n    return 2 * x\n    ### END SOLUTION\n")
+    check = nbformat.v4.new_code_cell("print(double(21))")
+    check.metadata["mailkit"] = {"check": "double", "points": 1}
+    source = tmp_path / "labs" / "09-double.ipynb"
+    source.parent.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=[solution, check]), source)
+    assert main(["execute", str(source)]) == 0
+    stored = nbformat.read(source, as_version=4).cells[1]
+    assert stored.outputs[0]["text"] == "42\n" and stored.execution_count == 2
+    assert main(["release", str(source), "--out", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path / "out")
+    monkeypatch.delenv("MAILKIT_LABS_SOURCE", raising=False)
+    assert main(["check", "09-double.ipynb"]) == 1
+    out, err = capsys.readouterr()
+    assert "no source for lab '09-double' found" in err
+    assert "FAIL  double  0/1" in out and "NotImplementedError: twice x" in out
