@@ -25,7 +25,7 @@ from .trace import Exchange, Transcript
 
 __all__ = [
     "MailClient", "MailClientError", "ServerError", "LoginFailed", "NotLoggedIn",
-    "RetriesExhausted", "ServerUnreachable", "UnexpectedReply", "DEFAULT_RETRIES",
+    "RetriesExhausted", "ServerUnreachable", "UnexpectedReply", "DEFAULT_RETRIES", "request_once",
 ]
 
 # PROTOCOL.md names the success reply of these; anything else is a damaged reply.
@@ -190,24 +190,35 @@ class MailClient:
         raise RetriesExhausted(command, attempts)
 
     def _exchange(self, data: bytes, exchange: Exchange) -> bytes:
-        """One connection: send, half-close, read until the server closes."""
         start = time.perf_counter()
         try:
-            with socket.create_connection((self.host, self.port), timeout=self.timeout) as sock:
-                sock.sendall(data)
-                try:
-                    sock.shutdown(socket.SHUT_WR)   # "that was all": the request is complete
-                except OSError:
-                    pass
-                chunks, size = [], 0
-                while chunk := sock.recv(65536):
-                    chunks.append(chunk)
-                    size += len(chunk)
-                    if size > P.MAX_REPLY_BYTES:
-                        raise MailClientError(f"reply over {P.MAX_REPLY_BYTES} bytes")
-                return b"".join(chunks)
+            return request_once((self.host, self.port), data, timeout=self.timeout)
         finally:
             exchange.duration = time.perf_counter() - start
+
+
+def request_once(address, data: bytes, *, half_close: bool = True,
+                 timeout: float = DEFAULT_TIMEOUT_S) -> bytes:
+    """One request, one reply, as the protocol says: connect to *address*,
+    send *data*, close the sending side ("that was all"), read the reply
+    until the server closes.  ``b""`` means it closed without a reply.
+
+    ``half_close=False`` behaves like a 2017 client, which sends and waits.
+    """
+    with socket.create_connection(tuple(address), timeout=timeout) as sock:
+        sock.sendall(data)
+        if half_close:
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        chunks, size = [], 0
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > P.MAX_REPLY_BYTES:
+                raise MailClientError(f"reply over {P.MAX_REPLY_BYTES} bytes")
+        return b"".join(chunks)
 
 
 def _listing(reply: Reply) -> list[Message]:

@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass, field
 
 from . import protocol as P
+from .client import request_once
 from .noise import BitFlipChannel, NoisyLink
 from .server import REPLIES, MailServer
 from .trace import Exchange, Transcript
@@ -56,14 +57,7 @@ def raw_request(address, data: bytes, *, half_close: bool = True, timeout: float
 
     ``half_close=False`` behaves like a 2017 client, which sends and waits
     without saying "that was all"."""
-    with socket.create_connection(tuple(address), timeout=timeout) as sock:
-        sock.sendall(data)
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
+    return request_once(address, data, half_close=half_close, timeout=timeout)
 
 
 def parse_2017(frame: bytes) -> tuple[bytes, str, bool]:

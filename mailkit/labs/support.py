@@ -22,6 +22,7 @@ import hashlib
 import socket
 
 from mailkit import MailClient, MailServer, NoisyLink
+from mailkit.client import request_once
 from mailkit import protocol as P
 from mailkit._listener import Listener, send_and_close
 
@@ -44,13 +45,7 @@ class GaveUp(OSError):
 def exchange(host: str, port: int, data: bytes, *, timeout: float = EXCHANGE_TIMEOUT_S) -> bytes:
     """Send *data* on a new connection, half-close, and return every byte
     of the reply (``b""`` if the connection closed without one)."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
+    return request_once((host, port), data, timeout=timeout)
 
 
 def first_number(text: str) -> int | None:
