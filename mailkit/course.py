@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from . import protocol as P
 from .client import request_once
 from .noise import BitFlipChannel, NoisyLink
+from .pictures import Shown
 from .server import REPLIES, MailServer
 from .trace import Exchange, Transcript
 
@@ -238,8 +239,8 @@ def clone_random(ids: list[str]) -> random.Random:
 # A big frame arrives in pieces (notebook 03)
 
 
-@dataclass
-class Arrival:
+@dataclass(repr=False)
+class Arrival(Shown):
     """How one frame came out of a TCP socket, ``recv(size)`` by ``recv(size)``."""
 
     size: int                          # the bytes sent
@@ -262,12 +263,6 @@ class Arrival:
                 f"after recv #1 the frame was complete: {self.complete_after[0] if n else False}\n"
                 f"the frame was first complete after recv #{first_complete}; "
                 f"all bytes arrived: {self.whole}")
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_pretty_(self, p, cycle) -> None:
-        p.text(self.text)
 
     def _repr_svg_(self) -> str:
         from .pictures import pieces_svg
@@ -521,8 +516,8 @@ def send_all(client, recipient: str, subjects: list[str]) -> None:
     print(f"{type(client).__name__} believes it sent {believed} of {len(subjects)} mails")
 
 
-@dataclass
-class Tally:
+@dataclass(repr=False)
+class Tally(Shown):
     """How many mails a sender meant to send, and how many the recipient got."""
 
     who: str
@@ -536,12 +531,6 @@ class Tally:
         lost = self.meant - distinct
         return (f"{self.who}: meant to send {self.meant}, the inbox holds {len(self.received)} "
                 f"({distinct} different, {duplicates} duplicate(s), {lost} lost)")
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_pretty_(self, p, cycle) -> None:
-        p.text(self.text)
 
 
 def tally(who: str, meant: int, subjects: list[str]) -> Tally:
@@ -633,8 +622,8 @@ QUIZZES: dict[str, list[Question]] = {
 }
 
 
-@dataclass
-class Quiz:
+@dataclass(repr=False)
+class Quiz(Shown):
     """The result of checking a notebook's self-check answers."""
 
     lines: list[tuple[str, str]]      # (mark, text)
@@ -642,12 +631,6 @@ class Quiz:
     @property
     def text(self) -> str:
         return "\n".join(f"{mark} {text}" for mark, text in self.lines)
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_pretty_(self, p, cycle) -> None:
-        p.text(self.text)
 
     def _repr_html_(self) -> str:
         import html

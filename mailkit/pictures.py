@@ -70,7 +70,21 @@ def _reply_label(e: Exchange) -> str:
 # Sequence diagram
 
 
-class SequenceDiagram:
+class Shown:
+    """Something a notebook shows, with a text form: ``text`` is what a
+    terminal prints and what nbval compares; subclasses add an SVG or HTML
+    form (``_repr_svg_``, ``_repr_html_``) for Jupyter to draw."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(self.text)
+
+
+class SequenceDiagram(Shown):
     """A transcript drawn as a sequence diagram.
 
     Shows as SVG in Jupyter (:meth:`_repr_svg_`); its ``repr`` is the text
@@ -99,12 +113,6 @@ class SequenceDiagram:
                     where = ", ".join(f"bit {bit} of byte {byte}" for byte, bit in e.flips)
                     lines.append(f"  {e.command} #{e.attempt}: flipped {where}")
         return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_pretty_(self, p, cycle) -> None:
-        p.text(self.text)
 
     # -- SVG ----------------------------------------------------------------
     @property
@@ -206,7 +214,7 @@ _KIND_COLOUR = {"ink": "ink", "OK": "OK", "KO": "KO", "ERROR": "ERROR", "flip": 
                 "lost": "no reply", "no reply": "no reply", "note": "no reply"}
 
 
-class Ladder:
+class Ladder(Shown):
     """A message sequence chart between *actors*: the same picture as
     :class:`SequenceDiagram`, for any steps (TCP's handshake, threads, a
     relay in the middle, rdt2.1).
@@ -247,12 +255,6 @@ class Ladder:
                 arrow = "--x " if kind == "lost" else "--> "
                 lines.append(f"{src:>{w}} {arrow}{dst:<{w}}  {label}{extra}")
         return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_pretty_(self, p, cycle) -> None:
-        p.text(self.text)
 
     def _x(self, actor: str) -> int:
         n = len(self.actors)
@@ -414,7 +416,7 @@ _PART_COLOURS = {"session id": "#1d4ed8", "command": "#7c3aed", "field": "#11182
                  "#": "#d6336c", "checksum": "#6b7280", ":": "#9ca3af"}
 
 
-class FrameView:
+class FrameView(Shown):
     """A frame with its parts named: session id, command, fields, the ``#``
     and the checksum (coloured in HTML, listed in text)."""
 
@@ -455,12 +457,6 @@ class FrameView:
         lines.append(f"  the checksum is the SHA-1 of the {len(content)} bytes before the last '#': "
                      f"{'matches' if self.verifies else 'does NOT match'}")
         return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_pretty_(self, p, cycle) -> None:
-        p.text(self.text)
 
     @property
     def html(self) -> str:
@@ -519,7 +515,7 @@ def pieces_svg(pieces, size: int, recv_size: int) -> str:
 # Hexdump with the flipped bits marked
 
 
-class HexdumpView:
+class HexdumpView(Shown):
     """A hexdump whose flipped bytes are coloured (HTML) and marked with
     carets (text).  ``.text`` is :func:`mailkit.trace.hexdump`'s output
     (only the rows asked for), ``.html`` the coloured version."""
@@ -590,12 +586,6 @@ class HexdumpView:
             lines.append(f"byte {byte}, {self._bits_word(bits)}: sent 0x{before:02x} {before:08b} "
                          f"{_shown(before)} -> arrived 0x{now:02x} {now:08b} {_shown(now)}")
         return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_pretty_(self, p, cycle) -> None:
-        p.text(self.text)
 
     @property
     def html(self) -> str:
@@ -672,7 +662,7 @@ def hexdump_html(data: bytes, flips=(), *, context: int | None = None) -> Hexdum
 # The retry plot
 
 
-class RetryPlot:
+class RetryPlot(Shown):
     """The chance that a mail gets through within *attempts* attempts,
     against the flip rate: analytic curve and simulated points.
 
@@ -698,12 +688,6 @@ class RetryPlot:
         for r, a, s in zip(self.rates, self.analytic, self.simulated):
             lines.append(f"{r:>9.2f}  {a:>8.3f}  {s:>9.3f}")
         return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_pretty_(self, p, cycle) -> None:
-        p.text(self.text)
 
     def figure(self):
         """A matplotlib ``Figure`` (not registered with pyplot)."""
