@@ -36,6 +36,10 @@ class Listener:
     """Base class: bind, accept, one thread per connection, clean stop."""
 
     MAX_CONNECTIONS = 512        # one thread each; a class of 300 fits with room
+    # Connections the kernel queues before accept(): a class connecting at the
+    # same moment must fit, since a dropped SYN costs its client a 1 s
+    # retransmit (measured: 200 at once with 128 gave a p99 of 1 s).
+    BACKLOG = MAX_CONNECTIONS
     REQUEST_DEADLINE_S = 10.0    # a whole request, however slowly it trickles in
     IDLE_TIMEOUT_S = P.RequestReader.IDLE_TIMEOUT_S  # between two pieces of a request
     SEND_TIMEOUT_S = 5.0         # a client that never reads its reply
@@ -91,7 +95,7 @@ class Listener:
             # TIME_WAIT; on Linux it does not let two servers share a port.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.port))
-            sock.listen(128)
+            sock.listen(self.BACKLOG)
         except OSError as exc:
             sock.close()
             if exc.errno in _EADDRINUSE:
@@ -282,11 +286,15 @@ class Listener:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("request took too long to arrive")
-            conn.settimeout(min(wait, remaining))
             try:
-                chunk = conn.recv(65536)
-            except TimeoutError:        # quiet for long enough: take what came
-                break
+                chunk = _recv_ready(conn)
+                if chunk is None:       # nothing there yet: wait for it
+                    conn.settimeout(min(wait, remaining))
+                    chunk = conn.recv(65536)
+            except TimeoutError:
+                if remaining < wait:    # the deadline ran out, not the patience
+                    raise TimeoutError("request took too long to arrive") from None
+                break                   # quiet for long enough: take what came
             except OSError:             # reset by the peer, or cut by stop()
                 return P.RequestReader()
             if self._stopping.is_set():
@@ -295,13 +303,34 @@ class Listener:
         return reader
 
 
+# Most requests have arrived by the time their thread reads them, and most
+# replies fit the socket's buffer: try without waiting first.  A socket with a
+# timeout polls before every recv and send, and each poll hands the GIL to
+# another thread and back (measured: 7-10% less server CPU per mail under load).
+
+
+def _recv_ready(conn: socket.socket) -> bytes | None:
+    """The bytes already there (b"" if the peer closed), or None if none yet."""
+    conn.setblocking(False)
+    try:
+        return conn.recv(65536)
+    except BlockingIOError:
+        return None
+
+
 def send_and_close(conn: socket.socket, data: bytes, *, drain: bool = False) -> None:
     """Send *data*, close our side and the socket; with *drain*, first read
     and drop what the peer is still sending (briefly), so that it sees our
     reply rather than a connection reset."""
     try:
-        conn.settimeout(Listener.SEND_TIMEOUT_S)
-        conn.sendall(data)
+        conn.setblocking(False)
+        try:
+            sent = conn.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):    # the rest waits for the peer to read
+            conn.settimeout(Listener.SEND_TIMEOUT_S)
+            conn.sendall(memoryview(data)[sent:])
         conn.shutdown(socket.SHUT_WR)
         if drain:
             conn.settimeout(0.2)

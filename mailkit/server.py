@@ -56,12 +56,16 @@ class LoginThrottle:
     MAX_FAILURES = 5     # a student mistyping twice is fine; a script guessing is not
     WINDOW_S = 60.0
     LOCKOUT_S = 30.0
+    # Names remembered before the stale ones are forgotten: a script trying
+    # made-up names must not grow the server's memory for as long as it runs.
+    MAX_TRACKED = 10_000
 
     def __init__(self, clock=time.monotonic):
         self._clock = clock
         self._failures: dict[str, deque[float]] = defaultdict(deque)
         self._locked_until: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._prune_at = self.MAX_TRACKED
 
     def wait_time(self, user: str) -> float:
         with self._lock:
@@ -77,6 +81,18 @@ class LoginThrottle:
             if len(times) >= self.MAX_FAILURES:
                 self._locked_until[user] = now + self.LOCKOUT_S
                 times.clear()
+            if len(self._failures) + len(self._locked_until) > self._prune_at:
+                self._forget_stale(now)
+
+    def _forget_stale(self, now: float) -> None:
+        # Failures older than the window and lockouts that have ended change
+        # nothing any more.  Pruning is O(n), so the next one waits until the
+        # tables have doubled: O(1) per failure on average.
+        for name in [n for n, t in self._failures.items() if not t or t[-1] < now - self.WINDOW_S]:
+            del self._failures[name]
+        for name in [n for n, until in self._locked_until.items() if until <= now]:
+            del self._locked_until[name]
+        self._prune_at = max(self.MAX_TRACKED, 2 * (len(self._failures) + len(self._locked_until)))
 
     def succeeded(self, user: str) -> None:
         with self._lock:

@@ -338,8 +338,9 @@ def test_run_server_records_what_serve_one_raised():
     with lab.run_server(Broken()) as server:
         try:
             assert lab.exchange(*server.address, b"alice:wonderland") == b""
-        except ConnectionResetError:
-            pass          # closed with the request unread: the peer may see a reset
+        except OSError:
+            pass          # closed with the request unread: the peer may see a reset,
+            #               a broken pipe, or "not connected" at its half-close
     assert server.errors == ["KeyError: 'inbox'"]
 
 

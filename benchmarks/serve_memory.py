@@ -1,0 +1,43 @@
+"""``python -m mailkit serve`` for a ``:memory:`` store, which cannot be filled
+before the server starts: the benchmark accounts are added here, with the
+cheap scrypt cost of :func:`load.make_db` (logins are not what is measured).
+
+    python benchmarks/serve_memory.py --users 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+# The checkout to benchmark (run.py --root sets it), else this one.
+sys.path.insert(0, os.environ.get("MAILKIT_ROOT") or str(Path(__file__).resolve().parent.parent))
+
+import mailkit.store  # noqa: E402
+from mailkit import MailServer  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load import CHEAP_N, PASSWORD, user_name  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=64)
+    args = parser.parse_args()
+    mailkit.store.SCRYPT_N = CHEAP_N          # hash_password reads it when called
+    server = MailServer({user_name(i): PASSWORD for i in range(args.users)}, db=":memory:")
+    server.start()
+    # request_stop() where there is one (run.py --root may point at an older mailkit)
+    signal.signal(signal.SIGTERM, lambda *_: getattr(server, "request_stop", server._stopping.set)())
+    print("mailkit listening on %s:%d" % server.address, flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.close()
+
+
+if __name__ == "__main__":
+    main()
