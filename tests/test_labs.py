@@ -366,3 +366,42 @@ def test_a_new_lab_from_scratch(tmp_path, monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert "no source for lab '09-double' found" in err
     assert "FAIL  double  0/1" in out and "NotImplementedError: twice x" in out
+
+
+def _runs(*results):
+    from mailkit.labs import runner
+
+    calls = []
+
+    def fake_run_once(nb, **kwargs):
+        calls.append(kwargs)
+        return results[len(calls) - 1]
+
+    return runner, calls, fake_run_once
+
+
+def test_a_kernel_that_never_started_is_tried_once_more(monkeypatch):
+    from mailkit.labs.runner import CellResult, RunResult
+
+    dead = RunResult(cells={0: CellResult(0, False, "the kernel did not start: Kernel didn't respond in 30 seconds")})
+    good = RunResult(cells={0: CellResult(0, True)})
+    runner, calls, fake = _runs(dead, good)
+    monkeypatch.setattr(runner, "_run_once", fake)
+    assert runner.run_notebook(nbformat.v4.new_notebook(), deadline=5) is good
+    assert len(calls) == 2
+
+
+def test_a_second_failed_start_still_fails_and_other_failures_are_not_retried(monkeypatch):
+    from mailkit.labs.runner import CellResult, RunResult
+
+    dead = RunResult(cells={0: CellResult(0, False, "the kernel did not start: no")})
+    runner, calls, fake = _runs(dead, dead)
+    monkeypatch.setattr(runner, "_run_once", fake)
+    result = runner.run_notebook(nbformat.v4.new_notebook(), deadline=5)
+    assert not result.cells[0].passed and len(calls) == 2
+
+    wrong = RunResult(cells={0: CellResult(0, False, "Cell outputs differ")})
+    runner, calls, fake = _runs(wrong, wrong)
+    monkeypatch.setattr(runner, "_run_once", fake)
+    assert runner.run_notebook(nbformat.v4.new_notebook(), deadline=5) is wrong
+    assert len(calls) == 1

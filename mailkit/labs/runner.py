@@ -65,8 +65,27 @@ def deadline_for(nb: nbformat.NotebookNode, cell_timeout: float) -> float:
 
 def run_notebook(nb: nbformat.NotebookNode, *, cell_timeout: float = DEFAULT_CELL_TIMEOUT_S,
                  deadline: float | None = None, name: str = "submission.ipynb") -> RunResult:
-    """Check *nb* with nbval in a new process; return what each cell did."""
+    """Check *nb* with nbval in a new process; return what each cell did.
+
+    A kernel that never started ran none of the student's code: that is the
+    machine's fault, not the student's (jupyter_client can pick ports that a
+    kernel starting at the same moment also picked), so such a run is tried
+    once more.  Its cells still count as failed if the second start fails too.
+    """
     deadline = deadline_for(nb, cell_timeout) if deadline is None else deadline
+    result = _run_once(nb, cell_timeout=cell_timeout, deadline=deadline, name=name)
+    if _kernel_never_started(result):
+        result = _run_once(nb, cell_timeout=cell_timeout, deadline=deadline, name=name)
+    return result
+
+
+def _kernel_never_started(result: RunResult) -> bool:
+    return not result.killed and any(
+        c.message.startswith("the kernel did not start") for c in result.cells.values())
+
+
+def _run_once(nb: nbformat.NotebookNode, *, cell_timeout: float, deadline: float,
+              name: str) -> RunResult:
     workdir = Path(tempfile.mkdtemp(prefix="mailkit-labs-"))
     token = uuid.uuid4().hex
     started = time.perf_counter()
