@@ -189,7 +189,8 @@ class Listener:
 
     @property
     def threads(self) -> int:
-        """Threads alive now (the acceptor and one per open connection)."""
+        """Threads alive now: the acceptor, one per open connection, and any
+        worker lingering (up to ``WORKER_LINGER_S``) for the next connection."""
         with self._lock:
             workers = sum(w.is_alive() for w in self._workers)
         return workers + bool(self._acceptor and self._acceptor.is_alive())
