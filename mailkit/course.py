@@ -85,18 +85,8 @@ class Server2017Style(MailServer):
         super().__init__(*args, **kwargs)
         self.sizes: list[int] = []       # bytes each request's one recv() returned
 
-    def read_request(self, conn: socket.socket) -> P.RequestReader:
-        reader = P.RequestReader()
-        conn.settimeout(self.REQUEST_DEADLINE_S)
-        try:
-            chunk = conn.recv(self.RECV_SIZE)            # the whole "message", 2017-style
-        except OSError:
-            return P.RequestReader()
-        with self._lock:
-            self.sizes.append(len(chunk))
-        reader.feed(chunk)
-        reader.closed = True
-        return reader
+    def new_reader(self) -> "_OneRecv":
+        return _OneRecv(self)
 
     def respond(self, data: bytes) -> tuple[str, str]:
         if b"#" in data:
@@ -104,6 +94,21 @@ class Server2017Style(MailServer):
             if not ok:
                 return "bad frame (split at the first '#')", REPLIES.KO
         return super().respond(data)
+
+
+class _OneRecv(P.RequestReader):
+    """A request is whatever ONE ``recv(1024)`` returns: the 2017 way."""
+
+    def __init__(self, server: Server2017Style):
+        super().__init__()
+        self._server = server
+
+    def feed(self, data: bytes) -> None:
+        chunk = data[: self._server.RECV_SIZE]
+        with self._server._lock:
+            self._server.sizes.append(len(chunk))
+        super().feed(chunk)
+        self.closed = True          # no more reading: that was "the message"
 
 
 class FakeClock:

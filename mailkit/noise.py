@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from . import protocol as P
-from ._listener import Listener, send_and_close
+from ._listener import Listener, Received, send_and_close
 
 __all__ = ["flip_bit", "flip_bits", "BitFlipChannel", "NoisyLink", "LinkEvent"]
 
@@ -220,17 +220,15 @@ class NoisyLink(Listener):
             self.events.append(event)
         return event, faults
 
-    def handle(self, conn: socket.socket, peer) -> None:
-        try:
-            reader = self.read_request(conn)
-        except (P.RequestTooLarge, TimeoutError) as exc:
-            send_and_close(conn, f"ERROR: {exc}".encode(), drain=True)
+    def handle_request(self, conn: socket.socket, peer, received: Received) -> None:
+        if received.error is not None:
+            send_and_close(conn, f"ERROR: {received.error}".encode(), drain=True)
             return
-        if not reader.data:
-            return
-        event, faults = self._faults(reader.data)
+        event, faults = self._faults(received.data)
         try:
-            reply = self._forward(conn, _apply(reader.data, faults.request_flips), half_closed=reader.closed)
+            conn.setblocking(True)
+            reply = self._forward(conn, _apply(received.data, faults.request_flips),
+                                  half_closed=received.closed)
         except OSError as exc:
             event.error = f"server unreachable: {exc}"
             return            # the client sees a closed connection, as through a dead wire

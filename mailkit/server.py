@@ -21,7 +21,7 @@ from collections import defaultdict, deque
 import threading
 
 from . import protocol as P
-from ._listener import Listener, PortInUseError, format_peer, send_and_close
+from ._listener import Listener, PortInUseError, Received, format_peer, send_and_close
 from .store import MailStore, SessionError, UnknownUser
 
 __all__ = ["MailServer", "PortInUseError", "REPLIES"]
@@ -128,6 +128,10 @@ class MailServer(Listener):
             self.store.add_user(name, password, replace=True)
         self.throttle = LoginThrottle()
         self.requests_served = 0
+        # email requests waiting for the next batch (see dispatch)
+        self._mail_queue: list[tuple] = []
+        self._mail_batch_running = False
+        self._batch_mail = self._batches_mail()
         self._commands = {
             "help": self._help, "email": self._email, "getmsg": self._getmsg,
             "count": self._count, "delmsg": self._delmsg, "dump": self._dump,
@@ -144,22 +148,93 @@ class MailServer(Listener):
 
     # -- one connection -----------------------------------------------------
 
-    def handle(self, conn: socket.socket, peer) -> None:
+    # Mail in batches.  Every email needs an fsynced commit before its OK.
+    # Giving each one a thread of its own that waits for "its" commit costs
+    # more CPU in thread switches than the mail itself (measured: 18 context
+    # switches and ~250 us of CPU per mail with 32 senders).  So the event
+    # loop parses each email request and queues it; ONE job at a time takes
+    # the whole queue, stores it in one commit and replies to each.  While
+    # that commit is fsynced, the loop queues the next batch.  A subclass
+    # that overrides respond() or _email() (the course's teaching servers)
+    # gets every request passed through them instead, one thread each.
+    BATCHES_MAIL = True
+
+    def _batches_mail(self) -> bool:
+        cls = type(self)
+        return (self.BATCHES_MAIL and cls.respond is MailServer.respond
+                and cls._email is MailServer._email)
+
+    def dispatch(self, conn: socket.socket, peer, received: Received) -> None:
+        if self._batch_mail and received.error is None and _looks_like_email(received.data):
+            try:
+                request = P.parse_request(received.data)
+            except P.ProtocolError:
+                request = None          # the worker parses it again and says what is wrong
+            if isinstance(request, P.Command) and request.name == "email":
+                with self._lock:
+                    self._mail_queue.append((conn, peer, request, time.perf_counter()))
+                    if self._mail_batch_running:
+                        return
+                    self._mail_batch_running = True
+                self.run_in_worker(self._mail_batches)
+                return
+        super().dispatch(conn, peer, received)
+
+    def _mail_batches(self) -> None:
+        """Store and answer queued emails, one batch per commit, until none is left."""
+        while True:
+            with self._lock:
+                batch, self._mail_queue = self._mail_queue, []
+                if not batch:
+                    self._mail_batch_running = False
+                    return
+            replies: dict[int, tuple[str, str]] = {}
+            try:
+                self._deliver_batch(batch, replies)
+            except Exception:   # whatever went wrong, every request gets a reply
+                log.exception("a batch of %d emails failed", len(batch))
+            for i, (conn, peer, request, started) in enumerate(batch):
+                what, reply = replies.get(i, ("internal error", REPLIES.INTERNAL))
+                self._finish(conn, peer, what, reply, started)
+
+    def _deliver_batch(self, batch: list[tuple], replies: dict[int, tuple[str, str]]) -> None:
+        mails, senders = [], []
+        for i, (_, _, request, _) in enumerate(batch):
+            try:
+                user = self.store.session_user(request.session_id)
+            except SessionError as exc:
+                replies[i] = ("email with a bad session id", f"ERROR: {exc}")
+                continue
+            mails.append((user, *request.fields))
+            senders.append(i)
+        for i, mail, result in zip(senders, mails, self.store.deliver_many(mails)):
+            try:
+                replies[i] = (f"{mail[0]} email", self._delivery_reply(mail[1], result))
+            except Exception:
+                log.error("email from %s not stored", mail[0], exc_info=result)
+
+    def _finish(self, conn: socket.socket, peer, what: str, reply: str, started: float) -> None:
+        try:
+            self.reply_and_close(conn, reply.encode("utf-8"))
+        finally:
+            with self._lock:
+                self.requests_served += 1
+            if log.isEnabledFor(logging.INFO):
+                log.info("%s %s -> %s (%.1f ms)", format_peer(peer), what,
+                         _first_line(reply), (time.perf_counter() - started) * 1000)
+
+    def handle_request(self, conn: socket.socket, peer, received: Received) -> None:
         started = time.perf_counter()
         what, reply = "nothing sent", None
         try:
-            try:
-                data = self.read_request(conn).data
-            except P.RequestTooLarge as exc:
-                what, reply = "too large", f"ERROR: {exc}"
+            if isinstance(received.error, P.RequestTooLarge):
+                what, reply = "too large", f"ERROR: {received.error}"
                 send_and_close(conn, reply.encode(), drain=True)
                 return
-            except TimeoutError:
+            if isinstance(received.error, TimeoutError):
                 what, reply = "too slow", REPLIES.TOO_SLOW
             else:
-                if not data:
-                    return
-                what, reply = self.respond(data)
+                what, reply = self.respond(received.data)
             send_and_close(conn, reply.encode("utf-8"))
         except Exception:   # one bad request must never take the server down
             log.exception("%s request failed", format_peer(peer))
@@ -168,8 +243,9 @@ class MailServer(Listener):
         finally:
             with self._lock:
                 self.requests_served += 1
-            log.info("%s %s -> %s (%.1f ms)", format_peer(peer), what,
-                     _first_line(reply), (time.perf_counter() - started) * 1000)
+            if log.isEnabledFor(logging.INFO):
+                log.info("%s %s -> %s (%.1f ms)", format_peer(peer), what,
+                         _first_line(reply), (time.perf_counter() - started) * 1000)
 
     def respond(self, data: bytes) -> tuple[str, str]:
         """Turn one complete request into (what it was, the reply text).
@@ -215,9 +291,17 @@ class MailServer(Listener):
 
     def _email(self, user: str, recipient: str, subject: str, body: str) -> str:
         try:
-            self.store.deliver(user, recipient, subject, body)  # committed: on disk
-        except UnknownUser:
+            result = self.store.deliver(user, recipient, subject, body)  # committed: on disk
+        except UnknownUser as exc:
+            result = exc
+        return self._delivery_reply(recipient, result)
+
+    @staticmethod
+    def _delivery_reply(recipient: str, result) -> str:
+        if isinstance(result, UnknownUser):
             return f"ERROR: unknown recipient {recipient!r}"
+        if isinstance(result, Exception):
+            raise result      # not the client's fault: an internal error, logged
         return REPLIES.EMAIL_SENT
 
     def _getmsg(self, user: str, sender: str) -> str:
@@ -237,6 +321,11 @@ class MailServer(Listener):
 
     def _dump(self, user: str) -> str:
         return P.format_messages(self.store.messages(user))
+
+
+def _looks_like_email(data: bytes) -> bool:
+    """A cheap test before parsing: ``SESSIONID:email:`` at the start."""
+    return data[P.SESSION_ID_LEN:P.SESSION_ID_LEN + 7] == b":email:"
 
 
 def _first_line(text: str | None) -> str:

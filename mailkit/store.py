@@ -327,6 +327,27 @@ class MailStore:
             raise UnknownUser(f"no user named {recipient!r}")
         return Message(sender, recipient, subject, body, sent_at)
 
+    def deliver_many(self, mails: list[tuple[str, str, str, str]]) -> list[Message | Exception]:
+        """Store several ``(sender, recipient, subject, body)`` mails in one
+        commit (one fsync): they are on disk when this returns.  For each
+        mail, in order, the :class:`Message` stored or the exception that
+        kept it out (UnknownUser for no such recipient).  The server's
+        batches of ``email`` requests come here."""
+        sent_at = self._clock()
+        group = [_Delivery((recipient, sender, subject, body, sent_at, recipient))
+                 for sender, recipient, subject, body in mails]
+        if group:
+            self._commit(group)
+        results: list[Message | Exception] = []
+        for d, (sender, recipient, subject, body) in zip(group, mails):
+            if d.error is not None:
+                results.append(d.error)
+            elif not d.inserted:
+                results.append(UnknownUser(f"no user named {recipient!r}"))
+            else:
+                results.append(Message(sender, recipient, subject, body, sent_at))
+        return results
+
     def _commit(self, group: list[_Delivery]) -> None:
         """Insert *group* in one transaction and commit it (one fsync); mark
         each delivery done, with the error that kept it out if there was one."""

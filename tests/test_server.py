@@ -126,7 +126,9 @@ BAD_INPUTS = [
     ("unknown user", b"mallory:x", re.escape(REPLIES.LOGIN_FAILED)),
     ("half frame", lambda sid: make_frame(sid, "email", "bob", "s", "b")[:30],
      r"ERROR: incomplete frame.*"),
-    ("wrong checksum", lambda sid: make_frame(sid, "count")[:-1] + b"0", r"KO"),
+    # the last hex digit changed (to 1 if it was 0: never the same digit again)
+    ("wrong checksum", lambda sid: (lambda f: f[:-1] + (b"1" if f.endswith(b"0") else b"0"))(make_frame(sid, "count")),
+     r"KO"),
     ("non-UTF-8 frame", lambda sid: (lambda c: c + b"#" + checksum(c).encode())(f"{sid}:email:bob:s:".encode() + b"\xc3\x28"),
      r"ERROR: the frame is not UTF-8 text.*"),
     ("unknown command", lambda sid: (lambda c: c + b"#" + checksum(c).encode())(f"{sid}:fly".encode()),
@@ -294,3 +296,107 @@ def _record(errors, fn):
         fn()
     except Exception as exc:   # noqa: BLE001 - the test reports it
         errors.append(exc)
+
+
+# -- mail in batches --------------------------------------------------------------
+
+
+class GatedStore(MailStore):
+    """A real SQLite store whose FIRST batch of mail waits at a gate until
+    the test opens it: whatever arrives meanwhile must queue for the next."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.batches: list[int] = []
+        self.in_first = threading.Event()
+        self.gate = threading.Event()
+
+    def deliver_many(self, mails):
+        self.batches.append(len(mails))
+        if len(self.batches) == 1:
+            self.in_first.set()
+            assert self.gate.wait(10), "the test never opened the gate"
+        return super().deliver_many(mails)
+
+
+@pytest.fixture
+def gated(tmp_path):
+    store = GatedStore(tmp_path / "mail.db")
+    # A trigger makes one subject fail inside the transaction, as a full disk
+    # would fail one INSERT: the others in its batch must still be stored.
+    store._conn.execute("CREATE TRIGGER boom BEFORE INSERT ON messages WHEN NEW.subject = 'boom' "
+                        "BEGIN SELECT RAISE(ABORT, 'simulated failure'); END")
+    with MailServer(USERS, store=store) as server:
+        yield server, store
+        store.gate.set()
+
+
+def test_mail_arriving_during_a_commit_shares_the_next_commit_and_each_gets_its_own_reply(gated):
+    server, store = gated
+    clients = {}
+    for name in USERS:
+        clients[name] = MailClient(*server.address)
+        clients[name].login(name, USERS[name])
+    with ThreadPoolExecutor(8) as pool:
+        first = pool.submit(clients["alice"].send, "bob", "first", "x")
+        assert store.in_first.wait(5)
+        later = {
+            "ok-1": pool.submit(clients["alice"].send, "bob", "ok-1", "x"),
+            "ok-2": pool.submit(clients["bob"].send, "carol", "ok-2", "x"),
+            "ok-3": pool.submit(clients["carol"].send, "bob", "ok-3", "x"),
+            "no such user": pool.submit(clients["carol"].send, "zed", "lost", "x"),
+            "boom": pool.submit(raw_request, server.address,
+                                make_frame(clients["bob"].session_id, "email", "alice", "boom", "x")),
+            "bad session": pool.submit(raw_request, server.address,
+                                       make_frame("0000000000", "email", "bob", "s", "x")),
+        }
+        # All six wait in the queue while the first commit is held: no reply yet.
+        deadline = time.monotonic() + 5
+        while len(server._mail_queue) < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(server._mail_queue) == 6
+        assert not first.done() and not any(f.done() for f in later.values())
+        store.gate.set()
+        assert first.result(5) == REPLIES.EMAIL_SENT
+        for subject in ("ok-1", "ok-2", "ok-3"):
+            assert later[subject].result(5) == REPLIES.EMAIL_SENT
+        with pytest.raises(ServerError, match="unknown recipient 'zed'"):
+            later["no such user"].result(5)
+        assert later["boom"].result(5).decode() == REPLIES.INTERNAL
+        assert later["bad session"].result(5).decode().startswith("ERROR: unknown session id 0000000000")
+    # One commit for the first mail, one for the five with a valid session.
+    assert store.batches == [1, 5]
+    stored = sorted(m.subject for name in USERS for m in store.messages(name))
+    assert stored == ["first", "ok-1", "ok-2", "ok-3"]
+    assert clients["alice"].send("bob", "after", "x") == REPLIES.EMAIL_SENT
+
+
+def test_a_batch_that_fails_whole_gets_an_error_reply_each_and_the_server_goes_on(tmp_path):
+    class FailingOnce(MailStore):
+        failed = False
+
+        def deliver_many(self, mails):
+            if not self.failed:
+                self.failed = True
+                raise OSError("simulated: the disk went away")
+            return super().deliver_many(mails)
+
+    with MailServer(USERS, store=FailingOnce(tmp_path / "mail.db")) as server:
+        alice = MailClient(*server.address)
+        alice.login("alice", USERS["alice"])
+        frame = make_frame(alice.session_id, "email", "bob", "s", "x")
+        assert raw_request(server.address, frame).decode() == REPLIES.INTERNAL
+        assert alice.send("bob", "s", "x") == REPLIES.EMAIL_SENT
+        assert [m.subject for m in server.store.messages("bob")] == ["s"]
+
+
+def test_a_subclass_that_overrides_respond_sees_every_email(server):
+    class Shouting(MailServer):
+        def respond(self, data):
+            what, reply = super().respond(data)
+            return what, reply.upper()
+
+    with Shouting(USERS) as loud:
+        client = MailClient(*loud.address)
+        client.login("alice", USERS["alice"])
+        assert client.send("bob", "s", "x") == REPLIES.EMAIL_SENT.upper()

@@ -98,6 +98,8 @@ class _Serving(Listener):
     """A listener that hands each connection to a function and records
     (as text) any exception it raises, for a check to print."""
 
+    READS_REQUESTS = False      # the student's code reads the socket itself
+
     def __init__(self, on_connection, host: str = "127.0.0.1", port: int = 0):
         super().__init__(host, port)
         self._on_connection = on_connection
