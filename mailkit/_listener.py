@@ -251,86 +251,102 @@ class Listener:
         return workers + bool(self._loop_thread and self._loop_thread.is_alive())
 
     # -- the event loop -----------------------------------------------------
+    # Everything from here to _forget runs in the loop thread only, and so
+    # needs no lock for _sel, _arriving and _timers.
 
     def _loop(self) -> None:
-        sel = selectors.DefaultSelector()
-        sel.register(self._sock, selectors.EVENT_READ)
-        sel.register(self._wake_r, selectors.EVENT_READ)
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self._sock, selectors.EVENT_READ)
+        self._sel.register(self._wake_r, selectors.EVENT_READ)
+        self._arriving: dict[socket.socket, _Arriving] = {}
         # Wake-up times of arriving requests, earliest first.  An entry is
         # stale once its request is gone or has a later wake_at: skip those.
-        timers: list[tuple[float, int, _Arriving]] = []
-        order = itertools.count()
-        arriving: dict[socket.socket, _Arriving] = {}
-
-        def wait_for_more(a: _Arriving, now: float) -> None:
-            patience = a.reader.patience()
-            if patience <= 0:
-                return finish(a, None)
-            a.wake_at = min(now + patience, a.deadline)
-            heapq.heappush(timers, (a.wake_at, next(order), a))
-            if a.conn not in arriving:
-                arriving[a.conn] = a
-                sel.register(a.conn, selectors.EVENT_READ, a)
-
-        def finish(a: _Arriving, error: Exception | None) -> None:
-            if arriving.pop(a.conn, None) is not None:
-                sel.unregister(a.conn)
-            a.wake_at = -1.0
-            data = a.reader.data
-            if not data and error is None:      # connected, said nothing, left
-                self._forget(a.conn)
-                return
-            self.dispatch(a.conn, a.peer, Received(data, a.reader.closed, error))
-
-        def receive(a: _Arriving, now: float) -> None:
-            try:
-                chunk = a.conn.recv(65536)
-            except BlockingIOError:
-                chunk = None
-            except OSError:                     # reset by the peer
-                if arriving.pop(a.conn, None) is not None:
-                    sel.unregister(a.conn)
-                a.wake_at = -1.0
-                self._forget(a.conn)
-                return
-            if chunk is not None:
-                try:
-                    a.reader.feed(chunk)
-                except P.RequestTooLarge as exc:
-                    return finish(a, exc)
-            wait_for_more(a, now)
-
+        self._timers: list[tuple[float, int, _Arriving]] = []
+        self._order = itertools.count()         # ties in the heap: first come first
         try:
             while not self._stopping.is_set():
+                timers = self._timers
                 timeout = max(0.0, timers[0][0] - time.monotonic()) if timers else None
-                events = sel.select(timeout)
+                events = self._sel.select(timeout)
                 now = time.monotonic()
                 for key, _ in events:
                     if key.fileobj is self._wake_r:
                         return
                     if key.fileobj is self._sock:
                         for conn, peer in self._accept_ready():
-                            if self.READS_REQUESTS:
-                                conn.setblocking(False)
-                                a = _Arriving(conn, peer, self.new_reader(),
-                                              now + self.REQUEST_DEADLINE_S)
-                                receive(a, now)     # most requests are there already
-                            else:
-                                self.run_in_worker(self._serve_raw, conn, peer)
+                            self._guarded(self._arrived, conn, peer, now)
                     elif key.data.wake_at >= 0:
-                        receive(key.data, now)
+                        self._guarded(self._receive, key.data, now)
                 while timers and timers[0][0] <= now:
                     when, _, a = heapq.heappop(timers)
-                    if a.wake_at != when:
-                        continue                # stale: more came, or it is gone
-                    if when >= a.deadline and a.reader.patience() > 0:
-                        finish(a, TimeoutError("request took too long to arrive"))
-                    else:
-                        finish(a, None)         # quiet for long enough: take what came
+                    if a.wake_at == when:       # else stale: more came, or it is gone
+                        self._guarded(self._time_up, a)
         finally:
-            for conn in list(arriving):
+            for conn in list(self._arriving):
                 self._forget(conn, shutdown=True)
-            sel.close()
+            self._sel.close()
+
+    def _guarded(self, step, arg, *args) -> None:
+        """Run one step for one connection; if it fails, drop that connection
+        (and log why), never the loop that serves everyone."""
+        try:
+            step(arg, *args)
+        except Exception:
+            log.exception("dropped a connection: the server failed to read it")
+            if isinstance(arg, _Arriving):
+                self._done_reading(arg)
+                arg = arg.conn
+            self._forget(arg, shutdown=True)
+
+    def _arrived(self, conn: socket.socket, peer, now: float) -> None:
+        if not self.READS_REQUESTS:
+            self.run_in_worker(self._serve_raw, conn, peer)
+            return
+        conn.setblocking(False)
+        a = _Arriving(conn, peer, self.new_reader(), now + self.REQUEST_DEADLINE_S)
+        self._receive(a, now)       # most requests are there already: no wait
+
+    def _receive(self, a: _Arriving, now: float) -> None:
+        try:
+            chunk = a.conn.recv(65536)
+        except BlockingIOError:
+            chunk = None
+        except OSError:                     # reset by the peer
+            self._done_reading(a)
+            self._forget(a.conn)
+            return
+        if chunk is not None:
+            try:
+                a.reader.feed(chunk)
+            except P.RequestTooLarge as exc:
+                return self._complete(a, exc)
+        patience = a.reader.patience()
+        if patience <= 0:
+            return self._complete(a, None)
+        a.wake_at = min(now + patience, a.deadline)
+        heapq.heappush(self._timers, (a.wake_at, next(self._order), a))
+        if a.conn not in self._arriving:
+            self._arriving[a.conn] = a
+            self._sel.register(a.conn, selectors.EVENT_READ, a)
+
+    def _time_up(self, a: _Arriving) -> None:
+        if a.wake_at >= a.deadline and a.reader.patience() > 0:
+            self._complete(a, TimeoutError("request took too long to arrive"))
+        else:
+            self._complete(a, None)         # quiet for long enough: take what came
+
+    def _done_reading(self, a: _Arriving) -> None:
+        if self._arriving.pop(a.conn, None) is not None:
+            self._sel.unregister(a.conn)
+        a.wake_at = -1.0                    # its timers are stale now
+
+    def _complete(self, a: _Arriving, error: Exception | None) -> None:
+        self._done_reading(a)
+        data = a.reader.data
+        if not data and error is None:      # connected, said nothing, left
+            self._forget(a.conn)
+            return
+        self.dispatch(a.conn, a.peer, Received(data, a.reader.closed, error))
 
     def _accept_ready(self):
         """Accept every connection waiting (refusing past MAX_CONNECTIONS)."""

@@ -149,17 +149,18 @@ def tcp_connection_diagram():
 def threads_diagram():
     """Who does what when a notebook runs a server in background threads."""
     from .pictures import ladder
-    cell, acc, conn = "your cells", "accept thread", "connection thread"
-    return ladder([cell, acc, conn], [
-        (cell, acc, "server.start()", "ink", "bind, listen, start the accept thread; return"),
+    cell, srv, worker = "your cells", "server thread", "worker thread"
+    return ladder([cell, srv, worker], [
+        (cell, srv, "server.start()", "ink", "bind, listen, start the server thread; return"),
         (cell, cell, "the cell ends: the next cell may run"),
-        (cell, acc, "connect()", "ink", "a client socket, in your cell"),
-        (acc, conn, "accept(): a thread for this connection"),
-        (acc, acc, "back to waiting in accept()"),
-        (cell, conn, "alice:wonderland"),
-        (conn, cell, "OK:<session id>", "OK"),
-        (conn, conn, "close(); the thread ends"),
-        (cell, acc, "server.stop()", "ink", "wake it, cut open connections, join every thread"),
+        (cell, srv, "connect()", "ink", "a client socket, in your cell"),
+        (srv, srv, "accept(); select() watches every open socket"),
+        (cell, srv, "alice:wonderland", "ink", "recv() as soon as bytes arrive"),
+        (srv, worker, "the whole request, to a worker"),
+        (srv, srv, "back to select(): other clients"),
+        (worker, cell, "OK:<session id>", "OK"),
+        (worker, worker, "close(); wait for the next request"),
+        (cell, srv, "server.stop()", "ink", "wake it, cut open connections, join every thread"),
     ], title="a server in background threads, a client in your cells")
 
 
