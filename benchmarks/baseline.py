@@ -2,7 +2,7 @@
 connection, with no protocol and no storage.
 
 The server accepts, reads the request until the client half-closes, answers
-``OK: Email Sent`` and closes: one thread per connection (as mailkit does),
+``OK: Email Sent`` and closes: one thread per connection (the textbook threaded server),
 or one connection at a time with ``--iterative``.  Run it as a script; it
 prints ``baseline listening on HOST:PORT`` when ready, like
 ``python -m mailkit serve``.
