@@ -62,12 +62,162 @@ class Received:
 class _Arriving:
     """A connection whose request is still arriving (owned by the loop thread)."""
 
-    __slots__ = ("conn", "peer", "reader", "deadline", "wake_at")
+    __slots__ = ("conn", "peer", "reader", "deadline", "wake_at", "timed")
 
     def __init__(self, conn, peer, reader, deadline: float):
         self.conn, self.peer, self.reader = conn, peer, reader
         self.deadline = deadline
-        self.wake_at = deadline
+        self.wake_at = deadline     # when to decide, if nothing more comes
+        self.timed = False          # has an entry in the loop's timer heap
+
+
+class _EventLoop:
+    """The loop thread's state and steps: accept, read, time out, hand over.
+
+    Only the loop thread touches it, so it needs no lock.  Each arriving
+    request has at most ONE entry in the timer heap: more bytes only move
+    its ``wake_at`` later, and an entry that comes due early is pushed back
+    to the new time (so a request sent in 1,000 pieces costs one entry, and
+    a finished one is dropped from the heap at its next due time, holding
+    nothing but a few fields)."""
+
+    ACCEPT_PAUSE_S = 0.1    # out of file descriptors: stop accepting this long
+
+    def __init__(self, listener: "Listener"):
+        self.listener = listener
+        self.sel = selectors.DefaultSelector()
+        self.arriving: dict[socket.socket, _Arriving] = {}
+        self.timers: list[tuple[float, int, _Arriving]] = []
+        self.order = itertools.count()          # ties in the heap: first come first
+        self.accept_paused_until: float | None = None
+
+    def run(self, sock: socket.socket, wake: socket.socket, stopping: threading.Event) -> None:
+        sel, timers = self.sel, self.timers
+        sel.register(sock, selectors.EVENT_READ)
+        sel.register(wake, selectors.EVENT_READ)
+        try:
+            while not stopping.is_set():
+                due = [t for t in (timers[0][0] if timers else None, self.accept_paused_until)
+                       if t is not None]
+                events = sel.select(max(0.0, min(due) - time.monotonic()) if due else None)
+                now = time.monotonic()
+                for key, _ in events:
+                    if key.fileobj is wake:
+                        return
+                    if key.fileobj is sock:
+                        self.accept(sock, now)
+                    elif key.data.wake_at >= 0:
+                        self.guarded(self.receive, key.data, now)
+                while timers and timers[0][0] <= now:
+                    _, _, a = heapq.heappop(timers)
+                    a.timed = False
+                    if a.wake_at < 0:
+                        continue                # done: this was its last entry
+                    if a.wake_at > now:         # more came since: wait again
+                        self.arm(a)
+                    else:
+                        self.guarded(self.time_up, a)
+                if self.accept_paused_until is not None and now >= self.accept_paused_until:
+                    self.accept_paused_until = None
+                    sel.register(sock, selectors.EVENT_READ)
+        finally:
+            for conn in list(self.arriving):
+                self.listener._forget(conn, shutdown=True)
+            sel.close()
+
+    def accept(self, sock: socket.socket, now: float) -> None:
+        """Accept every connection waiting (refusing past MAX_CONNECTIONS)."""
+        listener = self.listener
+        while True:
+            try:
+                conn, peer = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. out of file descriptors: pause, then try again
+                log.warning("cannot accept connections (%s): pausing for %.0f ms",
+                            exc.strerror or exc, self.ACCEPT_PAUSE_S * 1000)
+                self.sel.unregister(sock)
+                self.accept_paused_until = now + self.ACCEPT_PAUSE_S
+                return
+            with listener._lock:
+                busy = len(listener._conns) >= listener.MAX_CONNECTIONS
+                if not busy:
+                    listener._conns.add(conn)
+            if busy:
+                log.warning("%s refused: %d connections open", format_peer(peer), listener.MAX_CONNECTIONS)
+                send_and_close(conn, listener.BUSY_REPLY)
+                continue
+            self.guarded(self.arrived, conn, peer, now)
+
+    def guarded(self, step, arg, *args) -> None:
+        """Run one step for one connection; if it fails, drop that connection
+        (and log why), never the loop that serves everyone."""
+        try:
+            step(arg, *args)
+        except Exception:
+            log.exception("dropped a connection: the server failed to read it")
+            if isinstance(arg, _Arriving):
+                self.done_reading(arg)
+                arg = arg.conn
+            self.listener._forget(arg, shutdown=True)
+
+    def arrived(self, conn: socket.socket, peer, now: float) -> None:
+        listener = self.listener
+        if not listener.READS_REQUESTS:
+            listener.run_in_worker(listener._serve_raw, conn, peer)
+            return
+        conn.setblocking(False)
+        a = _Arriving(conn, peer, listener.new_reader(), now + listener.REQUEST_DEADLINE_S)
+        self.receive(a, now)        # most requests are there already: no wait
+
+    def receive(self, a: _Arriving, now: float) -> None:
+        try:
+            chunk = a.conn.recv(65536)
+        except BlockingIOError:
+            chunk = None
+        except OSError:                     # reset by the peer
+            self.done_reading(a)
+            self.listener._forget(a.conn)
+            return
+        if chunk is not None:
+            try:
+                a.reader.feed(chunk)
+            except P.RequestTooLarge as exc:
+                return self.complete(a, exc)
+        patience = a.reader.patience()
+        if patience <= 0:
+            return self.complete(a, None)
+        a.wake_at = min(now + patience, a.deadline)
+        if not a.timed:
+            self.arm(a)
+        if a.conn not in self.arriving:
+            self.arriving[a.conn] = a
+            self.sel.register(a.conn, selectors.EVENT_READ, a)
+
+    def arm(self, a: _Arriving) -> None:
+        heapq.heappush(self.timers, (a.wake_at, next(self.order), a))
+        a.timed = True
+
+    def time_up(self, a: _Arriving) -> None:
+        if a.wake_at >= a.deadline and a.reader.patience() > 0:
+            self.complete(a, TimeoutError("request took too long to arrive"))
+        else:
+            self.complete(a, None)          # quiet for long enough: take what came
+
+    def done_reading(self, a: _Arriving) -> None:
+        if self.arriving.pop(a.conn, None) is not None:
+            self.sel.unregister(a.conn)
+        a.wake_at = -1.0                    # its heap entry, if any, is dropped when due
+
+    def complete(self, a: _Arriving, error: Exception | None) -> None:
+        reader, a.reader = a.reader, None   # a heap entry must not keep the bytes alive
+        self.done_reading(a)
+        data = reader.data
+        if not data and error is None:      # connected, said nothing, left
+            self.listener._forget(a.conn)
+            self.listener.closed_silent(a.peer)
+            return
+        self.listener.dispatch(a.conn, a.peer, Received(data, reader.closed, error))
 
 
 class Listener:
@@ -92,6 +242,13 @@ class Listener:
     BUSY_REPLY = b"ERROR: server busy, try again in a moment"
 
     _running: "weakref.WeakSet[Listener]" = weakref.WeakSet()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # A subclass written for raw connections (it overrides handle() and
+        # not handle_request()) gets them, even if it forgot READS_REQUESTS.
+        if "handle" in vars(cls) and "handle_request" not in vars(cls) and "READS_REQUESTS" not in vars(cls):
+            cls.READS_REQUESTS = False
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
                  idle_timeout: float | None = None, max_request_bytes: int = P.MAX_REQUEST_BYTES):
@@ -250,123 +407,15 @@ class Listener:
             workers = sum(w.is_alive() for w in self._workers)
         return workers + bool(self._loop_thread and self._loop_thread.is_alive())
 
-    # -- the event loop -----------------------------------------------------
-    # Everything from here to _forget runs in the loop thread only, and so
-    # needs no lock for _sel, _arriving and _timers.
+    # -- the event loop (see _EventLoop) -------------------------------------
 
     def _loop(self) -> None:
-        self._sel = selectors.DefaultSelector()
-        self._sel.register(self._sock, selectors.EVENT_READ)
-        self._sel.register(self._wake_r, selectors.EVENT_READ)
-        self._arriving: dict[socket.socket, _Arriving] = {}
-        # Wake-up times of arriving requests, earliest first.  An entry is
-        # stale once its request is gone or has a later wake_at: skip those.
-        self._timers: list[tuple[float, int, _Arriving]] = []
-        self._order = itertools.count()         # ties in the heap: first come first
-        try:
-            while not self._stopping.is_set():
-                timers = self._timers
-                timeout = max(0.0, timers[0][0] - time.monotonic()) if timers else None
-                events = self._sel.select(timeout)
-                now = time.monotonic()
-                for key, _ in events:
-                    if key.fileobj is self._wake_r:
-                        return
-                    if key.fileobj is self._sock:
-                        for conn, peer in self._accept_ready():
-                            self._guarded(self._arrived, conn, peer, now)
-                    elif key.data.wake_at >= 0:
-                        self._guarded(self._receive, key.data, now)
-                while timers and timers[0][0] <= now:
-                    when, _, a = heapq.heappop(timers)
-                    if a.wake_at == when:       # else stale: more came, or it is gone
-                        self._guarded(self._time_up, a)
-        finally:
-            for conn in list(self._arriving):
-                self._forget(conn, shutdown=True)
-            self._sel.close()
+        self._event_loop = _EventLoop(self)     # kept for tests to look into
+        self._event_loop.run(self._sock, self._wake_r, self._stopping)
 
-    def _guarded(self, step, arg, *args) -> None:
-        """Run one step for one connection; if it fails, drop that connection
-        (and log why), never the loop that serves everyone."""
-        try:
-            step(arg, *args)
-        except Exception:
-            log.exception("dropped a connection: the server failed to read it")
-            if isinstance(arg, _Arriving):
-                self._done_reading(arg)
-                arg = arg.conn
-            self._forget(arg, shutdown=True)
-
-    def _arrived(self, conn: socket.socket, peer, now: float) -> None:
-        if not self.READS_REQUESTS:
-            self.run_in_worker(self._serve_raw, conn, peer)
-            return
-        conn.setblocking(False)
-        a = _Arriving(conn, peer, self.new_reader(), now + self.REQUEST_DEADLINE_S)
-        self._receive(a, now)       # most requests are there already: no wait
-
-    def _receive(self, a: _Arriving, now: float) -> None:
-        try:
-            chunk = a.conn.recv(65536)
-        except BlockingIOError:
-            chunk = None
-        except OSError:                     # reset by the peer
-            self._done_reading(a)
-            self._forget(a.conn)
-            return
-        if chunk is not None:
-            try:
-                a.reader.feed(chunk)
-            except P.RequestTooLarge as exc:
-                return self._complete(a, exc)
-        patience = a.reader.patience()
-        if patience <= 0:
-            return self._complete(a, None)
-        a.wake_at = min(now + patience, a.deadline)
-        heapq.heappush(self._timers, (a.wake_at, next(self._order), a))
-        if a.conn not in self._arriving:
-            self._arriving[a.conn] = a
-            self._sel.register(a.conn, selectors.EVENT_READ, a)
-
-    def _time_up(self, a: _Arriving) -> None:
-        if a.wake_at >= a.deadline and a.reader.patience() > 0:
-            self._complete(a, TimeoutError("request took too long to arrive"))
-        else:
-            self._complete(a, None)         # quiet for long enough: take what came
-
-    def _done_reading(self, a: _Arriving) -> None:
-        if self._arriving.pop(a.conn, None) is not None:
-            self._sel.unregister(a.conn)
-        a.wake_at = -1.0                    # its timers are stale now
-
-    def _complete(self, a: _Arriving, error: Exception | None) -> None:
-        self._done_reading(a)
-        data = a.reader.data
-        if not data and error is None:      # connected, said nothing, left
-            self._forget(a.conn)
-            return
-        self.dispatch(a.conn, a.peer, Received(data, a.reader.closed, error))
-
-    def _accept_ready(self):
-        """Accept every connection waiting (refusing past MAX_CONNECTIONS)."""
-        while True:
-            try:
-                conn, peer = self._sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:         # e.g. out of file descriptors: try again later
-                log.warning("accept failed", exc_info=True)
-                return
-            with self._lock:
-                busy = len(self._conns) >= self.MAX_CONNECTIONS
-                if not busy:
-                    self._conns.add(conn)
-            if busy:
-                log.warning("%s refused: %d connections open", format_peer(peer), self.MAX_CONNECTIONS)
-                send_and_close(conn, self.BUSY_REPLY)
-                continue
-            yield conn, peer
+    def closed_silent(self, peer) -> None:
+        """A connection closed (or idle past the timeout) without sending a
+        byte: nothing to answer (may be overridden, e.g. to log it)."""
 
     def _forget(self, conn: socket.socket, *, shutdown: bool = False) -> None:
         if shutdown:
@@ -399,7 +448,12 @@ class Listener:
         worker = threading.Thread(target=self._run_worker, args=job, daemon=True)
         with self._lock:
             self._workers.add(worker)
-        worker.start()
+        try:
+            worker.start()
+        except BaseException:   # e.g. "can't start new thread": the caller says so
+            with self._lock:
+                self._workers.discard(worker)
+            raise
 
     def _run_worker(self, fn, args) -> None:
         try:

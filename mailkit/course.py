@@ -100,7 +100,8 @@ class _OneRecv(P.RequestReader):
     """A request is whatever ONE ``recv(1024)`` returns: the 2017 way."""
 
     def __init__(self, server: Server2017Style):
-        super().__init__()
+        # It waits as long as the 2017 server's one blocking recv() did.
+        super().__init__(idle_timeout=server.REQUEST_DEADLINE_S, max_bytes=server.max_request_bytes)
         self._server = server
 
     def feed(self, data: bytes) -> None:

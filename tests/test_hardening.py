@@ -18,6 +18,7 @@ The fuzzing of bad inputs lives in test_fuzz.py.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import random
 import select
@@ -131,6 +132,55 @@ def test_100_silent_and_trickling_clients_do_not_stop_a_normal_client():
                 sock.close()
         assert wait_for(lambda: server.threads == 1, 10), f"{server.threads} threads left"
         assert client.send("bob", "after", "all closed") == REPLIES.EMAIL_SENT
+
+
+EMFILE_SCRIPT = r"""
+import errno, json, logging, os, resource, socket, sys, time
+from mailkit import MailServer
+
+class Count(logging.Handler):
+    n = 0
+    def emit(self, record):
+        if "cannot accept" in record.getMessage():
+            Count.n += 1
+
+logging.getLogger("mailkit.server").addHandler(Count())
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+with MailServer({"alice": "wonderland"}) as server:
+    clients = [socket.socket() for _ in range(3)]
+    filler = []
+    try:
+        while True:
+            filler.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError as exc:
+        assert exc.errno == errno.EMFILE
+    for c in clients:                        # the kernel completes these; accept() cannot
+        c.connect(server.address)
+        c.sendall(b"alice:wonderland")
+        c.shutdown(socket.SHUT_WR)
+    time.sleep(1.0)                          # a second with no file descriptor to spare
+    warnings, alive = Count.n, server._loop_thread.is_alive()
+    for fd in filler[:20]:
+        os.close(fd)
+    replies = []
+    for c in clients:
+        c.settimeout(5)
+        replies.append(c.recv(1024).decode())
+    print(json.dumps({"warnings": warnings, "alive": alive, "replies": replies}))
+"""
+
+
+def test_out_of_file_descriptors_pauses_accepting_then_serves_the_waiting_clients():
+    """accept() failing with EMFILE leaves the listening socket readable: a
+    loop that simply tried again would spin and log as fast as it could. It
+    pauses instead, and serves the clients once descriptors are free."""
+    out = subprocess.run([sys.executable, "-c", EMFILE_SCRIPT], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert result["alive"]
+    assert 1 <= result["warnings"] <= 30, f"{result['warnings']} warnings in a second"
+    assert all(r.startswith("OK:") for r in result["replies"]), result["replies"]
 
 
 # -- crash safety ---------------------------------------------------------------

@@ -420,3 +420,87 @@ def test_a_bug_inside_the_event_loop_drops_one_connection_not_the_server(caplog)
         assert raw_request(server.address, hello).startswith(b"OK:")
         assert "a bug while dispatching" in caplog.text
         assert server._loop_thread.is_alive()
+
+
+# -- the event loop's own failures ------------------------------------------------
+
+
+def test_a_request_in_many_pieces_keeps_one_timer_and_no_bytes_after_its_reply(server, alice):
+    """The loop's timer heap holds one entry per arriving request, however
+    many pieces it comes in, and none holds a request's bytes once it is
+    answered (a heap entry per piece once held megabytes for seconds)."""
+    frame = make_frame(alice.session_id, "email", "bob", "in pieces", "x" * 100_000)
+    with socket.create_connection(server.address, timeout=5) as sock:
+        for i in range(0, len(frame), 1000):
+            sock.sendall(frame[i:i + 1000])
+            time.sleep(0.0005)                     # pieces, not one segment
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(1024).decode() == REPLIES.EMAIL_SENT
+    timers = list(server._event_loop.timers)
+    assert len(timers) <= 1
+    assert all(a.reader is None for _, _, a in timers)
+
+
+def test_a_batch_job_that_cannot_start_answers_its_mail_and_the_next_mail_goes_through(server, alice, caplog):
+    start = server.run_in_worker
+    failures = []
+
+    def no_thread_once(fn, *args):
+        if not failures:
+            failures.append(fn)
+            raise RuntimeError("can't start new thread")
+        start(fn, *args)
+
+    server.run_in_worker = no_thread_once
+    frame = make_frame(alice.session_id, "email", "bob", "first", "x")
+    assert raw_request(server.address, frame).decode() == REPLIES.INTERNAL
+    assert failures and not server._mail_batch_running
+    assert alice.send("bob", "second", "x") == REPLIES.EMAIL_SENT
+    assert [m.subject for m in server.store.messages("bob")] == ["second"]
+
+
+def test_stop_works_after_a_worker_thread_failed_to_start(monkeypatch):
+    import mailkit._listener as listener_module
+
+    class FailingOnce(threading.Thread):
+        failed = False
+
+        def start(self):
+            if not FailingOnce.failed:
+                FailingOnce.failed = True
+                raise RuntimeError("can't start new thread")
+            super().start()
+
+    with MailServer(USERS) as server:
+        monkeypatch.setattr(listener_module.threading, "Thread", FailingOnce)
+        hello = make_handshake("alice", "wonderland")
+        assert raw_request(server.address, hello) == b""        # dropped, not answered
+        assert raw_request(server.address, hello).startswith(b"OK:")
+        monkeypatch.undo()
+        t0 = time.monotonic()
+        server.stop()
+        assert time.monotonic() - t0 < 1.0 and not server.running
+
+
+def test_a_client_that_connects_and_leaves_is_logged_and_counted(server, caplog):
+    caplog.set_level(logging.INFO, logger="mailkit.server")
+    served = server.requests_served
+    socket.create_connection(server.address).close()
+    deadline = time.monotonic() + 2
+    while server.requests_served == served and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.requests_served == served + 1
+    assert any(re.search(r"127\.0\.0\.1:\d+ nothing sent -> \(closed, no reply\)", r.getMessage())
+               for r in caplog.records)
+
+
+def test_a_listener_written_for_raw_connections_gets_them():
+    from mailkit._listener import Listener
+
+    class Echo(Listener):                  # overrides handle(), says nothing else
+        def handle(self, conn, peer):
+            conn.sendall(conn.recv(1024).upper())
+
+    assert Echo.READS_REQUESTS is False
+    with Echo() as echo:
+        assert raw_request(echo.address, b"hello", half_close=False) == b"HELLO"
