@@ -242,16 +242,18 @@ class MailServer(Listener):
         except Exception:   # one reply that fails must not cost the others theirs
             log.exception("%s reply failed", format_peer(peer))
             self._forget(conn)
+        self._served(peer, what, reply, started)
+
+    def closed_silent(self, peer) -> None:
+        self._served(peer, "nothing sent", None, None)
+
+    def _served(self, peer, what: str, reply: str | None, started: float | None) -> None:
+        """Count one request and log its one line: who, what, the reply, how long."""
         with self._lock:
             self.requests_served += 1
         if log.isEnabledFor(logging.INFO):
-            log.info("%s %s -> %s (%.1f ms)", format_peer(peer), what,
-                     _first_line(reply), (time.perf_counter() - started) * 1000)
-
-    def closed_silent(self, peer) -> None:
-        with self._lock:
-            self.requests_served += 1
-        log.info("%s nothing sent -> %s", format_peer(peer), _first_line(None))
+            took = "" if started is None else " (%.1f ms)" % ((time.perf_counter() - started) * 1000)
+            log.info("%s %s -> %s%s", format_peer(peer), what, _first_line(reply), took)
 
     def handle_request(self, conn: socket.socket, peer, received: Received) -> None:
         started = time.perf_counter()
@@ -271,11 +273,7 @@ class MailServer(Listener):
             what, reply = "internal error", REPLIES.INTERNAL
             send_and_close(conn, reply.encode())
         finally:
-            with self._lock:
-                self.requests_served += 1
-            if log.isEnabledFor(logging.INFO):
-                log.info("%s %s -> %s (%.1f ms)", format_peer(peer), what,
-                         _first_line(reply), (time.perf_counter() - started) * 1000)
+            self._served(peer, what, reply, started)
 
     def respond(self, data: bytes) -> tuple[str, str]:
         """Turn one complete request into (what it was, the reply text).
