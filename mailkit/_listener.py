@@ -265,7 +265,7 @@ class Listener:
         self._handoff: queue.SimpleQueue = queue.SimpleQueue()
         self._idle = 0
         self._lock = threading.Lock()
-        self._stop_lock = threading.Lock()   # one stop() at a time
+        self._life_lock = threading.Lock()   # one start() or stop() at a time
         self._stopping = threading.Event()
 
     def new_reader(self) -> P.RequestReader:
@@ -295,7 +295,14 @@ class Listener:
         return self._sock is not None
 
     def start(self):
-        """Bind, listen and serve in a background thread; return self."""
+        """Bind, listen and serve in a background thread; return self.
+
+        Safe to call twice, and while another thread calls ``stop()``: the
+        two take turns."""
+        with self._life_lock:
+            return self._start_locked()
+
+    def _start_locked(self):
         if self._sock is not None:
             return self
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -321,7 +328,7 @@ class Listener:
         self._wake_r, self._wake_w = socket.socketpair()
         self._sock = sock
         self._loop_thread = threading.Thread(
-            target=self._loop, daemon=True,
+            target=self._loop, args=(sock, self._wake_r), daemon=True,
             name=f"{type(self).__name__}-loop-{self.address[1]}",
         )
         self._loop_thread.start()
@@ -336,7 +343,7 @@ class Listener:
         in one, ``stop`` from a timer in another): the second caller waits
         for the first, then finds nothing left to stop.  Don't call it from
         inside a request handler."""
-        with self._stop_lock:
+        with self._life_lock:
             self._stop_locked()
 
     def _stop_locked(self) -> None:
@@ -409,9 +416,9 @@ class Listener:
 
     # -- the event loop (see _EventLoop) -------------------------------------
 
-    def _loop(self) -> None:
+    def _loop(self, sock: socket.socket, wake: socket.socket) -> None:
         self._event_loop = _EventLoop(self)     # kept for tests to look into
-        self._event_loop.run(self._sock, self._wake_r, self._stopping)
+        self._event_loop.run(sock, wake, self._stopping)
 
     def closed_silent(self, peer) -> None:
         """A connection closed (or idle past the timeout) without sending a
@@ -510,58 +517,15 @@ class Listener:
             # way to us (the loop puts it right after promising).
             return handoff.get()
 
-    def read_request(self, conn: socket.socket) -> P.RequestReader:
-        """For ``READS_REQUESTS = False`` handlers: read one request from a
-        blocking socket, as the event loop would; return the reader
-        (``.data``, ``.closed``).
-
-        Raises :class:`~mailkit.protocol.RequestTooLarge` past the size limit
-        and ``TimeoutError`` when the whole request takes longer than
-        ``REQUEST_DEADLINE_S``.  Returns with no data if the peer went away.
-        """
-        reader = self.new_reader()
-        deadline = time.monotonic() + self.REQUEST_DEADLINE_S
-        while (wait := reader.patience()) > 0:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("request took too long to arrive")
-            try:
-                chunk = _recv_ready(conn)
-                if chunk is None:       # nothing there yet: wait for it
-                    conn.settimeout(min(wait, remaining))
-                    chunk = conn.recv(65536)
-            except TimeoutError:
-                if remaining < wait:    # the deadline ran out, not the patience
-                    raise TimeoutError("request took too long to arrive") from None
-                break                   # quiet for long enough: take what came
-            except OSError:             # reset by the peer, or cut by stop()
-                return P.RequestReader()
-            if self._stopping.is_set():
-                return P.RequestReader()
-            reader.feed(chunk)
-        return reader
-
-
-# Most requests have arrived by the time their thread reads them, and most
-# replies fit the socket's buffer: try without waiting first.  A socket with a
-# timeout polls before every recv and send, and each poll hands the GIL to
-# another thread and back (measured: 7-10% less server CPU per mail under load).
-
-
-def _recv_ready(conn: socket.socket) -> bytes | None:
-    """The bytes already there (b"" if the peer closed), or None if none yet."""
-    conn.setblocking(False)
-    try:
-        return conn.recv(65536)
-    except BlockingIOError:
-        return None
-
 
 def send_and_close(conn: socket.socket, data: bytes, *, drain: bool = False) -> None:
     """Send *data*, close our side and the socket; with *drain*, first read
     and drop what the peer is still sending (briefly), so that it sees our
     reply rather than a connection reset."""
     try:
+        # Most replies fit the socket's buffer: try without waiting first.  A
+        # socket with a timeout polls before every send, and each poll hands
+        # the GIL to another thread and back.
         conn.setblocking(False)
         try:
             sent = conn.send(data)

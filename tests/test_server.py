@@ -280,17 +280,51 @@ def test_respond_answers_without_a_socket():
 
 
 def test_stop_from_another_thread_while_serve_forever_runs():
-    """The socketserver pattern: serve_forever() in one thread, stop() from a
-    timer in another; both call stop(), neither may crash."""
+    """The socketserver pattern: serve_forever() in one thread, stop() from
+    another once it serves; both call stop(), neither may crash."""
     errors = []
+
+    def stop_when_running(server):
+        deadline = time.monotonic() + 5
+        while not server.running and time.monotonic() < deadline:
+            time.sleep(0.001)
+        server.stop()
+
     for _ in range(20):
         server = MailServer()
-        timer = threading.Timer(0.01, lambda s=server: _record(errors, s.stop))
-        timer.start()
+        stopper = threading.Thread(target=_record, args=(errors, lambda s=server: stop_when_running(s)))
+        stopper.start()
         server.serve_forever()
-        timer.join(2)
+        stopper.join(2)
         assert not server.running
     assert errors == []
+
+
+def test_stop_while_start_is_half_done_waits_for_it():
+    """stop() from another thread in the middle of start() (here: while
+    start() looks up its address, after binding) waits for start() to
+    finish, then stops: neither raises, and nothing is left behind."""
+    half_done, stopped = threading.Event(), threading.Event()
+
+    class Paused(MailServer):
+        @property
+        def address(self):
+            if not half_done.is_set():
+                half_done.set()
+                stopped.wait(0.2)       # a stop() that does not wait gets in here
+            return super().address
+
+    errors, before = [], thread_names()
+    server = Paused()
+    starter = threading.Thread(target=_record, args=(errors, server.start))
+    starter.start()
+    assert half_done.wait(5)
+    _record(errors, server.stop)
+    stopped.set()
+    starter.join(5)
+    assert errors == []
+    assert not server.running       # start() finished first, then stop() stopped it
+    assert thread_names() - before == set()
 
 
 def _record(errors, fn):
@@ -436,8 +470,9 @@ def test_a_request_in_many_pieces_keeps_one_timer_and_no_bytes_after_its_reply(s
             time.sleep(0.0005)                     # pieces, not one segment
         sock.shutdown(socket.SHUT_WR)
         assert sock.recv(1024).decode() == REPLIES.EMAIL_SENT
+    # at most one entry per connection so far: alice's login and this one
     timers = list(server._event_loop.timers)
-    assert len(timers) <= 1
+    assert len(timers) <= 2 and len({id(a) for _, _, a in timers}) == len(timers)
     assert all(a.reader is None for _, _, a in timers)
 
 

@@ -109,10 +109,27 @@ class _Serving(Listener):
         try:
             self._on_connection(conn)
         except Exception as exc:   # the student's code: note it, keep serving
-            with self._lock:
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            conn.close()
+            self._note(exc)
+
+    def _note(self, exc: BaseException) -> None:
+        with self._lock:
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+class _Handling(_Serving):
+    """Reads each request as mailkit's server does, and sends back what
+    ``handler(request) -> reply`` returns."""
+
+    READS_REQUESTS = True
+
+    def handle_request(self, conn: socket.socket, peer, received) -> None:
+        if received.error is not None:      # too large or too slow: no reply
+            self._note(received.error)
+            return
+        try:
+            send_and_close(conn, self._on_connection(received.data))
+        except Exception as exc:   # the student's code: note it, keep serving
+            self._note(exc)
 
 
 def run_server(server, *, host: str = "127.0.0.1", port: int = 0) -> _Serving:
@@ -128,14 +145,7 @@ def run_server(server, *, host: str = "127.0.0.1", port: int = 0) -> _Serving:
 def run_handler(handler, *, host: str = "127.0.0.1", port: int = 0) -> _Serving:
     """Serve ``handler(request: bytes) -> bytes``: read each request as
     mailkit's server does, send back what *handler* returns."""
-
-    def on_connection(conn: socket.socket) -> None:
-        data = listener.read_request(conn).data
-        if data:
-            send_and_close(conn, handler(data))
-
-    listener = _Serving(on_connection, host, port)
-    return listener
+    return _Handling(handler, host, port)
 
 
 def add_seq(seq: int, frame: bytes) -> bytes:
