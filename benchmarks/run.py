@@ -43,7 +43,7 @@ SMALL_STORE, BIG_STORE = 1_000, 50_000
 PROFILES = {
     # rounds of alternating measurements, seconds per measurement, the numbers of
     # senders for the plot, logins at once in the login storm, time the notebooks?
-    "quick": dict(rounds=3, scaling_rounds=3, duration=0.8, sweep=(), sweep_rounds=1,
+    "quick": dict(rounds=3, scaling_rounds=5, duration=0.8, sweep=(), sweep_rounds=1,
                   storm=0, course=False),
     "full": dict(rounds=5, scaling_rounds=5, duration=2.0, sweep=(1, 2, 4, 8, 16, 64, 128),
                  sweep_rounds=3, storm=200, course=True),
