@@ -147,12 +147,23 @@ def _own_copy(exc: BaseException) -> BaseException:
 
 
 class _Delivery:
-    """One deliver() call waiting for the commit that holds its message."""
+    """One message waiting for the commit that holds it."""
 
-    __slots__ = ("params", "inserted", "error", "done")
+    __slots__ = ("message", "params", "inserted", "error", "done")
 
-    def __init__(self, params: tuple):
-        self.params, self.inserted, self.error, self.done = params, 0, None, False
+    def __init__(self, message: Message):
+        m = self.message = message
+        # INSERT ... SELECT ?, ?, ?, ?, ? WHERE EXISTS (user ?): see _commit
+        self.params = (m.recipient, m.sender, m.subject, m.body, m.sent_at, m.recipient)
+        self.inserted, self.error, self.done = 0, None, False
+
+    def outcome(self) -> Message | Exception:
+        """After its commit: the message stored, or the exception that kept it out."""
+        if self.error is not None:
+            return self.error
+        if not self.inserted:
+            return UnknownUser(f"no user named {self.message.recipient!r}")
+        return self.message
 
 
 class MailStore:
@@ -305,8 +316,7 @@ class MailStore:
         Deliveries from several threads share commits (group commit, see the
         module docstring); each call still waits for the commit of its own.
         """
-        sent_at = self._clock()
-        mine = _Delivery((recipient, sender, subject, body, sent_at, recipient))
+        mine = _Delivery(Message(sender, recipient, subject, body, self._clock()))
         with self._group:
             self._queue.append(mine)
             while self._committing and not mine.done:
@@ -321,11 +331,10 @@ class MailStore:
                 with self._group:
                     self._committing = False
                     self._group.notify_all()
-        if mine.error is not None:
-            raise _own_copy(mine.error)   # each thread raises its own exception object
-        if not mine.inserted:
-            raise UnknownUser(f"no user named {recipient!r}")
-        return Message(sender, recipient, subject, body, sent_at)
+        outcome = mine.outcome()
+        if isinstance(outcome, Exception):
+            raise _own_copy(outcome)      # each thread raises its own exception object
+        return outcome
 
     def deliver_many(self, mails: list[tuple[str, str, str, str]]) -> list[Message | Exception]:
         """Store several ``(sender, recipient, subject, body)`` mails in one
@@ -334,19 +343,10 @@ class MailStore:
         kept it out (UnknownUser for no such recipient).  The server's
         batches of ``email`` requests come here."""
         sent_at = self._clock()
-        group = [_Delivery((recipient, sender, subject, body, sent_at, recipient))
-                 for sender, recipient, subject, body in mails]
+        group = [_Delivery(Message(*mail, sent_at)) for mail in mails]
         if group:
             self._commit(group)
-        results: list[Message | Exception] = []
-        for d, (sender, recipient, subject, body) in zip(group, mails):
-            if d.error is not None:
-                results.append(d.error)
-            elif not d.inserted:
-                results.append(UnknownUser(f"no user named {recipient!r}"))
-            else:
-                results.append(Message(sender, recipient, subject, body, sent_at))
-        return results
+        return [d.outcome() for d in group]
 
     def _commit(self, group: list[_Delivery]) -> None:
         """Insert *group* in one transaction and commit it (one fsync); mark
