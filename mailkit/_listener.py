@@ -164,7 +164,7 @@ class _EventLoop:
     def arrived(self, conn: socket.socket, peer, now: float) -> None:
         listener = self.listener
         if not listener.READS_REQUESTS:
-            listener.run_in_worker(listener._serve_raw, conn, peer)
+            listener.run_in_worker(listener._serve, conn, peer)
             return
         conn.setblocking(False)
         a = _Arriving(conn, peer, listener.new_reader(), now + listener.REQUEST_DEADLINE_S)
@@ -440,7 +440,7 @@ class Listener:
         """Called in the loop thread with a complete request: hand it to a
         worker, which calls :meth:`handle_request` (may be overridden, e.g.
         to answer in batches; must be quick and must not raise)."""
-        self.run_in_worker(self._serve_request, conn, peer, received)
+        self.run_in_worker(self._serve, conn, peer, received)
 
     def run_in_worker(self, fn, *args) -> None:
         """Call ``fn(*args)`` in a worker thread (a lingering one if any waits)."""
@@ -477,18 +477,15 @@ class Listener:
             with self._lock:
                 self._workers.discard(threading.current_thread())
 
-    def _serve_raw(self, conn: socket.socket, peer) -> None:
+    def _serve(self, conn: socket.socket, peer, received: Received | None = None) -> None:
+        """In a worker: handle_request() with what arrived, or handle() with
+        the raw connection if the loop read nothing (READS_REQUESTS off)."""
         try:
-            conn.setblocking(True)
-            self.handle(conn, peer)
-        except Exception:  # a handler must not raise; if it does, log, never print
-            log.exception("%s handler failed", format_peer(peer))
-        finally:
-            self._forget(conn)
-
-    def _serve_request(self, conn: socket.socket, peer, received: Received) -> None:
-        try:
-            self.handle_request(conn, peer, received)
+            if received is None:
+                conn.setblocking(True)
+                self.handle(conn, peer)
+            else:
+                self.handle_request(conn, peer, received)
         except Exception:  # a handler must not raise; if it does, log, never print
             log.exception("%s handler failed", format_peer(peer))
         finally:
