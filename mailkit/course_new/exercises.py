@@ -1,0 +1,450 @@
+"""Checks for the "your turn" exercises of notebooks 01-05.
+
+Each ``check_*(fn)`` calls the student's function on test inputs and
+returns a :class:`Verdict`: right, or "not yet" with a hint (never the
+answer).  A function that still raises ``NotImplementedError`` (the stub
+the notebook ships) gets one fixed line, so a committed notebook's output
+is the same on every run.  Inputs that must arrive in pieces come from a
+:class:`ScriptedStream` (a socket-like object whose ``recv`` returns the
+pieces it was given, so the check does not depend on timing), and, for the
+reading exercises, also from a real loopback TCP connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import socket
+import threading
+from dataclasses import dataclass
+
+from .. import detect
+from .. import protocol as P
+from .concurrency import OneAtATimeServer, stall_test
+
+__all__ = ["Verdict", "ScriptedStream", "check_recv_all", "check_dispatch",
+           "check_parse_login_reply", "check_new_session_id", "check_split_frame",
+           "check_read_frame", "check_internet_checksum", "check_blind_flips",
+           "check_receiver", "check_sender"]
+
+
+@dataclass(repr=False)
+class Verdict:
+    """Right or not yet, in one line (or a few)."""
+
+    right: bool
+    message: str
+    stub: bool = False
+
+    @property
+    def text(self) -> str:
+        if self.right:
+            return f"✓ right: {self.message}"
+        return ("· " if self.stub else "✗ ") + f"not yet: {self.message}"
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(self.text)
+
+    def __bool__(self) -> bool:
+        return self.right
+
+
+def _stub(hint: str) -> Verdict:
+    return Verdict(False, "your function still raises NotImplementedError: replace the "
+                   f"`raise` with your code, then run this cell again. Hint: {hint}", stub=True)
+
+
+class _Failed(Exception):
+    """A test input on which the student's function went wrong."""
+
+
+def _call(fn, *args, hint: str):
+    """Call the student's function; turn its exceptions into a hint."""
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise
+    except _Failed:
+        raise
+    except Exception as exc:
+        raise _Failed(f"your function raised {type(exc).__name__}: {exc}. Hint: {hint}") from None
+
+
+def _run(hint: str, body) -> Verdict:
+    try:
+        message = body()
+    except NotImplementedError:
+        return _stub(hint)
+    except _Failed as exc:
+        return Verdict(False, str(exc))
+    return Verdict(True, message)
+
+
+class ScriptedStream:
+    """A stand-in for a connected socket: ``recv(n)`` returns the next piece
+    of *pieces* (at most *n* bytes of it), as a real socket returns whatever
+    has arrived.  After the last piece it returns ``b''`` (the sender closed)
+    or, with ``keep_open=True``, raises :class:`socket.timeout`, as a real
+    socket with a timeout does when the sender is connected but silent."""
+
+    def __init__(self, pieces, *, keep_open: bool = False):
+        self._pieces = [bytes(p) for p in pieces if p]
+        self.keep_open = keep_open
+        self.calls = 0
+
+    def recv(self, n: int, flags: int = 0) -> bytes:
+        self.calls += 1
+        if self.calls > 100_000:
+            raise _Failed("your function called recv() more than 100,000 times: does its loop end?")
+        if not self._pieces:
+            if self.keep_open:
+                raise socket.timeout("timed out: the sender is still connected and sent nothing more")
+            return b""
+        piece = self._pieces[0][:n]
+        self._pieces[0] = self._pieces[0][n:]
+        if not self._pieces[0]:
+            self._pieces.pop(0)
+        return piece
+
+    def settimeout(self, value) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def _real_pair():
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        sender = socket.create_connection(listener.getsockname(), timeout=5)
+        receiver, _ = listener.accept()
+    receiver.settimeout(2)
+    return sender, receiver
+
+
+def _describe(got, limit: int = 40) -> str:
+    if isinstance(got, (bytes, bytearray)) and len(got) > limit:
+        return f"{len(got):,} bytes ({bytes(got[:limit])!r}…)"
+    return repr(got)
+
+
+# --------------------------------------------------------------------------
+# 01 · read until the end of the stream
+
+
+def check_recv_all(fn) -> Verdict:
+    """``fn(sock)`` must return every byte the peer sends, up to its close."""
+    hint = "recv() returns whatever has arrived (up to its size); call it in a loop until it returns b''."
+
+    def body():
+        pieces = [b"OK:", b"01234", b"56789" * 300, b"!", b" the end"]
+        want = b"".join(pieces)
+        got = _call(fn, ScriptedStream(pieces), hint=hint)
+        if got != want:
+            raise _Failed(f"the reply came in {len(pieces)} pieces; you returned {_describe(got)} "
+                          f"instead of all {len(want):,} bytes. Hint: {hint}")
+        sender, receiver = _real_pair()
+        data = bytes(random.Random(1).randbytes(200_000))
+
+        def send():
+            with sender:
+                sender.sendall(data)
+                sender.shutdown(socket.SHUT_WR)
+
+        thread = threading.Thread(target=send, daemon=True)
+        thread.start()
+        with receiver:
+            got = _call(fn, receiver, hint=hint)
+        thread.join(5)
+        if got != data:
+            raise _Failed(f"over a real TCP connection you returned {_describe(got)} of "
+                          f"{len(data):,} bytes. Hint: {hint}")
+        return ("every byte, from pieces of any size, and from 200,000 bytes over a real "
+                "TCP connection.")
+    return _run(hint, body)
+
+
+# --------------------------------------------------------------------------
+# 01 · a server that a silent client cannot stall
+
+
+def check_dispatch(dispatch, *, clients: int = 3) -> Verdict:
+    """``dispatch(conn, handle)`` must make sure ``handle(conn)`` runs
+    without holding up the server's accept loop."""
+    hint = ("start a thread that runs handle(conn): threading.Thread(target=..., args=(...,)); "
+            "and remember that run() runs it right here, start() in the new thread.")
+    server = OneAtATimeServer()
+    server.dispatch = lambda conn: dispatch(conn, server.handle)
+
+    def body():
+        server.start()
+        try:
+            result = stall_test(server, clients=clients, name="your server")
+        finally:
+            server.stop()
+        if server.errors:
+            error = server.errors[0]
+            if error.startswith("NotImplementedError"):
+                raise NotImplementedError
+            raise _Failed(f"your dispatch raised {error}. Hint: {hint}")
+        if result.while_silent < clients:
+            raise _Failed(f"while one client stayed silent, {result.while_silent} of {clients} "
+                          f"other clients were answered: the silent one still holds up the "
+                          f"server. Hint: {hint}")
+        return (f"{result.while_silent} of {clients} clients answered while a silent client "
+                "held one connection: it no longer holds up the others.")
+    return _run(hint, body)
+
+
+# --------------------------------------------------------------------------
+# 02 · the handshake's reply, and session ids
+
+
+def check_parse_login_reply(fn) -> Verdict:
+    """``fn(reply: bytes)`` returns the session id (a str of ten digits)
+    for ``OK:<ten digits>``, and ``None`` for anything else."""
+    hint = ("look at the part before the first ':' (a 2017 client does too); only 'OK' "
+            "followed by ten digits is a session id: str.partition(':') never fails.")
+    cases = [
+        ((b"OK:0123456789",), "0123456789"),
+        ((b"KO",), None),
+        ((b"KO: wrong username or password",), None),
+        ((b"KO: too many wrong passwords for eve; try again in 30 s",), None),
+        ((b"",), None),
+        ((b"OK:12ab",), None),
+        ((b"OK:9876543210",), "9876543210"),
+    ]
+
+    def body():
+        for (reply,), want in cases:
+            got = _call(fn, reply, hint=hint)
+            if got != want:
+                raise _Failed(f"for {reply!r} you returned {got!r}, not "
+                              f"{'None' if want is None else 'the session id as a str'}. Hint: {hint}")
+        return "session ids from OK, None for KO, a reason, an empty or a malformed reply."
+    return _run(hint, body)
+
+
+def check_new_session_id(fn, *, draws: int = 300) -> Verdict:
+    """``fn()`` returns a new session id: ten decimal digits, unpredictable."""
+    hint = "secrets.randbelow(10**10) gives 0 .. 9999999999; write it with ten digits: f'{n:010d}'."
+
+    def body():
+        ids = [_call(fn, hint=hint) for _ in range(draws)]
+        for i in ids:
+            if not (isinstance(i, str) and len(i) == 10 and i.isdigit()):
+                raise _Failed(f"you returned {i!r}: a session id is a str of exactly ten digits "
+                              f"(leading zeros included). Hint: {hint}")
+        if len(set(ids)) < draws:
+            raise _Failed(f"{draws} calls gave only {len(set(ids))} different ids. Hint: {hint}")
+        if all(i[0] != "0" for i in ids):
+            raise _Failed(f"none of {draws} ids started with 0: ten-digit numbers below "
+                          f"10**9 should be about one in ten. Hint: {hint}")
+        state = random.getstate()
+        try:
+            random.seed(2017)
+            first = _call(fn, hint=hint)
+            random.seed(2017)
+            second = _call(fn, hint=hint)
+        finally:
+            random.setstate(state)
+        if first == second:
+            raise _Failed("after random.seed(2017) your function gave the same id twice: it "
+                          "draws from the random module, which notebook 2 cloned from 624 "
+                          f"outputs. Hint: {hint}")
+        return f"{draws} ids of ten digits, all different, and not from the random module."
+    return _run(hint, body)
+
+
+# --------------------------------------------------------------------------
+# 03 · framing
+
+
+def check_split_frame(fn) -> Verdict:
+    """``fn(frame: bytes)`` returns ``(content, checksum)``: the bytes before
+    the separating ``#`` and the 40 hex digits after it."""
+    hint = "the checksum is always the last 40 characters: split at the LAST '#' (bytes.rpartition)."
+    frames = [
+        P.make_frame("0123456789", "email", "bob", "Hello", "How are you?"),
+        P.make_frame("0123456789", "email", "bob", "Room", "Meet in room #5"),
+        P.make_frame("0123456789", "email", "bob", "Re: #5", "a # b # c"),
+    ]
+
+    def body():
+        for frame in frames:
+            content, _, digest = frame.rpartition(b"#")
+            got = _call(fn, frame, hint=hint)
+            if not (isinstance(got, tuple) and len(got) == 2):
+                raise _Failed(f"you returned {got!r}: return a pair (content, checksum). Hint: {hint}")
+            c, d = got
+            d = d.encode() if isinstance(d, str) else d
+            if c != content or d != digest:
+                raise _Failed(f"for {frame[:60]!r}… your content was {_describe(c, 60)}. Hint: {hint}")
+        return "content and checksum, with '#' in the body and in the subject too."
+    return _run(hint, body)
+
+
+def _is_complete(data: bytes) -> bool:
+    content, sep, claimed = data.rpartition(b"#")
+    return bool(sep) and hashlib.sha1(content).hexdigest().encode() == claimed
+
+
+def check_read_frame(fn) -> Verdict:
+    """``fn(sock)`` reads one frame and returns it as soon as it is complete
+    (it ends in ``#`` and a checksum that matches what came before), without
+    waiting for the sender to close."""
+    hint = ("after each recv(), add the piece to what you have and test: does it end in '#' and "
+            "40 hex digits that are the SHA-1 of everything before that '#'? (mailkit.checksum "
+            "computes it.) Stop then: this sender never closes.")
+    room = P.make_frame("0123456789", "email", "bob", "Room", "Meet in room #5")
+    tricky_body = "code #" + "0" * 40 + " is not a checksum"
+    tricky = P.make_frame("0123456789", "email", "bob", "Hex", tricky_body)
+    cut = tricky.index(b"0" * 40) + 40
+    long = P.make_frame("0123456789", "email", "bob", "Long", "All work and no play. " * 200)
+    scripts = [
+        ("a frame in 3 pieces", [room[:20], room[20:45], room[45:]]),
+        ("a body that contains '#' and 40 zeros", [tricky[:cut], tricky[cut:]]),
+        (f"a {len(long):,}-byte frame", [long[i:i + 1000] for i in range(0, len(long), 1000)]),
+    ]
+
+    def body():
+        for name, pieces in scripts:
+            want = b"".join(pieces)
+            got = _call(fn, ScriptedStream(pieces, keep_open=True), hint=hint)
+            if got != want:
+                raise _Failed(f"{name}: you returned {_describe(got)} instead of the "
+                              f"{len(want):,}-byte frame. Hint: {hint}")
+        sender, receiver = _real_pair()
+        try:
+            sender.sendall(long[:500])
+            sender.sendall(long[500:])       # and the sender stays connected
+            with receiver:
+                got = _call(fn, receiver, hint=hint)
+        finally:
+            sender.close()
+        if got != long:
+            raise _Failed(f"over a real TCP connection you returned {_describe(got)}. Hint: {hint}")
+        return ("each frame as soon as it was complete, whatever the pieces, and over a real "
+                "connection whose sender stayed connected.")
+    return _run(hint, body)
+
+
+# --------------------------------------------------------------------------
+# 04 · the Internet checksum
+
+
+def check_internet_checksum(fn) -> Verdict:
+    """``fn(data: bytes)`` returns the RFC 1071 checksum as an int."""
+    hint = ("add 16-bit words (data[i] * 256 + data[i + 1]; pad an odd last byte with a zero), "
+            "fold every carry out of bit 15 back in at bit 0, then complement: ~total & 0xFFFF.")
+    rng = random.Random(1071)
+    vectors = [bytes([0x00, 0x01, 0xF2, 0x03, 0xF4, 0xF5, 0xF6, 0xF7]),   # RFC 1071 §3
+               b"", b"\x01", b"\xff\xff\xff\xff\x00\x01", b"Shall we meet at noon by the fountain?",
+               rng.randbytes(101), rng.randbytes(1500)]
+
+    def body():
+        for data in vectors:
+            want = detect.internet_checksum(data)
+            got = _call(fn, data, hint=hint)
+            if got == want:
+                continue
+            shown = _describe(data, 12)
+            if isinstance(got, int) and got == (~want & 0xFFFF):
+                why = "that is the sum itself: the checksum is its complement."
+            elif isinstance(got, int) and got == detect.byte_sum(data):
+                why = "that is the sum of the bytes, not of 16-bit words."
+            elif len(data) % 2 and isinstance(got, int):
+                why = "the data has an odd length."
+            else:
+                why = "a carry out of bit 15 must be added back in."
+            want_text = "0x" + format(want, "04x")
+            raise _Failed(f"for {shown} you returned {got!r}, not {want_text}: {why} Hint: {hint}")
+        return "RFC 1071's own example (0x220d), odd lengths, carries, and 1,500 random bytes."
+    return _run(hint, body)
+
+
+def check_blind_flips(fn) -> Verdict:
+    """``fn(data)`` returns two ``(byte, bit)`` flips that change *data* but
+    not its Internet checksum."""
+    hint = ("the Internet checksum adds 16-bit words: byte i is worth 256 x its value if i is "
+            "even, 1 x if odd. Flip the same bit 1->0 in one byte and 0->1 in another byte an "
+            "EVEN distance away.")
+    samples = [b"Shall we meet at noon by the fountain?", b"0123456789:email:bob:Lunch:Hi",
+               bytes(random.Random(4).randbytes(64))]
+
+    def body():
+        for data in samples:
+            flips = _call(fn, data, hint=hint)
+            try:
+                (b1, k1), (b2, k2) = flips
+                ok = all(isinstance(v, int) for v in (b1, k1, b2, k2))
+                ok = ok and 0 <= b1 < len(data) and 0 <= b2 < len(data) and 0 <= k1 < 8 and 0 <= k2 < 8
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise _Failed(f"you returned {flips!r}: return two pairs (byte, bit), bytes "
+                              f"0..{len(data) - 1}, bits 0..7. Hint: {hint}")
+            damaged = detect.flip(data, flips)
+            if damaged == data:
+                raise _Failed(f"your flips {flips!r} leave the data unchanged (the same bit "
+                              f"twice?). Hint: {hint}")
+            if detect.internet_checksum(damaged) != detect.internet_checksum(data):
+                raise _Failed(f"for {data[:20]!r}… your flips {flips!r} change the Internet "
+                              f"checksum, so it catches them. Hint: {hint}")
+        return ("two flips the Internet checksum cannot see, in three different messages "
+                "(CRC-32 and SHA-1 catch them).")
+    return _run(hint, body)
+
+
+# --------------------------------------------------------------------------
+# 05 · the two ends of stop-and-wait (rdt2.2)
+
+
+def check_receiver(fn) -> Verdict:
+    """``fn(expected, seq)`` -> ``(deliver, ack, next_expected)``: what a
+    receiver expecting *expected* does with a mail numbered *seq*."""
+    hint = ("deliver only the number you expect, then expect the other one; always acknowledge "
+            "the number that CAME (a repeat is acknowledged again, so that its sender can move on).")
+    cases = [((0, 0), (True, 0, 1)), ((0, 1), (False, 1, 0)),
+             ((1, 1), (True, 1, 0)), ((1, 0), (False, 0, 1))]
+
+    def body():
+        for (expected, seq), want in cases:
+            got = _call(fn, expected, seq, hint=hint)
+            if (tuple(got) if isinstance(got, (tuple, list)) else got) != want:
+                raise _Failed(f"expecting {expected}, a mail numbered {seq} came: you returned "
+                              f"{got!r}, as (deliver, ack, next_expected). Hint: {hint}")
+        return "new mails delivered once, repeats acknowledged but not delivered."
+    return _run(hint, body)
+
+
+def check_sender(fn) -> Verdict:
+    """``fn(seq, reply)`` -> ``"next"`` or ``"resend"``: what a sender that
+    sent mail *seq* does with *reply* (the reply's text once its checksum
+    verified, or ``None`` if it was damaged or never came)."""
+    hint = ("move on only when the reply verified AND acknowledges the number you sent "
+            "('[ack n]' at its end); a damaged or missing reply, a KO, or an ack of the other "
+            "number (an old reply) all mean: send the same mail again.")
+    cases = [((0, None), "resend"), ((0, "KO"), "resend"),
+             ((0, "OK: Email Sent [ack 0]"), "next"),
+             ((0, "OK: duplicate, not delivered again [ack 0]"), "next"),
+             ((0, "OK: Email Sent [ack 1]"), "resend"),
+             ((1, "OK: Email Sent [ack 1]"), "next"),
+             ((1, "OK: duplicate, not delivered again [ack 0]"), "resend")]
+
+    def body():
+        for (seq, reply), want in cases:
+            got = _call(fn, seq, reply, hint=hint)
+            if got != want:
+                raise _Failed(f"having sent mail {seq}, with reply {reply!r} you returned "
+                              f"{got!r}. Hint: {hint}")
+        return "damaged, missing, KO and old replies resent; only a verified ack of this number moves on."
+    return _run(hint, body)
