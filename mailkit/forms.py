@@ -4,9 +4,25 @@ Each form is a widget box with its parts as attributes (``form.user``,
 ``form.button``, ``form.output``...), so a notebook cell or a test can fill
 it in and press the button from code::
 
-    form = login_form(server)
+    form = login_form(users={"alice": "wonderland"})   # a server of its own
     form.user.value, form.password.value = "alice", "wonderland"
     form.click()            # what the button does; returns the result
+
+A later notebook cell should not change a form shown earlier (after Run All
+the form would show that cell's result, not the student's).  So cells call
+``form.run_with(user=..., password=...)``: it does what the button does
+with those values and returns the result for the cell to show, leaving the
+form's fields and output as they were.
+
+A form owns what it needs.  ``login_form(users=...)`` and
+``noise_form(..., users=...)`` start a small server of their own when first
+used (and again after ``stop_everything()`` or ``form.stop()``), so they
+keep working after Run All.  A form given someone else's server that has
+since been stopped says so in one line instead of failing.
+
+Stable CSS classes for browser tests: the containers are
+``mailkit-login-form``, ``mailkit-frame-builder`` and ``mailkit-noise-form``;
+each output area is ``mailkit-form-result``.
 
 How a form writes its result matters for notebooks that are checked by
 nbval.  A form never ``print``\\ s inside ``with output:``: run from a cell,
@@ -29,13 +45,44 @@ from .client import MailClient, MailClientError, RetriesExhausted
 from .noise import BitFlipChannel
 from .pictures import COLOURS, frame_html, sequence_diagram
 from .course import parse_2017
+from .server import MailServer
 
-__all__ = ["LoginForm", "login_form", "FrameBuilder", "frame_builder", "NoiseForm", "noise_form"]
+__all__ = ["LoginForm", "login_form", "FrameBuilder", "frame_builder", "NoiseForm", "noise_form",
+           "ServerStopped"]
+
+
+class ServerStopped(RuntimeError):
+    """The server a form was given has been stopped (by a later cell)."""
 
 
 def _address(target) -> tuple[str, int]:
     """A server (anything with ``.address``) or a ``(host, port)`` pair."""
+    if getattr(target, "running", True) is False:
+        raise ServerStopped("the server behind this form was stopped by a later cell "
+                            "(server.stop()): run the cells from the top again, or use a form "
+                            "with a server of its own, e.g. login_form(users={...})")
     return tuple(target.address) if hasattr(target, "address") else tuple(target)
+
+
+class _OwnServer:
+    """A form's own small server, started when first needed (and again if
+    something stopped it: ``stop_everything()`` at the top of a notebook)."""
+
+    def __init__(self, users: dict[str, str]):
+        self.users = dict(users)
+        self.server: MailServer | None = None
+
+    def address(self) -> tuple[str, int]:
+        if self.server is None or not self.server.running:
+            if self.server is not None:
+                self.server.close()
+            self.server = MailServer(users=self.users).start()
+        return self.server.address
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
 
 
 def _bundle(obj) -> dict:
@@ -51,10 +98,12 @@ class _Form(W.VBox):
     """A form: fields, a button, an output area, and a text form of all three."""
 
     title = "form"
+    css_class = "mailkit-form"
 
     def __init__(self, fields: list, button_label: str | None, **kwargs):
         self.output = W.Output(layout=W.Layout(border="1px solid #d1d5db", padding="4px",
-                                               min_height="2em"))
+                                               min_height="2em", overflow="auto"))
+        self.output.add_class("mailkit-form-result")
         self.result = None
         self.button = None
         children = [W.HTML(f"<b>{html.escape(self.title)}</b>"), *fields]
@@ -64,15 +113,59 @@ class _Form(W.VBox):
             children.append(self.button)
         children.append(self.output)
         super().__init__(children, **kwargs)
+        self.add_class(self.css_class)
+        self._own: _OwnServer | None = None
+
+    def _target_address(self) -> tuple[str, int]:
+        return self._own.address() if self._own is not None else _address(self.target)
+
+    def stop(self) -> None:
+        """Stop the form's own server, if it has one (it starts again when used)."""
+        if self._own is not None:
+            self._own.stop()
+
+    @property
+    def server(self):
+        """The form's own server (``None`` until first used), or the one it was given."""
+        return self._own.server if self._own is not None else getattr(self, "target", None)
+
+    def run_with(self, **values):
+        """Do what the button does with *values* in place of the fields'
+        values; return the result WITHOUT showing it in the form or changing
+        its fields (for notebook cells: the form shows only what a student does)."""
+        import contextlib
+
+        saved = {name: getattr(self, name).value for name in values}
+        observing = getattr(self, "_observing", None)
+        self._observing = False
+        with contextlib.ExitStack() as stack:
+            for name in values:          # the browser sees one message: the old value
+                stack.enter_context(getattr(self, name).hold_sync())
+            try:
+                for name, value in values.items():
+                    widget = getattr(self, name)
+                    if isinstance(widget, W.Text) and not isinstance(value, str):
+                        value = str(value)          # run_with(seed=4): the seed field is text
+                    widget.value = value
+                return self._run_safely()
+            finally:
+                for name, value in saved.items():
+                    getattr(self, name).value = value
+                self._observing = observing
 
     def click(self):
         """Do what the button does; show the result in the output area and return it."""
-        try:
-            result = self.run()
-        except Exception as exc:        # a form must tell the student, not die silently
-            result = _Message(f"{type(exc).__name__}: {exc}", "ERROR")
+        result = self._run_safely()
         self.show(result)
         return result
+
+    def _run_safely(self):
+        try:
+            return self.run()
+        except ServerStopped as exc:
+            return _Message(str(exc), "ERROR")
+        except Exception as exc:        # a form must tell the student, not die silently
+            return _Message(f"{type(exc).__name__}: {exc}", "ERROR")
 
     def run(self):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -136,20 +229,25 @@ class LoginForm(_Form):
     went each way.  ``.client`` is the logged-in :class:`MailClient`."""
 
     title = "Log in"
+    css_class = "mailkit-login-form"
 
-    def __init__(self, target, user: str = "", password: str = ""):
+    def __init__(self, target=None, user: str = "", password: str = "", *, users=None):
+        if (target is None) == (users is None):
+            raise TypeError("give a server (or (host, port)) or users={...} for a server of its own")
         self.target = target
         self.client: MailClient | None = None
         self.user = W.Text(value=user, description="user")
         self.password = W.Password(value=password, description="password")
         super().__init__([self.user, self.password], "Log in")
+        if users is not None:
+            self._own = _OwnServer(users)
 
     def fill(self, user: str, password: str) -> "LoginForm":
         self.user.value, self.password.value = user, password
         return self
 
     def run(self) -> LoginResult:
-        client = MailClient(*_address(self.target), retries=0)
+        client = MailClient(*self._target_address(), retries=0)
         try:
             session_id = client.login(self.user.value, self.password.value)
         except P.LocalProtocolError as exc:
@@ -166,9 +264,11 @@ class LoginForm(_Form):
         return [f"user     {self.user.value!r}", f"password {'•' * len(self.password.value)}"]
 
 
-def login_form(target, user: str = "", password: str = "") -> LoginForm:
-    """A login form for the server *target* (a server, or ``(host, port)``)."""
-    return LoginForm(target, user, password)
+def login_form(target=None, user: str = "", password: str = "", *, users=None) -> LoginForm:
+    """A login form for the server *target* (a server, or ``(host, port)``),
+    or, with ``users={name: password}``, for a small server of its own that
+    starts when the form is first used."""
+    return LoginForm(target, user, password, users=users)
 
 
 # --------------------------------------------------------------------------
@@ -180,6 +280,7 @@ class FrameBuilder(_Form):
     you type (no button).  ``.frame`` is the frame as bytes."""
 
     title = "Frame builder (email)"
+    css_class = "mailkit-frame-builder"
 
     def __init__(self, session_id: str = "0123456789", recipient: str = "bob",
                  subject: str = "Hello", body: str = "How are you?"):
@@ -189,12 +290,14 @@ class FrameBuilder(_Form):
         self.body = W.Textarea(value=body, description="body")
         fields = [self.session_id, self.recipient, self.subject, self.body]
         super().__init__(fields, None)
+        self._observing = True
         for f in fields:
             f.observe(self._changed, names="value")
         self.click()
 
     def _changed(self, change) -> None:
-        self.click()
+        if self._observing:
+            self.click()
 
     @property
     def frame(self) -> bytes:
@@ -202,7 +305,7 @@ class FrameBuilder(_Form):
                             self.subject.value, self.body.value)
 
     def run(self) -> "BuiltFrame":
-        return BuiltFrame(self.frame)
+        return BuiltFrame(self.frame, self.recipient.value)
 
     def describe_fields(self) -> list[str]:
         return [f"{w.description:<10} {w.value!r}" for w in
@@ -212,7 +315,7 @@ class FrameBuilder(_Form):
 class BuiltFrame:
     """A frame, its parts, its checksum, and what a 2017 parser makes of it."""
 
-    def __init__(self, frame: bytes):
+    def __init__(self, frame: bytes, recipient: str | None = None):
         self.frame = frame
         self.view = frame_html(frame)
         _, claimed, ok = parse_2017(frame)
@@ -220,14 +323,31 @@ class BuiltFrame:
         self.note_2017 = ("a 2017 parser (first '#') reads it correctly" if ok else
                           f"a 2017 parser (first '#') takes {_clip(claimed, 20)!r} for the checksum "
                           "and answers KO")
+        self.warnings = _recipient_warnings(recipient)
 
     def __repr__(self) -> str:
-        return f"{self.view.text}\n  {self.note_2017}"
+        return "\n".join([f"⚠ {w}" for w in self.warnings] + [self.view.text, f"  {self.note_2017}"])
 
     def _repr_html_(self) -> str:
         colour = COLOURS["OK"] if self.ok_2017 else COLOURS["ERROR"]
-        return (self.view.html + f'<div style="font-size:11px;color:{colour}">'
+        warn = "".join(f'<div style="font-size:12px;color:{COLOURS["ERROR"]}">⚠ {html.escape(w)}</div>'
+                       for w in self.warnings)
+        return (warn + self.view.html + f'<div style="font-size:11px;color:{colour}">'
                 f'{html.escape(self.note_2017)}</div>')
+
+
+def _recipient_warnings(recipient: str | None) -> list[str]:
+    """Why a server would refuse this recipient, although the checksum matches."""
+    if recipient is None:
+        return []
+    if not recipient:
+        return ["the recipient is empty: the checksum matches, but the server will answer "
+                "with an error (no such user)"]
+    if ":" in recipient or not P.USERNAME_RE.fullmatch(recipient):
+        why = "':' separates the fields" if ":" in recipient else "usernames are 1-32 letters, digits, '_', '.' or '-', a letter first"
+        return [f"{recipient!r} cannot be a username ({why}): the checksum matches, but the "
+                "server will answer with an error (unknown recipient)"]
+    return []
 
 
 def _clip(text: str, n: int) -> str:
@@ -250,33 +370,48 @@ class NoiseForm(_Form):
     attempts as a sequence diagram.  The same seed gives the same story."""
 
     title = "Send through a noisy channel"
+    css_class = "mailkit-noise-form"
 
     def __init__(self, target, user: str, password: str, recipient: str, *,
                  rate: float = 0.3, seed: int = 1, subject: str = "Noise test",
-                 body: str = "Did this arrive?"):
+                 body: str = "Did this arrive?", own_server: bool = False):
         self.target = target
         self.user, self._password, self.recipient = user, password, recipient
         self.subject, self.body = subject, body
         self.rate = W.FloatSlider(value=rate, min=0.0, max=1.0, step=0.05, description="flip rate",
                                   readout_format=".2f")
-        self.seed = W.IntText(value=seed, description="seed")
+        # A text field, checked here: an IntText turned "2.5" into 25 on screen and ran seed 2.
+        self.seed = W.Text(value=str(seed), description="seed", placeholder="a whole number")
         self.transcript = None
         super().__init__([self.rate, self.seed], "Send")
+        if own_server:
+            import secrets
+            self._own = _OwnServer({user: password, recipient: secrets.token_hex(8)})
+
+    def _seed(self) -> int:
+        text = str(self.seed.value).strip()
+        if not (text.lstrip("-").isdigit()):
+            raise ValueError(f"seed {text!r}: type a whole number, e.g. 1")
+        return int(text)
 
     def run(self):
-        client = MailClient(*_address(self.target),
-                            channel=BitFlipChannel(self.rate.value, seed=self.seed.value))
+        try:
+            seed = self._seed()
+        except ValueError as exc:
+            return _Message(f"nothing sent: {exc}", "ERROR")
+        client = MailClient(*self._target_address(), channel=BitFlipChannel(self.rate.value, seed=seed))
         client.login(self.user, self._password)
         try:
             client.send(self.recipient, self.subject, self.body)
             attempts = client.transcript[1:]
             verdict = f"delivered after {len(attempts)} attempt{'s' if len(attempts) > 1 else ''}"
-        except RetriesExhausted as exc:
+        except RetriesExhausted:
             attempts = client.transcript[1:]
-            verdict = f"NOT delivered: {exc}"
+            outcomes = ", ".join(e.outcome for e in attempts)
+            verdict = f"NOT delivered: {len(attempts)} attempts ({outcomes})"
         self.transcript = attempts
-        return sequence_diagram(attempts, title=f"flip rate {self.rate.value:.2f}, seed "
-                                                f"{self.seed.value}: {verdict}")
+        # The verdict first, the settings after, short enough for the diagram's width.
+        return sequence_diagram(attempts, title=f"{verdict} · rate {self.rate.value:.2f}, seed {seed}")
 
     def describe_fields(self) -> list[str]:
         return [f"flip rate {self.rate.value:.2f}", f"seed      {self.seed.value}"]
@@ -284,5 +419,7 @@ class NoiseForm(_Form):
 
 def noise_form(target, user: str, password: str, recipient: str, **kwargs) -> NoiseForm:
     """A form that sends one mail from *user* to *recipient* through a noisy
-    channel per click (see :class:`NoiseForm`)."""
-    return NoiseForm(target, user, password, recipient, **kwargs)
+    channel per click (see :class:`NoiseForm`).  *target* may be ``None``:
+    the form then starts a small server of its own (with accounts for
+    *user* and *recipient*) when first used."""
+    return NoiseForm(target, user, password, recipient, own_server=target is None, **kwargs)

@@ -87,7 +87,7 @@ def test_frame_builder_reports_a_bad_session_id():
 def test_noise_form_is_deterministic_per_seed(server):
     form = noise_form(server, "alice", "wonderland", "bob", rate=0.3, seed=1)
     first = form.click()
-    assert first.title.endswith("delivered after 3 attempts")
+    assert first.title == "delivered after 3 attempts · rate 0.30, seed 1"   # the verdict first
     assert [e.outcome for e in form.transcript] == ["KO", "KO", "OK"]
     assert "image/svg+xml" in _shown(form)
     again = form.click()
@@ -97,9 +97,9 @@ def test_noise_form_is_deterministic_per_seed(server):
 
 def test_noise_form_reports_a_lost_mail(server):
     form = noise_form(server, "alice", "wonderland", "bob")
-    form.rate.value, form.seed.value = 0.5, 4
+    form.rate.value, form.seed.value = 0.5, "4"
     result = form.click()
-    assert "NOT delivered: email failed after 4 attempts (KO, KO, KO, KO)" in result.title
+    assert result.title == "NOT delivered: 4 attempts (KO, KO, KO, KO) · rate 0.50, seed 4"
     assert "flip rate 0.50" in form.text and "seed      4" in form.text
 
 
@@ -109,3 +109,79 @@ def test_noise_form_without_a_server_says_so():
     form = noise_form(address, "alice", "wonderland", "bob")
     result = form.click()
     assert result.kind == "ERROR" and "ServerUnreachable" in repr(result)
+
+
+# -- issue 13: forms that keep working, show only what the student did ---------
+
+
+def test_run_with_leaves_the_form_as_it_was(server):
+    form = login_form(server, "bob", "builder")
+    result = form.run_with(user="alice", password="wonderland")
+    assert "logged in" in repr(result)
+    assert (form.user.value, form.password.value, form.result) == ("bob", "builder", None)
+    assert form.output.outputs == () and "(nothing yet)" in form.text
+    noise = noise_form(server, "alice", "wonderland", "bob", rate=0.3, seed=1)
+    assert noise.run_with(rate=0.5, seed="4").title.startswith("NOT delivered")
+    assert (noise.rate.value, noise.seed.value, noise.result) == (0.3, "1", None)
+    builder = frame_builder()
+    shown = builder.output.outputs
+    assert "Meet in room #5" in repr(builder.run_with(body="Meet in room #5"))
+    assert builder.body.value == "How are you?" and builder.output.outputs == shown
+
+
+def test_a_form_with_its_own_server_survives_stop_everything():
+    form = login_form(users={"alice": "wonderland"})
+    try:
+        assert form.server is None                          # nothing started until used
+        assert "logged in" in repr(form.fill("alice", "wonderland").click())
+        first = form.server.address
+        form.server.stop()                  # what stop_everything() in a later cell (or a re-run) does
+        assert form.server is not None and not form.server.running
+        assert "logged in" in repr(form.click())            # started again, on a new port
+        assert form.server.running and first != ("", 0)
+        noise = noise_form(None, "alice", "wonderland", "bob", rate=0.0, seed=1)
+        assert noise.click().title.startswith("delivered after 1 attempt")
+        noise.stop()
+        assert noise.server is None
+    finally:
+        form.stop()
+
+
+def test_a_stopped_server_gives_one_line_saying_what_to_do():
+    srv = MailServer(users=USERS).start()
+    form = login_form(srv)
+    srv.stop()
+    text = repr(form.fill("alice", "wonderland").click())
+    assert "\n" not in text and "stopped by a later cell" in text and "RuntimeError" not in text
+    srv.close()
+
+
+def test_seed_must_be_a_whole_number(server):
+    form = noise_form(server, "alice", "wonderland", "bob")
+    form.seed.value = "2.5"
+    result = form.click()
+    assert repr(result) == "nothing sent: seed '2.5': type a whole number, e.g. 1"
+    form.seed.value = " 4"
+    result = form.click()
+    assert "seed 4" in getattr(result, "title", repr(result)), repr(result)
+    assert "seed 5" in form.run_with(seed=5).title           # an int from code works too
+
+
+def test_frame_builder_warns_about_recipients_no_server_takes():
+    b = frame_builder()
+    assert "⚠" not in repr(b.result)
+    b.recipient.value = ""
+    assert repr(b.result).startswith("⚠ the recipient is empty")
+    b.recipient.value = "bo:b"
+    assert repr(b.result).startswith("⚠ 'bo:b' cannot be a username (':' separates the fields)")
+    assert "⚠" in _shown(b)["text/html"]
+    b.recipient.value = "carol"
+    assert "⚠" not in repr(b.result)
+
+
+def test_stable_css_classes_for_browser_tests(server):
+    forms = {"mailkit-login-form": login_form(server), "mailkit-frame-builder": frame_builder(),
+             "mailkit-noise-form": noise_form(server, "alice", "wonderland", "bob")}
+    for name, form in forms.items():
+        assert name in form._dom_classes
+        assert "mailkit-form-result" in form.output._dom_classes
