@@ -141,10 +141,11 @@ def tcp_connection_diagram():
         ("client", "server", "alice:wonderland", "ink", "sendall(): the request"),
         ("client", "server", "FIN", "ink", "shutdown(SHUT_WR): that was all I send"),
         ("server", "server", "reads the request, answers it"),
-        ("server", "client", "OK:<session id>", "OK", "sendall(): the reply"),
+        ("server", "client", "OK:<session id>", "OK", "sendall(): the reply (it also ACKs the FIN)"),
         ("server", "client", "FIN", "ink", "close(): the client's recv() now returns b''"),
-        ("client", "server", "FIN", "ink", "close(): the connection is gone"),
-    ], title="one connection, one request, one reply (TCP's ACKs of data left out)")
+        ("client", "server", "ACK", "ink", "of the server's FIN; close() sends no second FIN"),
+        ("client", "client", "TIME_WAIT: closed first, waits 2 x MSL"),
+    ], title="one connection, one request, one reply (ACKs of data left out)")
 
 
 def threads_diagram():
@@ -155,10 +156,10 @@ def threads_diagram():
         (cell, srv, "server.start()", "ink", "bind, listen, start the server thread; return"),
         (cell, cell, "the cell ends: the next cell may run"),
         (cell, srv, "connect()", "ink", "a client socket, in your cell"),
-        (srv, srv, "accept(); select() watches every open socket"),
+        (srv, srv, "accept(); selectors: watch every socket"),
         (cell, srv, "alice:wonderland", "ink", "recv() as soon as bytes arrive"),
         (srv, worker, "the whole request, to a worker"),
-        (srv, srv, "back to select(): other clients"),
+        (srv, srv, "back to the selector: other clients"),
         (worker, cell, "OK:<session id>", "OK"),
         (worker, worker, "close(); wait for the next request"),
         (cell, srv, "server.stop()", "ink", "wake it, cut open connections, join every thread"),
@@ -621,7 +622,8 @@ QUIZZES: dict[str, list[Question]] = {
         Question((2,), "Two numbers are enough for a stop-and-wait sender: the receiver "
                  "only has to tell 'the next one' from 'the one I already have'.",
                  "How many mails can be unacknowledged at once in stop-and-wait?"),
-        Question(("a",), "TCP's checksum and sequence numbers protect each hop's bytes, "
+        Question(("a",), "TCP's checksum and sequence numbers protect the bytes end to end, "
+                 "within one connection (each hop's link has its own CRC), "
                  "but a connection that breaks after the server stored the mail leaves the "
                  "client unsure: SMTP can deliver a message twice (RFC 1047).",
                  "Can TCP know whether the server stored the mail before the connection broke?"),
