@@ -31,3 +31,10 @@ def test_stream_steps_and_live_arrival():
     live = live_arrival(frame)
     assert sum(live.pieces) == len(frame) and live.data_ok and len(live.pieces) > 1
     assert "complete only after the last piece: True" in live.text
+
+
+def test_time_wait_and_reuseport():
+    from mailkit.course_new.tcp import reuseport_demo, time_wait_demo
+    lines = time_wait_demo()
+    assert "EADDRINUSE" in lines[1] and lines[2].endswith("bound and listening")
+    assert reuseport_demo() == ["two listening sockets with SO_REUSEPORT on one port: True"]
