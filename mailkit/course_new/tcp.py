@@ -2,7 +2,7 @@
 
 :func:`time_wait_demo` makes the "address in use" that students meet when
 they restart a server: a connection the *server* closed first sits in
-TIME_WAIT on the server's port (RFC 9293 §3.3.2: the side that closes first
+TIME_WAIT on the server's port (RFC 9293 §3.6: the side that closes first
 waits 2 x MSL, so that late segments of the old connection die out), and a
 new listening socket cannot bind that port, unless it sets SO_REUSEADDR.
 :func:`reuseport_demo` shows two listening sockets sharing one port with
