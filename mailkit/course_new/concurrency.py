@@ -120,6 +120,7 @@ class SelectorServer:
 
     def __init__(self):
         self.served = 0
+        self.accepted = threading.Semaphore(0)     # released once per accept()
         self.selector = selectors.DefaultSelector()
         self._listener = socket.create_server(("127.0.0.1", 0), backlog=32)
         self._listener.setblocking(False)
@@ -146,6 +147,7 @@ class SelectorServer:
                         conn, _ = self._listener.accept()
                     except BlockingIOError:
                         continue
+                    self.accepted.release()
                     conn.setblocking(False)
                     buffers[conn] = []
                     self.selector.register(conn, selectors.EVENT_READ, "read")
@@ -230,15 +232,20 @@ def _collect(socks: dict, replies: dict, until: float) -> None:
 
 
 def stall_test(server, *, clients: int = 3, patience: float = 1.5, name: str | None = None) -> StallResult:
-    """Connect one silent client to *server* (anything with ``.address``),
-    then *clients* clients that each send ``request i`` and half-close.
-    Count the replies that arrive while the silent client stays (waiting up
-    to *patience* seconds for them), then close the silent client and count
-    again.  Counts, not times: a server either answers or it does not."""
+    """Connect one silent client to *server* (anything with ``.address`` and
+    an ``.accepted`` semaphore released once per ``accept()``), then
+    *clients* clients that each send ``request i`` and half-close.  Count the
+    replies that arrive while the silent client stays, then close the silent
+    client and count again.  Counts, not times: a server either answers or
+    it does not.
+
+    A server that has not accepted the other clients within *patience*
+    seconds is stuck (a one-at-a-time server never accepts them while the
+    silent client stays); one that has accepted them gets 10 s to answer,
+    so that a slow machine does not pass for a stalled server."""
     silent = socket.create_connection(server.address, timeout=5)
-    accepted = getattr(server, "accepted", None)
-    if accepted is not None:            # make sure it is the first one accepted
-        accepted.acquire(timeout=5)
+    accepted = server.accepted
+    accepted.acquire(timeout=5)         # the silent one is the first accepted
     socks, expected = {}, {}
     replies = {i: b"" for i in range(clients)}
     for i in range(clients):
@@ -250,8 +257,11 @@ def stall_test(server, *, clients: int = 3, patience: float = 1.5, name: str | N
             pass
         socks[s], expected[i] = i, _answer(b"request %d" % i)
     everyone = list(socks)
+    deadline, taken = time.monotonic() + patience, 0
+    while taken < clients and accepted.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        taken += 1
     try:
-        _collect(socks, replies, time.monotonic() + patience)
+        _collect(socks, replies, time.monotonic() + (10 if taken == clients else 0.05))
         while_silent = sum(replies[i] == expected[i] for i in replies)
         silent.close()
         _collect(socks, replies, time.monotonic() + 5)
