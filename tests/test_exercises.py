@@ -137,6 +137,8 @@ def test_internet_checksum():
             data += b"\0"
         return ~sum(data[i] << 8 | data[i + 1] for i in range(0, len(data), 2)) & 0xFFFF
     assert_wrong(X.check_internet_checksum(no_fold), "carry")
+    assert_wrong(X.check_internet_checksum(lambda d: None), "as an int")
+    assert_wrong(X.check_internet_checksum(lambda d: internet_checksum(d[:len(d) // 2 * 2])), "odd length")
 
 
 def blind_flips(data):

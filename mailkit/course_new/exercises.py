@@ -357,11 +357,14 @@ def check_internet_checksum(fn) -> Verdict:
             if got == want:
                 continue
             shown = _describe(data, 12)
-            if isinstance(got, int) and got == (~want & 0xFFFF):
+            if not isinstance(got, int) or isinstance(got, bool):
+                raise _Failed(f"for {shown} you returned {got!r}: return the checksum as an int "
+                              f"from 0 to 0xFFFF. Hint: {hint}")
+            if got == (~want & 0xFFFF):
                 why = "that is the sum itself: the checksum is its complement."
-            elif isinstance(got, int) and got == detect.byte_sum(data):
+            elif got == detect.byte_sum(data):
                 why = "that is the sum of the bytes, not of 16-bit words."
-            elif len(data) % 2 and isinstance(got, int):
+            elif len(data) % 2:
                 why = "the data has an odd length."
             else:
                 why = "a carry out of bit 15 must be added back in."
