@@ -189,3 +189,23 @@ def test_sender():
                                    X.check_dispatch])
 def test_the_stub_line_is_the_same_every_time(check):
     assert check(stub).text == check(stub).text
+
+
+@pytest.mark.parametrize("number", ["01", "02", "03", "04", "05"])
+def test_every_course_notebook_ships_two_unsolved_exercises_with_checks(number):
+    """Each 'your turn' stub is followed by a check cell whose committed
+    output is the fixed 'not yet' line of an unsolved exercise."""
+    import json
+    from pathlib import Path
+
+    (path,) = (Path(__file__).resolve().parent.parent / "notebooks").glob(f"{number}-*.ipynb")
+    cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    found = 0
+    for stub, check in zip(cells, cells[1:]):
+        if 'raise NotImplementedError("your turn")' not in "".join(stub["source"]):
+            continue
+        assert "check_" in "".join(check["source"]), "".join(check["source"])
+        shown = "".join("".join(o.get("data", {}).get("text/plain", "")) for o in check["outputs"])
+        assert shown.startswith("· not yet: your function still raises NotImplementedError"), shown
+        found += 1
+    assert found >= 2
