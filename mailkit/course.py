@@ -18,6 +18,7 @@ from . import protocol as P
 from .client import request_once
 from .noise import BitFlipChannel, NoisyLink
 from .pictures import Shown
+from .responder import MailResponder, reply_text
 from .server import REPLIES, MailServer
 from .trace import Exchange, Transcript
 
@@ -81,19 +82,24 @@ class Server2017Style(MailServer):
 
     RECV_SIZE = 1024
 
+    class Responder(MailResponder):
+        """mailkit's replies, but the checksum is split off at the FIRST ``#``."""
+
+        def respond(self, data: bytes, peer=None):
+            if b"#" in data:
+                _, _, ok = parse_2017(data)
+                if not ok:
+                    return "bad frame (split at the first '#')", REPLIES.KO
+            return super().respond(data, peer)
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.responder = self.Responder(self.store)
         self.sizes: list[int] = []       # bytes each request's one recv() returned
+        self._lock = threading.Lock()    # guards sizes (see _OneRecv)
 
     def new_reader(self) -> "_OneRecv":
         return _OneRecv(self)
-
-    def respond(self, data: bytes) -> tuple[str, str]:
-        if b"#" in data:
-            _, _, ok = parse_2017(data)
-            if not ok:
-                return "bad frame (split at the first '#')", REPLIES.KO
-        return super().respond(data)
 
 
 class _OneRecv(P.RequestReader):
@@ -402,47 +408,67 @@ class SeqServer(MailServer):
       frame), so a flipped reply can be detected by the client.
     """
 
+    class Responder(MailResponder):
+        """rdt2.1's receiver: sequence numbers on emails, checksums on replies."""
+
+        def __init__(self, store):
+            super().__init__(store)
+            self.expected: dict[str, int] = {}       # sender -> seq expected next
+            self.duplicates = 0
+            self._lock = threading.Lock()            # guards expected and duplicates
+
+        def respond(self, data: bytes, peer=None) -> tuple[str, str]:
+            what, reply = self._respond(data, peer)
+            return what, _with_checksum(reply)
+
+        def _plain(self, data: bytes, peer) -> tuple[str, str]:
+            what, reply = super().respond(data, peer)
+            return what, reply_text(reply)          # an email's reply: once it is on disk
+
+        def _respond(self, data: bytes, peer) -> tuple[str, str]:
+            try:
+                request = P.parse_request(data)
+            except P.ProtocolError:
+                return self._plain(data, peer)
+            if isinstance(request, P.Command) and request.name == "email":
+                subject = request.fields[1]
+                for seq in (0, 1):
+                    if subject.startswith(SEQ_TAG.format(seq)):
+                        return self._email_with_seq(request, seq, data, peer)
+            return self._plain(data, peer)
+
+        def _email_with_seq(self, request: P.Command, seq: int, data: bytes, peer) -> tuple[str, str]:
+            try:
+                user = self.store.session_user(request.session_id)
+            except Exception:
+                return self._plain(data, peer)
+            with self._lock:
+                expected = self.expected.get(user, 0)
+                duplicate = seq != expected
+                if duplicate:
+                    self.duplicates += 1
+                else:
+                    self.expected[user] = 1 - expected
+            if duplicate:
+                return f"{user} email seq {seq} (duplicate)", f"OK: duplicate, not delivered again [ack {seq}]"
+            what, reply = self._plain(data, peer)
+            if reply != REPLIES.EMAIL_SENT:          # not delivered: expect the same seq again
+                with self._lock:
+                    self.expected[user] = expected
+                return what, reply
+            return what, f"{reply} [ack {seq}]"
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.expected: dict[str, int] = {}       # sender -> seq expected next
-        self.duplicates = 0
+        self.responder = self.Responder(self.store)
 
-    def respond(self, data: bytes) -> tuple[str, str]:
-        what, reply = self._respond(data)
-        return what, _with_checksum(reply)
+    @property
+    def expected(self) -> dict[str, int]:
+        return self.responder.expected
 
-    def _respond(self, data: bytes) -> tuple[str, str]:
-        try:
-            request = P.parse_request(data)
-        except P.ProtocolError:
-            return super().respond(data)
-        if isinstance(request, P.Command) and request.name == "email":
-            subject = request.fields[1]
-            for seq in (0, 1):
-                if subject.startswith(SEQ_TAG.format(seq)):
-                    return self._email_with_seq(request, seq, data)
-        return super().respond(data)
-
-    def _email_with_seq(self, request: P.Command, seq: int, data: bytes) -> tuple[str, str]:
-        try:
-            user = self.store.session_user(request.session_id)
-        except Exception:
-            return super().respond(data)
-        with self._lock:
-            expected = self.expected.get(user, 0)
-            duplicate = seq != expected
-            if duplicate:
-                self.duplicates += 1
-            else:
-                self.expected[user] = 1 - expected
-        if duplicate:
-            return f"{user} email seq {seq} (duplicate)", f"OK: duplicate, not delivered again [ack {seq}]"
-        what, reply = super().respond(data)
-        if reply != REPLIES.EMAIL_SENT:          # not delivered: expect the same seq again
-            with self._lock:
-                self.expected[user] = expected
-            return what, reply
-        return what, f"{reply} [ack {seq}]"
+    @property
+    def duplicates(self) -> int:
+        return self.responder.duplicates
 
 
 class SeqClient:

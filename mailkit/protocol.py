@@ -37,13 +37,14 @@ import time
 from dataclasses import dataclass, field
 
 __all__ = [
-    "CHECKSUM_LEN", "COMMANDS", "MAX_REQUEST_BYTES", "SESSION_ID_LEN",
+    "CHECKSUM_LEN", "COMMANDS", "KO_RESEND_S", "MAX_REQUEST_BYTES", "SESSION_ID_LEN",
     "ProtocolError", "LocalProtocolError", "RemoteProtocolError",
     "ChecksumMismatch", "MalformedRequest", "UnknownCommand", "RequestTooLarge",
     "Handshake", "Command", "Message", "Reply",
     "checksum", "escape_field", "unescape_field", "validate_username",
     "make_handshake", "make_frame", "parse_request", "parse_reply",
     "format_messages", "parse_messages", "RequestReader",
+    "looks_framed", "verifies", "is_frame", "preview",
 ]
 
 SESSION_ID_LEN = 10          # PROTOCOL.md: "ten decimal digits"
@@ -54,6 +55,10 @@ MAX_REQUEST_BYTES = 1024 * 1024
 # Longest reply the client will read: a dump of a full inbox can be large,
 # but not unbounded (smtplib caps its reply lines for the same reason).
 MAX_REPLY_BYTES = 64 * 1024 * 1024
+# After replying exactly KO to a client that has not half-closed, a server
+# keeps the connection open this long for ONE resend of the frame on it: the
+# 2017 client resends on the same socket (at once; 2 s covers a loaded machine).
+KO_RESEND_S = 2.0
 
 USERNAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
 _FRAME_START = re.compile(rb"\d{%d}:" % SESSION_ID_LEN)
@@ -230,7 +235,7 @@ def unescape_field(text: str) -> str:
 def make_handshake(user: str, password: str) -> bytes:
     """``USERNAME:PASSWORD`` as bytes, exactly as a 2017 client sends it."""
     validate_username(user)
-    if _looks_framed(password.encode("utf-8")):
+    if looks_framed(password.encode("utf-8")):
         raise LocalProtocolError("a password may not end in '#' and 40 hex digits")
     if password.endswith(("\n", "\r")):
         raise LocalProtocolError("a password may not end in a line break")
@@ -267,7 +272,7 @@ def _is_session_id(text: str) -> bool:
     return len(text) == SESSION_ID_LEN and text.isascii() and text.isdigit()
 
 
-def _looks_framed(data: bytes) -> bool:
+def looks_framed(data: bytes) -> bool:
     """True if *data* ends in ``#`` and 40 lowercase hex digits."""
     tail = data[-CHECKSUM_LEN:]
     return (
@@ -278,13 +283,14 @@ def _looks_framed(data: bytes) -> bool:
     )
 
 
-def _verifies(data: bytes) -> bool:
-    return _looks_framed(data) and checksum(data[: -CHECKSUM_LEN - 1]) == data[-CHECKSUM_LEN:].decode()
+def verifies(data: bytes) -> bool:
+    """True if *data* ends in ``#`` and the SHA-1 of everything before it."""
+    return looks_framed(data) and checksum(data[: -CHECKSUM_LEN - 1]) == data[-CHECKSUM_LEN:].decode()
 
 
-def _is_frame(data: bytes) -> bool:
+def is_frame(data: bytes) -> bool:
     """A request is a frame if it starts with a session id or carries a checksum."""
-    return bool(_FRAME_START.match(data)) or _looks_framed(data)
+    return bool(_FRAME_START.match(data)) or looks_framed(data)
 
 
 def _damaged_checksum(data: bytes) -> bool:
@@ -320,7 +326,7 @@ def parse_request(data: bytes) -> Handshake | Command:
         raise RequestTooLarge(f"request of {len(data)} bytes is over the limit of {MAX_REQUEST_BYTES}")
     if not data.strip():
         raise MalformedRequest("empty request: expected USERNAME:PASSWORD or a command frame")
-    if _is_frame(data):
+    if is_frame(data):
         return _parse_frame(data)
     return _parse_handshake(data)
 
@@ -331,18 +337,18 @@ def _parse_handshake(data: bytes) -> Handshake:
     if not sep:
         raise MalformedRequest(
             "expected USERNAME:PASSWORD (a login) or SESSION_ID:COMMAND...#CHECKSUM "
-            f"(a command); got {_preview(text)}"
+            f"(a command); got {preview(text)}"
         )
     return Handshake(user, password)
 
 
 def _parse_frame(data: bytes) -> Command:
-    if not _looks_framed(data):
+    if not looks_framed(data):
         if _damaged_checksum(data):
             raise ChecksumMismatch(_decode_loose(data[-CHECKSUM_LEN:]), "(unreadable checksum)")
         raise MalformedRequest(
             f"incomplete frame: it should end in '#' and a {CHECKSUM_LEN}-digit checksum; "
-            f"got {len(data)} bytes ending in {_preview(_decode_loose(data[-20:]))}"
+            f"got {len(data)} bytes ending in {preview(_decode_loose(data[-20:]))}"
         )
     content, claimed = data[: -CHECKSUM_LEN - 1], data[-CHECKSUM_LEN:].decode("ascii")
     actual = checksum(content)
@@ -352,12 +358,12 @@ def _parse_frame(data: bytes) -> Command:
     session_id, sep, rest = text.partition(":")
     if not (sep and _is_session_id(session_id)):
         raise MalformedRequest(
-            f"a frame starts with a {SESSION_ID_LEN}-digit session id and ':'; got {_preview(text)}"
+            f"a frame starts with a {SESSION_ID_LEN}-digit session id and ':'; got {preview(text)}"
         )
     name = rest.partition(":")[0]
     spec = COMMANDS.get(name)
     if spec is None:
-        raise UnknownCommand(f"unknown command {_preview(name)} (send 'help' for the list)")
+        raise UnknownCommand(f"unknown command {preview(name)} (send 'help' for the list)")
     parts = rest.split(":", len(spec.fields))[1:]
     if len(parts) != len(spec.fields) or (not spec.fields and rest != name):
         raise MalformedRequest(
@@ -372,7 +378,8 @@ def _decode_loose(data: bytes) -> str:
     return data.decode("utf-8", errors="backslashreplace")
 
 
-def _preview(text: str, limit: int = 40) -> str:
+def preview(text: str, limit: int = 40) -> str:
+    """*text* quoted for an error message, cut after *limit* characters."""
     return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
@@ -440,7 +447,7 @@ def parse_messages(text: str) -> list[Message]:
     first, _, rest = data.partition(b"\n")
     head = _LISTING_HEAD.match(first.decode("utf-8", "replace"))
     if not head:
-        raise RemoteProtocolError(f"not a message listing: {_preview(first.decode('utf-8', 'replace'))}")
+        raise RemoteProtocolError(f"not a message listing: {preview(first.decode('utf-8', 'replace'))}")
     messages = []
     for i in range(1, int(head.group(1)) + 1):
         headers: dict[str, str] = {}
@@ -539,11 +546,19 @@ class RequestReader:
         data = self.data
         if not data:
             return self.idle_timeout
-        if _looks_framed(data):
-            return 0.0 if _verifies(data) else min(self.SETTLE_S, self.idle_timeout)
+        if looks_framed(data):
+            return 0.0 if verifies(data) else min(self.SETTLE_S, self.idle_timeout)
         if not _FRAME_START.match(data[: SESSION_ID_LEN + 1]) and not data[:1].isdigit():
             if data.endswith(b"\n"):
                 return 0.0
             if b":" in data:
                 return min(self.QUIET_S, self.idle_timeout)
         return self.idle_timeout
+
+
+# Kept until course/pictures move to the public names (the lead removes these
+# after merging the course package split): nothing else may use them.
+_looks_framed = looks_framed
+_verifies = verifies
+_is_frame = is_frame
+_preview = preview

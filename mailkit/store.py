@@ -6,11 +6,14 @@ statement is its own committed transaction); a file database uses
 ``journal_mode=WAL`` (a commit appends to one log, readers never block the
 writer) with ``synchronous=FULL`` (that log is fsynced on every commit).
 
-Group commit: an fsync costs as much as the rest of a delivery, so
-deliveries that arrive while a commit is under way queue up, and when it
-ends one of them commits the whole queue in ONE transaction (one fsync).
-Every ``deliver()`` still returns only after the commit that holds its own
-message. Touching a session's idle timer is the one write that skips the
+Group commit: an fsync costs as much as the rest of a delivery, so every
+delivery joins ONE queue, and ONE writer thread commits whatever has queued
+up in one transaction (one fsync) while the next deliveries queue behind it.
+``submit()`` queues a mail and returns a ``concurrent.futures.Future`` that
+the writer completes after the commit that holds it (a server can reply from
+the future's callback without a thread waiting per mail); ``deliver()`` is
+``submit()`` and wait.  Either way the result is known only once the mail
+is on disk. Touching a session's idle timer is the one write that skips the
 fsync (see ``session_user``): losing it to a power cut only ends a session
 a little early, and the next mail's fsync makes it durable anyway.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from concurrent.futures import Future
 import hmac
 import os
 import secrets
@@ -49,7 +53,9 @@ SESSION_TTL_S = 30 * 60
 # second, not ten, and a session lives at most 1 s less than its TTL says.
 TOUCH_RESOLUTION_S = 1.0
 # OWASP's recommended scrypt cost: ~50 ms and 16 MiB per hash, which makes
-# guessing passwords from a stolen database file expensive.
+# guessing passwords from a stolen database file expensive.  A MailStore takes
+# another N (``scrypt_n=``) for tests and benchmarks that log in thousands of
+# times; every hash string names its own cost, so either store verifies both.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 # Each scrypt hash needs 16 MiB (128 * N * r bytes) for its ~50 ms: a class of
 # 300 logging in at once would make the server take 5 GB (measured: 200 at
@@ -61,6 +67,9 @@ SALT_BYTES = 16          # 128 random bits: no two users ever share a salt
 HASH_BYTES = 32          # 256-bit derived key, far beyond brute force
 SESSION_DIGITS = 10      # session ids are 10 decimal digits, easy to type in a lab
 SESSION_ID_ATTEMPTS = 20  # a collision is ~1 in 10**10; 20 in a row means a bug
+# The writer thread waits this long for the next mail before it ends (a new
+# one starts with the next mail): under load it never ends, idle it costs nothing.
+WRITER_LINGER_S = 1.0
 BUSY_TIMEOUT_MS = 5000   # wait up to 5 s when another process holds the write lock
 SCHEMA_VERSION = 1       # kept in PRAGMA user_version; bump when the tables change
 
@@ -108,15 +117,16 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
                           maxmem=2 * 128 * r * (n + p), dklen=HASH_BYTES)
 
 
-def hash_password(password: str, *, salt: bytes | None = None) -> str:
+def hash_password(password: str, *, salt: bytes | None = None, n: int = SCRYPT_N) -> str:
     """Hash ``password`` with salted scrypt (a fresh 16-byte salt unless given),
     as ``"scrypt$N$r$p$<salt hex>$<hash hex>"``: the string names its own cost,
-    so old hashes still verify if the defaults change."""
+    so old hashes still verify if the defaults change.  *n* is scrypt's cost
+    (a power of two; the default is the real one)."""
     if not isinstance(password, str):
         raise TypeError(f"password must be a str, got {type(password).__name__}")
     salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
-    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+    digest = _scrypt(password, salt, n, SCRYPT_R, SCRYPT_P)
+    return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -134,9 +144,10 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(_scrypt(password, salt, n, r, p), expected)
 
 
-# Checked for an unknown user, so that "no such user" costs the same scrypt as
-# "wrong password" and the timing does not reveal which names exist.
-_DUMMY_HASH = f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${'00' * SALT_BYTES}${'00' * HASH_BYTES}"
+def _dummy_hash(n: int) -> str:
+    """Checked for an unknown user, so that "no such user" costs the same
+    scrypt as "wrong password" and the timing does not reveal which names exist."""
+    return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${'00' * SALT_BYTES}${'00' * HASH_BYTES}"
 
 
 def _own_copy(exc: BaseException) -> BaseException:
@@ -149,13 +160,14 @@ def _own_copy(exc: BaseException) -> BaseException:
 class _Delivery:
     """One message waiting for the commit that holds it."""
 
-    __slots__ = ("message", "params", "inserted", "error", "done")
+    __slots__ = ("message", "params", "inserted", "error", "future")
 
     def __init__(self, message: Message):
         m = self.message = message
         # INSERT ... SELECT ?, ?, ?, ?, ? WHERE EXISTS (user ?): see _commit
         self.params = (m.recipient, m.sender, m.subject, m.body, m.sent_at, m.recipient)
-        self.inserted, self.error, self.done = 0, None, False
+        self.inserted, self.error = 0, None
+        self.future: Future = Future()
 
     def outcome(self) -> Message | Exception:
         """After its commit: the message stored, or the exception that kept it out."""
@@ -171,21 +183,26 @@ class MailStore:
 
     ``path`` is a file name, or ``":memory:"`` for a throw-away store;
     ``session_ttl`` is the idle time (seconds) after which a session expires;
-    ``clock`` returns the time in seconds (tests pass a fake one to move time).
+    ``clock`` returns the time in seconds (tests pass a fake one to move time);
+    ``scrypt_n`` is the password-hash cost of new hashes (the default is the
+    real one; tests pass a cheap one such as 16).
     Safe to share between threads. Use it in ``with`` or call ``close()``.
     """
 
     def __init__(self, path: str | os.PathLike = ":memory:", *,
-                 session_ttl: float = SESSION_TTL_S, clock=time.time):
+                 session_ttl: float = SESSION_TTL_S, clock=time.time, scrypt_n: int = SCRYPT_N):
         self.path = os.fspath(path)
         self.session_ttl = session_ttl
+        self.scrypt_n = scrypt_n
+        self._dummy_hash = _dummy_hash(scrypt_n)
         self._touch_every = min(TOUCH_RESOLUTION_S, session_ttl / 100)
         self._clock = clock
         self._lock = threading.Lock()
-        # Group commit (see deliver): the queue, and whether a commit is running.
+        # Group commit (see submit): the queue and its writer thread, under _group.
         self._group = threading.Condition(threading.Lock())
         self._queue: list[_Delivery] = []
-        self._committing = False
+        self._writer: threading.Thread | None = None
+        self._closing = False
         self._durable = self.path != ":memory:"
         # isolation_level=None is autocommit: a statement is committed (and,
         # with synchronous=FULL, fsynced) before execute() returns.
@@ -226,7 +243,7 @@ class MailStore:
         UserExists, or with ``replace=True`` its password is reset."""
         validate_username(name)
         with _hash_slots:  # slow, so outside the lock
-            password_hash = hash_password(password)
+            password_hash = hash_password(password, n=self.scrypt_n)
         with self._lock:
             try:
                 self._run("INSERT INTO users VALUES (?, ?, ?)",
@@ -248,9 +265,9 @@ class MailStore:
     def check_password(self, name: str, password: str) -> bool:
         """True if ``password`` is right for ``name``; False if wrong or no such user."""
         row = self._one("SELECT password_hash FROM users WHERE name = ?", (name,))
-        # Outside the lock, and spent even for an unknown user (see _DUMMY_HASH).
+        # Outside the lock, and spent even for an unknown user (see _dummy_hash).
         with _hash_slots:
-            matches = verify_password(password, row[0] if row else _DUMMY_HASH)
+            matches = verify_password(password, row[0] if row else self._dummy_hash)
         return matches and row is not None
 
     # -- sessions --------------------------------------------------------
@@ -314,39 +331,70 @@ class MailStore:
         """Store a message; it is on disk when this returns. UnknownUser if no such recipient.
 
         Deliveries from several threads share commits (group commit, see the
-        module docstring); each call still waits for the commit of its own.
-        """
+        module docstring)."""
+        return self.submit(sender, recipient, subject, body).result()
+
+    def submit(self, sender: str, recipient: str, subject: str, body: str) -> Future:
+        """Queue a message for the next group commit and return at once.
+
+        The future's result is the :class:`Message` once its commit is on
+        disk, or its exception is what kept the mail out (UnknownUser for no
+        such recipient).  Callbacks added to it run in the writer thread: they
+        must be quick and must not block."""
         mine = _Delivery(Message(sender, recipient, subject, body, self._clock()))
         with self._group:
+            if self._closing or self._conn is None:
+                mine.future.set_exception(StoreError(f"the store {self.path!r} is closed"))
+                return mine.future
             self._queue.append(mine)
-            while self._committing and not mine.done:
-                self._group.wait()      # the running commit may be ours; else we lead next
-            if not mine.done:           # nobody is committing: commit the queue
-                self._committing = True
-                group, self._queue = self._queue, []
-        if not mine.done:
-            try:
-                self._commit(group)
-            finally:
-                with self._group:
-                    self._committing = False
-                    self._group.notify_all()
-        outcome = mine.outcome()
-        if isinstance(outcome, Exception):
-            raise _own_copy(outcome)      # each thread raises its own exception object
-        return outcome
+            if self._writer is not None:
+                self._group.notify()
+                return mine.future
+            writer = self._writer = threading.Thread(
+                target=self._write, daemon=True, name=f"MailStore-writer-{os.path.basename(self.path)}")
+        try:
+            writer.start()
+        except BaseException as exc:    # no thread: fail this queue, let the next mail try again
+            with self._group:
+                group, self._queue, self._writer = self._queue, [], None
+            for d in group:
+                d.future.set_exception(StoreError(f"the mail was not stored: {exc}"))
+        return mine.future
 
-    def deliver_many(self, mails: list[tuple[str, str, str, str]]) -> list[Message | Exception]:
-        """Store several ``(sender, recipient, subject, body)`` mails in one
-        commit (one fsync): they are on disk when this returns.  For each
-        mail, in order, the :class:`Message` stored or the exception that
-        kept it out (UnknownUser for no such recipient).  The server's
-        batches of ``email`` requests come here."""
-        sent_at = self._clock()
-        group = [_Delivery(Message(*mail, sent_at)) for mail in mails]
-        if group:
-            self._commit(group)
-        return [d.outcome() for d in group]
+    def _write(self) -> None:
+        """The writer thread: commit what has queued up, again and again;
+        end after WRITER_LINGER_S with nothing to do (or when closed)."""
+        group: list[_Delivery] = []
+        try:
+            while True:
+                with self._group:
+                    if not self._queue and not self._closing:
+                        self._group.wait(WRITER_LINGER_S)
+                    group, self._queue = self._queue, []
+                    if not group:       # decided under the lock: submit() starts a new writer
+                        self._writer = None
+                        self._group.notify_all()    # close() waits for this
+                        return
+                self._commit(group)
+                self._settle(group)
+                group = []
+        finally:
+            self._settle(group)         # interrupted: no future is left waiting
+            with self._group:
+                if self._writer is threading.current_thread():
+                    self._writer = None
+                    self._group.notify_all()
+
+    @staticmethod
+    def _settle(group: list[_Delivery]) -> None:
+        for d in group:
+            if d.future.done():
+                continue
+            outcome = d.outcome()
+            if isinstance(outcome, Exception):
+                d.future.set_exception(_own_copy(outcome))   # each caller its own object
+            else:
+                d.future.set_result(outcome)
 
     def _commit(self, group: list[_Delivery]) -> None:
         """Insert *group* in one transaction and commit it (one fsync); mark
@@ -377,9 +425,6 @@ class MailStore:
                     pass
                 if not isinstance(exc, Exception):
                     raise     # Ctrl-C in the committing thread stops that thread only
-            finally:
-                for d in group:
-                    d.done = True
 
     def messages(self, recipient: str, sender: str | None = None) -> list[Message]:
         """``recipient``'s messages (only those from ``sender`` if given), oldest first."""
@@ -402,7 +447,12 @@ class MailStore:
 
     # -- lifetime --------------------------------------------------------
     def close(self) -> None:
-        """Close the database. Safe to call more than once."""
+        """Commit what is queued, then close the database. Safe to call more than once."""
+        with self._group:
+            self._closing = True
+            self._group.notify_all()
+            while self._writer is not None and self._writer is not threading.current_thread():
+                self._group.wait()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
