@@ -100,6 +100,12 @@ class _Connection(socketserver.BaseRequestHandler):
         return reply
 
 
+class _TCPServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True           # a thread stuck on a client never blocks exit
+    allow_reuse_address = True      # a restarted server may take a port in TIME_WAIT
+    request_queue_size = 512        # connects queued before accept(); socketserver's 5 drops a class
+
+
 class SimpleMailServer:
     """The mail server with one thread per connection; started and stopped
     like :class:`~mailkit.server.MailServer` (same arguments, ``with``, port 0)."""
@@ -139,12 +145,12 @@ class SimpleMailServer:
         if self._tcp is not None:
             return self
         try:
-            tcp = socketserver.ThreadingTCPServer((self.host, self.port), _Connection)
+            tcp = _TCPServer((self.host, self.port), _Connection)
         except OSError as exc:
             if exc.errno in (98, 48, 10048):        # EADDRINUSE on Linux, macOS, Windows
                 raise PortInUseError(exc.errno, f"port {self.port} on {self.host} is already in use") from None
             raise
-        tcp.daemon_threads, tcp.mail = True, self
+        tcp.mail = self
         self._thread = threading.Thread(target=tcp.serve_forever, args=(0.05,), daemon=True,
                                         name="SimpleMailServer")
         self._tcp = tcp

@@ -17,10 +17,12 @@ is on disk. Touching a session's idle timer is the one write that skips the
 fsync (see ``session_user``): losing it to a power cut only ends a session
 a little early, and the next mail's fsync makes it durable anyway.
 
-Threads: ONE connection (``check_same_thread=False``) guarded by one
-``threading.Lock`` taken around every piece of SQL. Simple to reason about,
-safe from any number of threads, and right for ``":memory:"``, where a second
-connection would see a different, empty database. Password hashing (~50 ms of
+Threads: ONE connection (``check_same_thread=False``) for every write,
+guarded by one ``threading.Lock`` taken around every piece of SQL on it.
+A file store has a second connection, with a lock of its own, for reads
+(WAL lets them run while a commit waits for its fsync, so checking a session
+id never waits for someone else's mail to reach the disk).  ``":memory:"``
+has only the one connection: a second would see a different, empty database. Password hashing (~50 ms of
 scrypt) runs outside the lock so one login never stalls every other thread.
 Nothing is ever pickled, and every query is parameterised.
 """
@@ -203,6 +205,8 @@ class MailStore:
         self._queue: list[_Delivery] = []
         self._writer: threading.Thread | None = None
         self._closing = False
+        self._in_commit = 0             # mails in the commit under way
+        self._commits = 0               # group commits so far (see stats)
         self._durable = self.path != ":memory:"
         # isolation_level=None is autocommit: a statement is committed (and,
         # with synchronous=FULL, fsynced) before execute() returns.
@@ -218,6 +222,12 @@ class MailStore:
                 raise StoreError(f"{self.path} has schema version {version}, but this "
                                  f"mailkit knows only version {SCHEMA_VERSION} (upgrade mailkit)")
             self._conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            self._read_conn, self._read_lock = self._conn, self._lock
+            if self._durable:
+                self._read_conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                self._read_lock = threading.Lock()
+                self._read_conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                self._read_conn.execute("PRAGMA query_only = 1")
         except BaseException:
             self._conn.close()
             self._conn = None
@@ -236,6 +246,14 @@ class MailStore:
     def _all(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._lock:
             return self._run(sql, params).fetchall()
+
+    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """A query on the read connection.  fetchall() ends the statement, and
+        with it the read transaction, so the next read sees every commit."""
+        with self._read_lock:
+            if self._read_conn is None:
+                raise StoreError(f"the store {self.path!r} is closed")
+            return self._read_conn.execute(sql, params).fetchall()
 
     # -- users -----------------------------------------------------------
     def add_user(self, name: str, password: str, *, replace: bool = False) -> None:
@@ -256,15 +274,16 @@ class MailStore:
 
     def has_user(self, name: str) -> bool:
         """True if a user called ``name`` exists."""
-        return self._one("SELECT 1 FROM users WHERE name = ?", (name,)) is not None
+        return bool(self._read("SELECT 1 FROM users WHERE name = ?", (name,)))
 
     def users(self) -> list[str]:
         """All user names, sorted."""
-        return sorted(name for (name,) in self._all("SELECT name FROM users"))
+        return sorted(name for (name,) in self._read("SELECT name FROM users"))
 
     def check_password(self, name: str, password: str) -> bool:
         """True if ``password`` is right for ``name``; False if wrong or no such user."""
-        row = self._one("SELECT password_hash FROM users WHERE name = ?", (name,))
+        rows = self._read("SELECT password_hash FROM users WHERE name = ?", (name,))
+        row = rows[0] if rows else None
         # Outside the lock, and spent even for an unknown user (see _dummy_hash).
         with _hash_slots:
             matches = verify_password(password, row[0] if row else self._dummy_hash)
@@ -294,17 +313,17 @@ class MailStore:
         TOUCH_RESOLUTION_S, see there). Raises
         UnknownSession, or SessionExpired (and then forgets the session)."""
         now = self._clock()
-        with self._lock:
-            row = self._run("SELECT user, last_used FROM sessions WHERE id = ?",
-                            (session_id,)).fetchone()
-            if row is None:
-                raise UnknownSession(f"unknown session id {session_id} (log in again)")
-            user, last_used = row
-            if now - last_used > self.session_ttl:
+        rows = self._read("SELECT user, last_used FROM sessions WHERE id = ?", (session_id,))
+        if not rows:
+            raise UnknownSession(f"unknown session id {session_id} (log in again)")
+        user, last_used = rows[0]
+        if now - last_used > self.session_ttl:
+            with self._lock:
                 self._run("DELETE FROM sessions WHERE id = ?", (session_id,))
-                raise SessionExpired(f"session {session_id} expired after "
-                                     f"{self.session_ttl / 60:g} minutes idle (log in again)")
-            if now - last_used >= self._touch_every:
+            raise SessionExpired(f"session {session_id} expired after "
+                                 f"{self.session_ttl / 60:g} minutes idle (log in again)")
+        if now - last_used >= self._touch_every:
+            with self._lock:
                 self._touch(session_id, now)
         return user
 
@@ -375,7 +394,10 @@ class MailStore:
                         self._writer = None
                         self._group.notify_all()    # close() waits for this
                         return
+                    self._in_commit, self._commits = len(group), self._commits + 1
                 self._commit(group)
+                with self._group:
+                    self._in_commit = 0
                 self._settle(group)
                 group = []
         finally:
@@ -384,6 +406,14 @@ class MailStore:
                 if self._writer is threading.current_thread():
                     self._writer = None
                     self._group.notify_all()
+
+    def stats(self) -> dict:
+        """The group commit at a glance (for tests and the curious):
+        ``commits`` so far, mails ``waiting`` for theirs (queued or in the
+        commit under way), and whether a ``writer`` thread is alive."""
+        with self._group:
+            return {"commits": self._commits, "waiting": len(self._queue) + self._in_commit,
+                    "writer": self._writer is not None}
 
     @staticmethod
     def _settle(group: list[_Delivery]) -> None:
@@ -432,11 +462,11 @@ class MailStore:
         params: tuple = (recipient,)
         if sender is not None:
             sql, params = sql + " AND sender = ?", (recipient, sender)
-        return [Message(*row) for row in self._all(sql + " ORDER BY id", params)]
+        return [Message(*row) for row in self._read(sql + " ORDER BY id", params)]
 
     def count(self, recipient: str) -> int:
         """How many messages ``recipient`` has."""
-        return self._one("SELECT COUNT(*) FROM messages WHERE recipient = ?", (recipient,))[0]
+        return self._read("SELECT COUNT(*) FROM messages WHERE recipient = ?", (recipient,))[0][0]
 
     def delete(self, recipient: str, sender: str, subject: str) -> int:
         """Delete ``recipient``'s messages with this sender and subject; return how many."""
@@ -453,6 +483,10 @@ class MailStore:
             self._group.notify_all()
             while self._writer is not None and self._writer is not threading.current_thread():
                 self._group.wait()
+        with self._read_lock:
+            if self._read_conn is not None and self._read_conn is not self._conn:
+                self._read_conn.close()
+            self._read_conn = None
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
