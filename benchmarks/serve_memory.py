@@ -8,6 +8,7 @@ cheap scrypt cost of :func:`load.make_db` (logins are not what is measured).
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import signal
 import sys
@@ -27,11 +28,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=64)
     args = parser.parse_args()
-    mailkit.store.SCRYPT_N = CHEAP_N          # hash_password reads it when called
-    server = MailServer({user_name(i): PASSWORD for i in range(args.users)}, db=":memory:")
+    mailkit.store.SCRYPT_N = CHEAP_N          # an older mailkit's hash_password reads it
+    cheap = {"scrypt_n": CHEAP_N} if "scrypt_n" in inspect.signature(MailServer).parameters else {}
+    server = MailServer({user_name(i): PASSWORD for i in range(args.users)}, db=":memory:", **cheap)
     server.start()
     # request_stop() where there is one (run.py --root may point at an older mailkit)
-    signal.signal(signal.SIGTERM, lambda *_: getattr(server, "request_stop", server._stopping.set)())
+    signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     print("mailkit listening on %s:%d" % server.address, flush=True)
     try:
         server.serve_forever()

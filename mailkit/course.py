@@ -95,6 +95,7 @@ class Server2017Style(MailServer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.responder = self.Responder(self.store)
+        self.emails_in_loop = False      # a teaching server: every request in a worker
         self.sizes: list[int] = []       # bytes each request's one recv() returned
         self._lock = threading.Lock()    # guards sizes (see _OneRecv)
 
@@ -461,6 +462,7 @@ class SeqServer(MailServer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.responder = self.Responder(self.store)
+        self.emails_in_loop = False      # its respond() waits for an email's commit
 
     @property
     def expected(self) -> dict[str, int]:

@@ -16,6 +16,16 @@ It is three parts put together, each of which can be read alone:
   future that the store completes once the mail is on disk, and this server
   sends it from the future's callback, so no thread waits per mail.
 
+Which thread calls the responder: a worker, except for ``email`` frames with
+``emails_in_loop=True`` (the default when the server makes its own
+:class:`~mailkit.responder.MailResponder`), which the event loop answers
+itself.  MailResponder's ``respond()`` returns at once for an email (a
+session lookup, then the store's future), and handing each mail to a worker
+thread cost more CPU than the mail itself (measured: 307 against 172 µs per
+mail with 32 senders; one thread wake-up per mail).  A responder passed in
+is called in a worker for every request unless ``emails_in_loop=True`` says
+that its ``respond()`` does not block for an email.
+
 Each connection carries one request, gets one reply, and is closed; a
 connection whose request got exactly ``KO`` (a damaged frame) and that the
 client did not half-close stays open for ``KO_RESEND_S`` for ONE resend,
@@ -73,6 +83,7 @@ class MailServer(Listener):
         db: str = ":memory:",
         store: MailStore | None = None,
         responder=None,
+        emails_in_loop: bool | None = None,
         scrypt_n: int = SCRYPT_N,
         idle_timeout: float | None = None,
         max_request_bytes: int = P.MAX_REQUEST_BYTES,
@@ -84,6 +95,7 @@ class MailServer(Listener):
         for name, password in (users or {}).items():
             self.store.add_user(name, password, replace=True)
         self.responder = responder if responder is not None else MailResponder(self.store)
+        self.emails_in_loop = responder is None if emails_in_loop is None else emails_in_loop
         self.requests_served = 0
         self._served_lock = threading.Lock()
 
@@ -109,7 +121,15 @@ class MailServer(Listener):
         what, reply = self.responder.respond(data, peer)
         return what, reply_text(reply)
 
-    # -- one connection (in a worker thread) ----------------------------------
+    # -- one connection -------------------------------------------------------
+
+    def dispatch(self, conn: socket.socket, peer, received: Received) -> None:
+        """In the loop thread: an email frame is answered here (see the module
+        docstring), every other request in a worker."""
+        if self.emails_in_loop and received.error is None and _is_email(received.data):
+            self.serve_request(conn, peer, received)
+        else:
+            super().dispatch(conn, peer, received)
 
     def handle_request(self, conn: socket.socket, peer, received: Received):
         started = time.perf_counter()
@@ -140,6 +160,8 @@ class MailServer(Listener):
         may run in the store's writer thread: replies to emails are short,
         so the send does not wait for the client."""
         resend = reply == REPLIES.KO and not received.closed and not received.again
+        # Replies sent here from the loop or the store's writer (an email's)
+        # are short: they fit the socket's buffer, and the send never waits.
         send_and_close(conn, reply.encode("utf-8"), close=not resend)
         if resend:
             self.read_again(conn, peer, self.KO_RESEND_S)
@@ -157,6 +179,11 @@ class MailServer(Listener):
         if log.isEnabledFor(logging.INFO):
             took = "" if started is None else " (%.1f ms)" % ((time.perf_counter() - started) * 1000)
             log.info("%s %s -> %s%s", format_peer(peer), what, _first_line(reply), took)
+
+
+def _is_email(data: bytes) -> bool:
+    """``SESSIONID:email:`` at the start (a cheap test; the responder parses it)."""
+    return data[P.SESSION_ID_LEN:P.SESSION_ID_LEN + 7] == b":email:" and data[:P.SESSION_ID_LEN].isdigit()
 
 
 def _text(done: Future, peer) -> str:
