@@ -33,7 +33,7 @@ import threading
 import time
 
 from . import protocol as P
-from .listener import PortInUseError
+from .listener import PortInUseError, send_and_close
 from .responder import REPLIES, MailResponder, reply_text
 from .store import SCRYPT_N, MailStore
 
@@ -76,8 +76,8 @@ class _Connection(socketserver.BaseRequestHandler):
                     if wait > left:                 # the deadline, not the quiet time, ran out
                         raise TimeoutError from None
                     break                           # quiet for long enough: take what came
-        except P.RequestTooLarge as exc:
-            conn.sendall(f"ERROR: {exc}".encode())
+        except P.RequestTooLarge as exc:    # reply, then read and drop the rest for a
+            send_and_close(conn, f"ERROR: {exc}".encode(), drain=True)  # moment: no reset
             return None
         except TimeoutError:
             if reader.data and within == REQUEST_DEADLINE_S:
