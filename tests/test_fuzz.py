@@ -6,8 +6,10 @@ draws near-valid requests (wrong checksums, missing and extra fields, extra
 odd handshakes); they go to one server on 127.0.0.1 in batches, many at
 once.  After every batch: the server still runs, no thread is left behind,
 nothing was logged as an internal error, and a normal client is served.
-It runs against both servers (the fast MailServer and the teaching
-SimpleMailServer); "no thread left behind" is checked on the fast one, whose
+It runs against both servers: the fast MailServer gets all 10 batches; the
+teaching SimpleMailServer (a thread per connection, and the same responder)
+gets the first 2 (2,000 inputs of every kind), which keeps ``make test``
+within its time.  "No thread left behind" is checked on the fast one, whose
 thread count is part of its design.
 
 Every reply is checked against what its input deserves (a wrong checksum gets
@@ -251,14 +253,15 @@ def test_ten_thousand_bad_inputs_never_hurt_the_server(server_class, caplog):
         failures = []
         size = -(-len(inputs) // BATCHES)
         with ThreadPoolExecutor(SENDERS) as pool:
-            for b in range(BATCHES):
+            for b in range(BATCHES if server_class is MailServer else 2):
                 batch = inputs[b * size:(b + 1) * size]
                 replies = list(pool.map(lambda x: _safe_exchange(address, x), batch))
                 for (kind, data, half_close), reply in zip(batch, replies):
                     problem = reply if isinstance(reply, str) else verdict(kind, data, reply)
                     if problem:
                         failures.append((problem, kind, half_close, data[:120], reply[:120]))
-                assert not failures, f"batch {b}: {len(failures)} wrong replies, e.g. {failures[:3]}"
+                logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+                assert not failures, f"batch {b}: {len(failures)} wrong replies, e.g. {failures[:3]}; log: {logged[-5:]}"
 
                 # After every batch: alive, served, no thread left behind, nothing logged as a crash.
                 assert server.running
