@@ -42,6 +42,7 @@ __all__ = ["SimpleMailServer"]
 log = logging.getLogger("mailkit.server")
 
 REQUEST_DEADLINE_S = 10.0   # a whole request, however slowly it trickles in
+SEND_TIMEOUT_S = 5.0        # a client that never reads its reply
 
 
 class _Connection(socketserver.BaseRequestHandler):
@@ -54,13 +55,14 @@ class _Connection(socketserver.BaseRequestHandler):
         try:
             reply = self.answer(mail, conn, REQUEST_DEADLINE_S)            # steps 1-3
             if reply == REPLIES.KO:                                        # step 4
-                self.answer(mail, conn, P.KO_RESEND_S)
+                self.answer(mail, conn, P.KO_RESEND_S, resend=True)
         except OSError:
             pass                                    # the client left, or stop() cut it
         finally:
             mail.track(conn, False)
 
-    def answer(self, mail: "SimpleMailServer", conn: socket.socket, within: float) -> str | None:
+    def answer(self, mail: "SimpleMailServer", conn: socket.socket, within: float, *,
+               resend: bool = False) -> str | None:
         """Read one request, send its reply; return the reply if the client may resend."""
         reader = P.RequestReader(idle_timeout=mail.idle_timeout, max_bytes=mail.max_request_bytes)
         deadline = time.monotonic() + within
@@ -80,7 +82,7 @@ class _Connection(socketserver.BaseRequestHandler):
             send_and_close(conn, f"ERROR: {exc}".encode(), drain=True)  # moment: no reset
             return None
         except TimeoutError:
-            if reader.data and within == REQUEST_DEADLINE_S:
+            if reader.data and not resend:
                 conn.sendall(REPLIES.TOO_SLOW.encode())
             return None
         if not reader.data:
@@ -92,7 +94,8 @@ class _Connection(socketserver.BaseRequestHandler):
             log.exception("%s:%d request failed", *self.client_address[:2])
             what, reply = "internal error", REPLIES.INTERNAL
         log.info("%s:%d %s -> %s", *self.client_address[:2], what, reply.partition("\n")[0][:60])
-        if reply != REPLIES.KO or reader.closed:
+        conn.settimeout(SEND_TIMEOUT_S)
+        if reply != REPLIES.KO or reader.closed or resend:
             conn.sendall(reply.encode("utf-8"))
             conn.shutdown(socket.SHUT_WR)           # "that was all"
             return None
