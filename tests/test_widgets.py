@@ -86,7 +86,9 @@ def test_parse_address(given, expected):
     assert parse_address(given) == expected
 
 
-@pytest.mark.parametrize("given", ["", "   ", "host:", "host:port", "host:0", "host:70000", ":25", "[::1]x"])
+@pytest.mark.parametrize("given", ["", "   ", "host:", "host:port", "host:0", "host:70000", ":25", "[::1]x",
+                                   "host:25:26", "http://127.0.0.1:2525", "bad host:25", "[nohost]:25",
+                                   "127.0.0.1/24", "-x-:25"])
 def test_parse_address_says_what_it_expected(given):
     with pytest.raises(ValueError, match="HOST"):
         parse_address(given)
@@ -140,6 +142,44 @@ def test_describe_error(error, says):
     message = describe_error(error)
     assert says in message
     assert "Traceback" not in message
+
+
+@pytest.mark.parametrize("given, expected", [("::1", ("::1", 2525)), ("host_1.local.:9", ("host_1.local.", 9))])
+def test_parse_address_takes_bare_ipv6_and_local_names(given, expected):
+    assert parse_address(given) == expected
+
+
+def test_a_name_lookup_failure_is_one_sentence_not_a_retry_story():
+    exc = RetriesExhausted("login", [_exchange(b"", error="gaierror: [Errno -2] Name or service not known")] * 4)
+    message = describe_error(exc)
+    assert "could not be looked up" in message and "stopped answering" not in message
+    message = describe_error(socket.gaierror(-2, "Name or service not known"))
+    assert message == "Cannot find the server: its name could not be looked up (Name or service not known)."
+
+
+def _damaged(frame: bytes, byte: int, bit: int = 1) -> Exchange:
+    wire = bytearray(frame)
+    wire[byte] ^= 1 << bit
+    return Exchange("count", 1, frame, bytes(wire), reply=b"KO", flips=((byte, bit),))
+
+
+def test_a_flip_in_the_checksum_is_marked_as_such():
+    from mailkit import protocol
+
+    frame = protocol.make_frame("0123456789", "count")
+    in_checksum = views.frames_html(Transcript([_damaged(frame, len(frame) - 5)]))
+    plain = html.unescape(re.sub(r"<[^>]+>", "", in_checksum))
+    assert "in the checksum itself" in plain and "the content is intact" in plain
+    lines = plain.splitlines()
+    frame_line = next(i for i, line in enumerate(lines) if "0123456789:count#" in line)
+    caret = lines[frame_line + 1].index("^")
+    assert caret == len(views.INDENT) + len(frame) - 5               # right under the flipped character
+    assert in_checksum.count('class="mailkit-flip"') == 1
+    assert re.search(r"sha1 now " + protocol.checksum(frame.rpartition(b"#")[0]), plain)
+    assert 'class="mailkit-attempt-failed"' in in_checksum and "✖ #1 count" in plain
+
+    in_content = html.unescape(re.sub(r"<[^>]+>", "", views.frames_html(Transcript([_damaged(frame, 2)]))))
+    assert "checksum itself" not in in_content and "a flipped bit" in in_content
 
 
 def test_frames_hide_passwords_and_show_checksums(mail_server, apps):
@@ -232,6 +272,8 @@ def test_sending_to_yourself_refreshes_your_inbox(mail_server, apps):
     ("unknown recipient", "The server said: ERROR: unknown recipient 'zed'."),
     ("no recipient", "Type a recipient"),
     ("server down", "Cannot reach the server"),
+    ("address with two ports", "more than one ':'"),
+    ("a web address", "no http://"),
 ])
 def test_errors_are_sentences_in_the_app(mail_server, apps, capsys, action, says):
     app = apps(mail_server, user="alice")
@@ -241,9 +283,11 @@ def test_errors_are_sentences_in_the_app(mail_server, apps, capsys, action, says
         log_in(app, "x", user="1alice")
     elif action == "no username":
         log_in(app, "x", user="  ")
-    elif action == "bad address":
-        app.ui.server.value = "localhost:mail"
+    elif action in ("bad address", "address with two ports", "a web address"):
+        app.ui.server.value = {"bad address": "localhost:mail", "address with two ports": "127.0.0.1:25:26",
+                               "a web address": "http://127.0.0.1:2525/"}[action]
         log_in(app, "wonderland")
+        assert len(app.transcript) == 0                     # nothing was sent
     else:
         log_in(app, "wonderland")
         if action == "server down":
@@ -256,6 +300,29 @@ def test_errors_are_sentences_in_the_app(mail_server, apps, capsys, action, says
     assert kind == "error" and says in message, message
     assert "mailkit-idle" in app._dom_classes
     assert capsys.readouterr() == ("", "")                  # nothing printed into the cell
+
+
+def test_an_unknown_host_is_one_line_and_never_retried(apps, monkeypatch):
+    """A name that cannot be looked up: one red sentence, no attempt sent,
+    no "stopped answering" advice.  The lookup failure is the real
+    socket.gaierror, raised here without asking a DNS server (tests send
+    nothing beyond the loopback)."""
+    asked = []
+
+    def getaddrinfo(host, *args, **kwargs):
+        asked.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(views.socket, "getaddrinfo", getaddrinfo)
+    app = apps("nohost.invalid:2525", user="alice")
+    log_in(app, "wonderland")
+    kind, message = status(app)
+    assert kind == "error", message
+    assert message == ("✖ There is no server called 'nohost.invalid': the name could not be looked up "
+                       "(Name or service not known). Check the spelling, or type an IP address such as 127.0.0.1.")
+    assert asked == ["nohost.invalid"]                     # looked up once
+    assert len(app.transcript) == 0 and app.client is None  # no attempt, let alone four
+    assert "attempt" not in message and "stopped answering" not in message
 
 
 def test_noise_brings_retries_into_the_transcript(mail_server, apps):
@@ -347,6 +414,9 @@ def test_a_slow_server_makes_the_app_busy_not_the_kernel(apps):
         assert "stopped answering" in message
         assert not app.busy and "mailkit-idle" in app._dom_classes and not app.ui.login.disabled
         assert len(app.transcript) == 2
+        frames = views.frames_html(app.transcript)           # two timeouts: both red, neither green
+        assert frames.count('class="mailkit-attempt-failed"') == 2
+        assert "mailkit-attempt-retried" not in frames and "#1a7f37" not in frames
     finally:
         silent.close()
 

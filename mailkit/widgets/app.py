@@ -36,7 +36,7 @@ from ..trace import Transcript
 from .background import Poller, Worker
 from .views import (
     default_address, describe_error, diagram_html, frames_html, inbox_label, message_html,
-    parse_address, status_html,
+    parse_address, resolve, status_html,
 )
 
 __all__ = ["MailClientApp", "APP_TIMEOUT_S", "POLL_INTERVAL_S"]
@@ -242,6 +242,7 @@ class MailClientApp(W.VBox):
             if not user:
                 raise ValueError("Type a user name first.")
             host, port = parse_address(address)
+            resolve(host, port)                       # an unknown name: one line, no retries
             client = MailClient(host, port, timeout=self.timeout, retries=self.retries, channel=self._channel)
             client.transcript = self.transcript       # one transcript across logins
             session = client.login(user, password)
