@@ -152,13 +152,16 @@ def start_lab(tmp: Path) -> tuple[Served, str]:
     return lab, f"http://127.0.0.1:{port}/lab/tree/{notebook.name}?token={token}&reset"
 
 
-def start_voila(tmp: Path) -> tuple[Served, str]:
+def start_voila(tmp: Path, *options: str) -> tuple[Served, str]:
+    """Voila on a free port serving a copy of the notebook, with the
+    repository's voila.json (what `make app` uses: notebook-only cells
+    removed, idle kernels of closed tabs culled); *options* override it."""
     env = jupyter_env(tmp)
     notebook = copy_notebook(tmp / "notebooks")
     port = free_port()
     voila = Path(sys.executable).with_name("voila")
     args = [str(voila) if voila.exists() else "voila", "--no-browser", f"--port={port}",
-            "--Voila.ip=127.0.0.1", str(notebook)]
+            "--Voila.ip=127.0.0.1", f"--Voila.config_file_paths={ROOT}", *options, str(notebook)]
     served = Served("Voila", args, env, tmp / "voila.log", port)
     served.wait_until_listening()
     return served, f"http://127.0.0.1:{port}/"

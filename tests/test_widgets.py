@@ -477,14 +477,39 @@ def test_close_stops_every_thread(mail_server):
 
 
 def test_two_apps_side_by_side_print_deterministically(mail_server, apps, monkeypatch):
-    """The notebook's last line: nbval compares this text/plain (ports masked)."""
-    import ipywidgets
+    """The notebook's apps cell: what JupyterLab shows before the notebook
+    runs, and what nbval compares (ports masked), is a tidy text form."""
+    from mailkit.widgets import SideBySide, side_by_side
 
     monkeypatch.delenv(views.ENV_SERVER, raising=False)
-    box = ipywidgets.HBox([apps(mail_server, user="alice"), apps(mail_server, user="bob")])
-    plain = box._repr_mimebundle_()["text/plain"]
-    assert re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", plain) == (
-        "HBox(children=(<MailClientApp alice @ 127.0.0.1:PORT>, <MailClientApp bob @ 127.0.0.1:PORT>))")
+    alice, bob = apps(mail_server, user="alice"), apps(mail_server, user="bob")
+    box = side_by_side(alice, bob)
+    assert isinstance(box, SideBySide) and box.children == (alice, bob)
+    plain = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", box._repr_mimebundle_()["text/plain"])
+    assert plain == ("2 mail clients side by side (they appear when the cell runs):\n"
+                     "  alice @ 127.0.0.1:PORT, not logged in\n"
+                     "  bob @ 127.0.0.1:PORT, not logged in")
+    assert "HBox(" not in plain and "<MailClientApp" not in plain
+    log_in(alice, "wonderland")
+    assert re.sub(r"\d{4,5}", "PORT", alice.text) == "alice @ 127.0.0.1:PORT, logged in"
+    assert alice._repr_mimebundle_()["text/plain"].startswith("Mail client (it appears when the cell runs):")
+
+
+def test_about_this_page_in_the_notebook_and_in_voila(monkeypatch):
+    from mailkit.widgets import about_this_page, page_url
+
+    monkeypatch.delenv(views.ENV_VOILA_URL, raising=False)
+    monkeypatch.delenv(views.ENV_SERVER, raising=False)
+    assert page_url() is None
+    assert "make app" in repr(about_this_page()) and "APP_PORT" in repr(about_this_page())
+
+    monkeypatch.setenv(views.ENV_VOILA_URL, "http://127.0.0.1:9123/?voila-template=lab")
+    assert page_url() == "http://127.0.0.1:9123/"
+    note = about_this_page()
+    assert note._repr_markdown_().startswith("This page: [http://127.0.0.1:9123/](http://127.0.0.1:9123/).")
+    assert "practice mail server of its own" in repr(note) and "make app" not in repr(note)
+    monkeypatch.setenv(views.ENV_SERVER, "teacher.local:2525")
+    assert "class server teacher.local:2525" in repr(about_this_page())
 
 
 def test_the_widgets_have_stable_css_classes(mail_server, apps):

@@ -39,7 +39,7 @@ from .views import (
     parse_address, resolve, status_html,
 )
 
-__all__ = ["MailClientApp", "APP_TIMEOUT_S", "POLL_INTERVAL_S"]
+__all__ = ["MailClientApp", "SideBySide", "side_by_side", "APP_TIMEOUT_S", "POLL_INTERVAL_S"]
 
 log = logging.getLogger("mailkit.widgets")
 
@@ -100,6 +100,21 @@ class MailClientApp(W.VBox):
         who = self.ui.user.value or "?"
         state = ", logged in" if self.client else ""
         return f"<MailClientApp {who} @ {self.ui.server.value}{state}>"
+
+    @property
+    def text(self) -> str:
+        """The app in one line of plain text: who, where, logged in or not."""
+        client = self.client
+        if client is not None:
+            return f"{client.user} @ {client.host}:{client.port}, logged in"
+        return f"{self.ui.user.value or '(no user yet)'} @ {self.ui.server.value}, not logged in"
+
+    def _repr_mimebundle_(self, **kwargs):
+        # What a notebook shows before its cells run (and what nbval compares):
+        # a short text form instead of the widget's constructor call.
+        data = super()._repr_mimebundle_(**kwargs)
+        data["text/plain"] = f"Mail client (it appears when the cell runs):\n  {self.text}"
+        return data
 
     # -- building -------------------------------------------------------------
 
@@ -426,6 +441,24 @@ class MailClientApp(W.VBox):
             self.ui.tabs.set_title(TRANSCRIPT_TAB, f"Transcript ({len(snapshot)})")
         except Exception:                # a drawing problem must not kill the worker
             log.exception("drawing the transcript failed")
+
+
+class SideBySide(W.HBox):
+    """Mail-client apps in a row, whose text form (what a notebook shows
+    before it runs) lists them one per line."""
+
+    def _repr_mimebundle_(self, **kwargs):
+        data = super()._repr_mimebundle_(**kwargs)
+        apps = [app for app in self.children if isinstance(app, MailClientApp)]
+        lines = [f"  {app.text}" for app in apps]
+        data["text/plain"] = "\n".join([f"{len(apps)} mail clients side by side (they appear when the cell runs):",
+                                        *lines])
+        return data
+
+
+def side_by_side(*apps: MailClientApp) -> SideBySide:
+    """Show *apps* next to each other (they wrap onto new rows on a narrow page)."""
+    return SideBySide(list(apps), layout=W.Layout(flex_flow="row wrap"))
 
 
 def _plural(n: int, word: str) -> str:

@@ -26,10 +26,12 @@ from ..trace import Exchange, Transcript
 __all__ = [
     "ENV_SERVER", "UnknownHost", "parse_address", "format_address", "resolve", "default_address",
     "describe_error",
-    "inbox_label", "message_html", "frames_html", "diagram_html", "status_html",
+    "inbox_label", "message_html", "frames_html", "diagram_html", "status_html", "page_url",
+    "about_this_page",
 ]
 
 ENV_SERVER = "MAILKIT_SERVER"   # "host:port" of a class server, for a Voila link
+ENV_VOILA_URL = "VOILA_REQUEST_URL"   # Voila gives each page's kernel the URL it was opened with
 PREVIEW_CHARS = 40              # enough to recognise a mail in a one-line list
 FRAME_CHARS = 72                # a frame longer than this is cut in the middle
 DIAGRAM_EXCHANGES = 8           # more arrows than this make a picture nobody reads
@@ -360,3 +362,50 @@ def diagram_html(transcript: Transcript, *, limit: int = DIAGRAM_EXCHANGES, titl
             svg = svg.replace("<svg ", '<svg style="max-width:100%;height:auto" ', 1)
             return _tail_box(f'<div class="mailkit-svg">{svg}</div>', 420)
     return _tail_box(f'<pre style="{_MONO};margin:0">{html.escape(recent.sequence(60))}</pre>', 420)
+
+
+# -- the page, when Voila serves the notebook ------------------------------------------
+
+def page_url() -> str | None:
+    """The address of this page when Voila serves the notebook (without its
+    query string), else None: in JupyterLab and under nbval."""
+    from urllib.parse import urlsplit
+
+    url = os.environ.get(ENV_VOILA_URL, "")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+class _Note:
+    """A short text for the page, as Markdown with a plain-text form."""
+
+    def __init__(self, markdown: str, text: str):
+        self.markdown, self.plain = markdown, text
+
+    def __repr__(self) -> str:
+        return self.plain
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown
+
+
+def about_this_page() -> _Note:
+    """Where the client runs, for the reader of this notebook: in Voila, the
+    page's real address (whatever port it was served on) and where its
+    forms point; in JupyterLab, how to serve the notebook as a page."""
+    url = page_url()
+    server = os.environ.get(ENV_SERVER)
+    if url is None:
+        text = ("To hand this client out as a web page: `make app` serves this notebook with "
+                "Voilà (the text and the two apps, no code) and prints the page's address "
+                "(port 8866 unless you set APP_PORT). "
+                "`MAILKIT_SERVER=HOST:2525 make app` points every form at a class server.")
+        return _Note(text, text.replace("`", ""))
+    where = (f"Its forms start at the class server **{html.escape(server)}**." if server else
+             "It has a practice mail server of its own, with the accounts above, "
+             "which stops a few minutes after you close the tab.")
+    link = html.escape(url)
+    return _Note(f"This page: [{link}]({link}). {where} Reload it for a fresh start.",
+                 f"This page: {url}. {where.replace('**', '')} Reload it for a fresh start.")
