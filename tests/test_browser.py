@@ -1,4 +1,5 @@
-"""The mail-client notebook in a real browser: JupyterLab, then Voila.
+"""The mail-client notebook and the course's forms in a real browser:
+JupyterLab, then Voila.
 
 Each test starts its own server on a free port (a throw-away Jupyter home,
 a copy of notebooks/06-mail-client.ipynb), opens it in headless chromium
@@ -6,7 +7,10 @@ driven by playwright, and plays the same story with the mouse and keyboard:
 alice logs in and writes to bob; bob logs in, reads the mail, deletes one,
 watches his count fall; bob turns the noise up and sees KO and retries in his
 transcript; alice logs off and fails to log in with a wrong password.
-Screenshots go to test-artifacts/ (lab-*.png, voila-*.png).
+Then the forms of notebooks 02-04 in JupyterLab, each used twice: after
+running the notebook down to the form, and again after Run All (when the
+later cells have run, and stopped their servers).
+Screenshots go to test-artifacts/ (lab-*.png, voila-*.png, forms-*.png).
 
 Needs Debian's chromium (`apt-get install chromium`; playwright's own
 browsers are never downloaded).  Without it the tests skip, except under
@@ -22,7 +26,8 @@ import time
 import pytest
 
 from browser_support import (
-    ARTIFACTS, NOTEBOOK_RUN_S, ROOT, STEP_S, AppOnPage, chromium_path, launch_chromium, start_lab, start_voila,
+    ARTIFACTS, NOTEBOOK_RUN_S, ROOT, STEP_S, AppOnPage, NotebookInLab, chromium_path, launch_chromium, start_lab,
+    start_voila,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -268,3 +273,153 @@ def test_a_closed_voila_tab_has_its_kernel_culled(browser, playwright_api, tmp_p
     finally:
         context.close()
         voila.stop()
+
+
+# -- the course's forms in JupyterLab ------------------------------------------------------------
+
+FORM_NOTEBOOKS = ("02-handshake.ipynb", "03-checksum-framing.ipynb", "04-bit-flips-and-retry.ipynb")
+# The forms' CSS classes come with the forms that keep working after Run All (issue 13, item 4).
+NEEDS_COURSE_TEXT = pytest.mark.xfail(strict=True, reason="needs course-text forms")
+
+
+@pytest.fixture(scope="module")
+def course_lab(tmp_path_factory):
+    """One JupyterLab for the three notebooks (starting Lab is the slow part)."""
+    lab, _ = start_lab(tmp_path_factory.mktemp("course-lab"),
+                       tuple(ROOT / "notebooks" / name for name in FORM_NOTEBOOKS), expose_app=True)
+    yield lab
+    lab.stop()
+
+
+def _open(course_lab, page, expect, name: str, form_snippet: str) -> tuple[NotebookInLab, int]:
+    notebook = NotebookInLab(page, expect).open(course_lab.url(name))
+    notebook.clear_outputs()              # no saved outputs to mistake for fresh ones
+    return notebook, notebook.cell_index(form_snippet)
+
+
+def _field(form, page, label: str):
+    """The input of the form's field labelled *label*."""
+    return form.locator(".widget-inline-hbox").filter(
+        has=page.locator("label.widget-label", has_text=re.compile(rf"^{re.escape(label)}$"))
+    ).locator("input, textarea").first
+
+
+def _log_in(form, page, expect, password: str, says: str | re.Pattern) -> None:
+    _field(form, page, "user").fill("alice")
+    _field(form, page, "password").fill(password)
+    form.get_by_role("button", name="Log in").click()
+    expect(form.locator(".mailkit-form-result")).to_contain_text(says)
+
+
+def _shown_text(area, expect, wanted: str) -> str:
+    """The text an output area shows, pictures included: JupyterLab shows an
+    SVG as an <img> with a data: URL, whose text is read from the SVG itself."""
+    from urllib.parse import unquote
+    import base64
+
+    def text() -> str:
+        parts = [area.inner_text()]
+        for src in area.locator("img").evaluate_all("imgs => imgs.map(i => i.src)"):
+            head, _, data = src.partition(",")
+            if head.startswith("data:image/svg+xml"):
+                svg = base64.b64decode(data).decode() if head.endswith(";base64") else unquote(data)
+                parts.append(re.sub(r"<[^>]+>", " ", svg))
+        return "\n".join(parts)
+
+    deadline = time.monotonic() + STEP_S
+    while wanted not in (shown := text()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert wanted in shown, f"{wanted!r} is not shown; the area shows:\n{shown}"
+    return shown
+
+
+def _no_traceback(page) -> None:
+    assert "Traceback" not in page.inner_text("body")
+
+
+@NEEDS_COURSE_TEXT
+def test_the_login_form_of_02_in_jupyterlab(course_lab, page, playwright_api, shoot):
+    _, expect = playwright_api
+    try:
+        notebook, cell = _open(course_lab, page, expect, "02-handshake.ipynb", "login_form(")
+        for when in ("run-to-the-form", "after-run-all"):
+            if when == "run-to-the-form":
+                notebook.run_through(cell)
+            else:
+                notebook.run_all()
+            form = page.locator(".mailkit-login-form")
+            expect(form).to_have_count(1)
+            form.scroll_into_view_if_needed()
+            _log_in(form, page, expect, "wonderland", re.compile(r"logged in: session id \d{10}"))
+            expect(form.locator(".mailkit-form-result")).to_contain_text("OK:")
+            shoot(f"forms-02-login-right-{when}", form)
+            _log_in(form, page, expect, "wonderlnad", "login refused")
+            expect(form.locator(".mailkit-form-result")).not_to_contain_text("logged in")
+            shoot(f"forms-02-login-wrong-{when}", form)
+            _no_traceback(page)
+    except Exception:
+        print(course_lab.log_tail())
+        raise
+
+
+@NEEDS_COURSE_TEXT
+def test_the_frame_builder_of_03_in_jupyterlab(course_lab, page, playwright_api, shoot):
+    from mailkit import protocol
+
+    _, expect = playwright_api
+    try:
+        notebook, cell = _open(course_lab, page, expect, "03-checksum-framing.ipynb", "frame_builder(")
+        for when, subject in (("run-to-the-form", "Room #5 at noon"), ("after-run-all", "#1 fan")):
+            if when == "run-to-the-form":
+                notebook.run_through(cell)
+            else:
+                notebook.run_all()
+            builder = page.locator(".mailkit-frame-builder")
+            expect(builder).to_have_count(1)
+            builder.scroll_into_view_if_needed()
+            _field(builder, page, "subject").fill(subject)
+            values = {name: _field(builder, page, name).input_value()
+                      for name in ("session id", "recipient", "subject", "body")}
+            assert values["subject"] == subject
+            frame = protocol.make_frame(values["session id"], "email", values["recipient"], subject, values["body"])
+            checksum = frame.rpartition(b"#")[2].decode()            # the SHA-1 the builder must show
+            result = builder.locator(".mailkit-form-result")
+            expect(result).to_contain_text(checksum)
+            expect(result).to_contain_text("answers KO")              # a 2017 parser stops at the first '#'
+            shoot(f"forms-03-frame-builder-hash-{when}", builder)
+            _no_traceback(page)
+    except Exception:
+        print(course_lab.log_tail())
+        raise
+
+
+@NEEDS_COURSE_TEXT
+def test_the_noise_form_of_04_in_jupyterlab(course_lab, page, playwright_api, shoot):
+    _, expect = playwright_api
+    try:
+        notebook, cell = _open(course_lab, page, expect, "04-bit-flips-and-retry.ipynb", "noise_form(")
+        for when in ("run-to-the-form", "after-run-all"):
+            if when == "run-to-the-form":
+                notebook.run_through(cell)
+            else:
+                notebook.run_all()
+            form = page.locator(".mailkit-noise-form")
+            expect(form).to_have_count(1)
+            form.scroll_into_view_if_needed()
+            readout = form.locator(".widget-readout")         # move the slider: type its value, as a user can
+            readout.click()
+            readout.press("Control+a")
+            readout.type("0.40")
+            readout.press("Enter")
+            expect(readout).to_have_text("0.40")
+            _field(form, page, "seed").fill("1")
+            _field(form, page, "seed").press("Enter")
+            form.get_by_role("button", name="Send").click()
+            # rate 0.40, seed 1: two damaged frames, KO twice, the third attempt goes through
+            diagram = _shown_text(form.locator(".mailkit-form-result"), expect, "delivered after 3 attempts")
+            assert re.search(r"KO.*KO", diagram, re.S) and "rate 0.40" in diagram, diagram
+            shoot(f"forms-04-noise-retry-{when}", form)
+            _no_traceback(page)
+    except Exception:
+        print(course_lab.log_tail())
+        raise
