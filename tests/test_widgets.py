@@ -463,6 +463,32 @@ def test_live_inbox_polls_and_stops_cleanly(mail_server, apps):
     assert not poll_threads()
 
 
+def test_live_refresh_stops_in_a_forgotten_tab(mail_server, apps):
+    """Without a click for live_for seconds the polling stops, so a closed
+    tab's kernel goes quiet and Voila's culler can end it."""
+    bob = apps(mail_server, user="bob", poll_interval=0.02, live_for=0.3)
+    log_in(bob, "builder")
+    bob.ui.live.value = True
+    assert len(poll_threads()) == 1
+    deadline = time.monotonic() + 10
+    while bob.ui.live.value and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert bob.ui.live.value is False
+    kind, message = status(bob)
+    assert kind == "info" and message.startswith("ℹ Live refresh stopped after") and "tick live" in message
+    deadline = time.monotonic() + 5
+    while poll_threads() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not poll_threads()
+    polled = len(bob.transcript)
+    bob.ui.live.value = True                           # a click: it starts again
+    assert len(poll_threads()) == 1
+    deadline = time.monotonic() + 5
+    while len(bob.transcript) == polled and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(bob.transcript) > polled
+
+
 def test_close_stops_every_thread(mail_server):
     before = {t.name for t in threading.enumerate()}
     app = MailClientApp(mail_server, user="alice", poll_interval=0.05)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from types import SimpleNamespace
 
 import ipywidgets as W
@@ -45,6 +46,8 @@ log = logging.getLogger("mailkit.widgets")
 
 APP_TIMEOUT_S = 3.0      # a server silent for 3 s is down; with 3 retries a click waits 12 s at worst
 POLL_INTERVAL_S = 5.0    # "live" inbox: a count request every 5 s is light for a class server
+LIVE_FOR_S = 15 * 60.0   # ...until 15 min pass without a click: a forgotten tab stops polling, and
+                         # its kernel goes idle, so that Voila's culler can end it (voila.json)
 WAIT_TIMEOUT_S = 30.0    # app.wait(): longer than the slowest job (4 attempts x 3 s x 2 requests)
 TRANSCRIPT_TAB = 2
 
@@ -71,7 +74,8 @@ class MailClientApp(W.VBox):
 
     def __init__(self, server=None, *, user: str = "", password: str = "", noise: float = 0.0,
                  seed: int = 0, timeout: float = APP_TIMEOUT_S, retries: int = DEFAULT_RETRIES,
-                 background: bool = True, poll_interval: float = POLL_INTERVAL_S, **kwargs):
+                 background: bool = True, poll_interval: float = POLL_INTERVAL_S,
+                 live_for: float = LIVE_FOR_S, **kwargs):
         self.timeout, self.retries = timeout, retries
         self.client: MailClient | None = None
         self.transcript = Transcript()
@@ -83,6 +87,8 @@ class MailClientApp(W.VBox):
         self._transcript_dirty = True
         self._worker = Worker(background)
         self._poller = Poller(poll_interval, self._poll)
+        self.live_for = live_for
+        self._last_action = time.monotonic()
         self.ui = SimpleNamespace()
         children = self._build(user, password, default_address(server), noise, seed, poll_interval)
         kwargs.setdefault("layout", W.Layout(border="1px solid #bbb", padding="6px", margin="2px",
@@ -201,6 +207,7 @@ class MailClientApp(W.VBox):
         """Run *job* (which returns a success message or None) in the worker.
         Unless *quiet* (the live poll), the app is busy until it ends."""
         if not quiet:
+            self._last_action = time.monotonic()
             with self._lock:
                 if self._busy:
                     return
@@ -341,6 +348,7 @@ class MailClientApp(W.VBox):
             client.channel = self._channel
 
     def _on_live(self, change) -> None:
+        self._last_action = time.monotonic()
         if change["new"] and self.client is not None:
             self._poller.start()
         else:
@@ -350,6 +358,11 @@ class MailClientApp(W.VBox):
         """Every few seconds while "live": count, and reload if it changed."""
         client = self.client
         if client is None or self._busy:
+            return
+        if time.monotonic() - self._last_action > self.live_for:
+            self.ui.live.value = False                # stops this poller (see _on_live)
+            self._say("info", f"Live refresh stopped after {self.live_for / 60:g} min without a click: "
+                              "tick live to start it again.")
             return
 
         def job():
