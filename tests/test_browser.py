@@ -291,6 +291,19 @@ def course_lab(tmp_path_factory):
     lab.stop()
 
 
+def _form_class(make: str, *args, css_class: str) -> None:
+    """The form ``mailkit.forms.<make>(*args)`` carries the CSS class the
+    browser finds it by (checked in Python first: without it, there is no
+    point starting JupyterLab)."""
+    from mailkit import forms
+
+    form = getattr(forms, make)(*args)
+    try:
+        assert css_class in form._dom_classes, f"{type(form).__name__} has no CSS class {css_class!r}"
+    finally:
+        form.close()
+
+
 def _open(course_lab, page, expect, name: str, form_snippet: str) -> tuple[NotebookInLab, int]:
     notebook = NotebookInLab(page, expect).open(course_lab.url(name))
     notebook.clear_outputs()              # no saved outputs to mistake for fresh ones
@@ -338,8 +351,10 @@ def _no_traceback(page) -> None:
 
 
 @NEEDS_COURSE_TEXT
-def test_the_login_form_of_02_in_jupyterlab(course_lab, page, playwright_api, shoot):
+def test_the_login_form_of_02_in_jupyterlab(request, page, playwright_api, shoot):
     _, expect = playwright_api
+    _form_class("login_form", ("127.0.0.1", 1), css_class="mailkit-login-form")
+    course_lab = request.getfixturevalue("course_lab")
     try:
         notebook, cell = _open(course_lab, page, expect, "02-handshake.ipynb", "login_form(")
         for when in ("run-to-the-form", "after-run-all"):
@@ -363,10 +378,12 @@ def test_the_login_form_of_02_in_jupyterlab(course_lab, page, playwright_api, sh
 
 
 @NEEDS_COURSE_TEXT
-def test_the_frame_builder_of_03_in_jupyterlab(course_lab, page, playwright_api, shoot):
+def test_the_frame_builder_of_03_in_jupyterlab(request, page, playwright_api, shoot):
     from mailkit import protocol
 
     _, expect = playwright_api
+    _form_class("frame_builder", css_class="mailkit-frame-builder")
+    course_lab = request.getfixturevalue("course_lab")
     try:
         notebook, cell = _open(course_lab, page, expect, "03-checksum-framing.ipynb", "frame_builder(")
         for when, subject in (("run-to-the-form", "Room #5 at noon"), ("after-run-all", "#1 fan")):
@@ -394,8 +411,10 @@ def test_the_frame_builder_of_03_in_jupyterlab(course_lab, page, playwright_api,
 
 
 @NEEDS_COURSE_TEXT
-def test_the_noise_form_of_04_in_jupyterlab(course_lab, page, playwright_api, shoot):
+def test_the_noise_form_of_04_in_jupyterlab(request, page, playwright_api, shoot):
     _, expect = playwright_api
+    _form_class("noise_form", ("127.0.0.1", 1), "alice", "wonderland", "bob", css_class="mailkit-noise-form")
+    course_lab = request.getfixturevalue("course_lab")
     try:
         notebook, cell = _open(course_lab, page, expect, "04-bit-flips-and-retry.ipynb", "noise_form(")
         for when in ("run-to-the-form", "after-run-all"):
