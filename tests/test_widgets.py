@@ -169,7 +169,7 @@ def test_a_flip_in_the_checksum_is_marked_as_such():
     frame = protocol.make_frame("0123456789", "count")
     in_checksum = views.frames_html(Transcript([_damaged(frame, len(frame) - 5)]))
     plain = html.unescape(re.sub(r"<[^>]+>", "", in_checksum))
-    assert "in the checksum itself" in plain and "the content is intact" in plain
+    assert "hit the checksum itself" in plain and "the content arrived intact" in plain
     lines = plain.splitlines()
     frame_line = next(i for i, line in enumerate(lines) if "0123456789:count#" in line)
     caret = lines[frame_line + 1].index("^")

@@ -294,11 +294,13 @@ def _flip_lines(e: Exchange, content, claimed) -> list[str]:
     what = "a flipped bit" if n == 1 else f"{n} flipped bits"
     in_checksum = any(f for _, f in claimed[1:])
     in_content = any(f for _, f in content) or bool(claimed and claimed[0][1])
+    # Short lines: the pane is narrow, and it does not wrap.
     if in_checksum and not in_content:
-        return [f"{carets} {what}, in the checksum itself:",
-                "the content is intact, but no longer matches the checksum it carries: KO all the same"]
+        return [f"{carets} {what}",
+                "the flip hit the checksum itself: the content arrived intact,",
+                "but no longer matches the checksum it carries, so: KO"]
     if in_checksum:
-        return [f"{carets} {what}, in the content and in the checksum"]
+        return [f"{carets} {what}", "flips hit both the content and the checksum"]
     return [f"{carets} {what}"]
 
 
