@@ -136,18 +136,42 @@ class Served:
         self._log_file.close()
 
 
+def course_home(folder: Path) -> Path:
+    """What `make lab` serves, in *folder*: index.ipynb, notebooks/, docs/,
+    and the labs' student versions in assignments/ (no solutions)."""
+    from mailkit.labs.releasing import release
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "index.ipynb", folder / "index.ipynb")
+    shutil.copytree(ROOT / "notebooks", folder / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(ROOT / "docs", folder / "docs")
+    release([ROOT / "labs"], folder / "assignments", check=False)
+    return folder
+
+
 def start_lab(tmp: Path, notebooks: tuple[Path, ...] = (NOTEBOOK,), *,
-              expose_app: bool = False) -> tuple[Served, str]:
+              expose_app: bool = False, home: bool = False) -> tuple[Served, str]:
     """JupyterLab on a free port serving copies of *notebooks*; returns the
     server and the URL that opens the first (token included); ``lab.url(name)``
     opens another.  *expose_app* makes ``window.jupyterapp`` available, so a
-    test can run Lab's own commands (the ones its menus run)."""
+    test can run Lab's own commands (the ones its menus run).  With *home*,
+    it serves what `make lab` serves (see :func:`course_home`) with the same
+    settings (jupyter/overrides.json), and the URL opens index.ipynb."""
     env = jupyter_env(tmp)
-    copies = [copy_notebook(tmp / "notebooks", notebook) for notebook in notebooks]
+    if home:
+        root = course_home(tmp / "course")
+        copies = [root / "index.ipynb"]
+    else:
+        copies = [copy_notebook(tmp / "notebooks", notebook) for notebook in notebooks]
     port, token = free_port(), secrets.token_hex(16)
     args = [sys.executable, "-m", "jupyterlab", "--no-browser",
             "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={copies[0].parent}"]
+    if home:
+        app_settings = tmp / "app-settings"
+        app_settings.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "jupyter" / "overrides.json", app_settings / "overrides.json")
+        args.append(f"--LabApp.app_settings_dir={app_settings}")
     if expose_app:
         args.append("--LabApp.expose_app_in_browser=True")
     if os.geteuid() == 0:
@@ -259,6 +283,11 @@ class NotebookInLab:
         self.page.wait_for_function(f"() => {{ const s = ({_NOTEBOOK_STATE_JS})(); return s && s.kernel === 'idle'; }}",
                                     timeout=NOTEBOOK_RUN_S * 1000)
         return self
+
+    def wait_until_loaded(self) -> None:
+        """Until the notebook in the current tab has its cells and a kernel."""
+        self.page.wait_for_function(f"() => {{ const s = ({_NOTEBOOK_STATE_JS})(); return s && s.cells.length > 0; }}",
+                                    timeout=NOTEBOOK_RUN_S * 1000)
 
     def state(self) -> dict:
         return self.page.evaluate(_NOTEBOOK_STATE_JS)

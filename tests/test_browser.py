@@ -442,3 +442,35 @@ def test_the_noise_form_of_04_in_jupyterlab(request, page, playwright_api, shoot
     except Exception:
         print(course_lab.log_tail())
         raise
+
+
+# -- make lab's home page -----------------------------------------------------------------------
+
+def test_the_course_home_reaches_notebooks_labs_and_docs(page, playwright_api, shoot, tmp_path):
+    """`make lab` opens index.ipynb: a click opens a notebook, a lab's student
+    version (no solution in it) and a doc (rendered, not as source)."""
+    _, expect = playwright_api
+    lab, url = start_lab(tmp_path, home=True, expose_app=True)
+    try:
+        notebook = NotebookInLab(page, expect).open(url)
+        expect(page.locator(".jp-RenderedMarkdown h1", has_text="a networking course")).to_be_visible()
+        shoot("home-00-index")
+        home_tab = page.locator(".lm-TabBar-tab", has_text="index.ipynb").first
+        for link, tab in (("02 · The handshake", "02-handshake.ipynb"),
+                          ("Lab 1 · Handshake client", "01-handshake-client.ipynb"),
+                          ("The protocol", "protocol.md")):
+            home_tab.click()
+            page.locator(".jp-RenderedMarkdown a", has_text=link).first.click()
+            expect(page.locator(".lm-TabBar-tab.jp-mod-current", has_text=tab)).to_be_visible()
+            if tab.endswith(".ipynb"):
+                notebook.wait_until_loaded()
+                sources = "\n".join(c["source"] for c in notebook.state()["cells"])
+                assert sources and "BEGIN SOLUTION" not in sources
+            else:
+                expect(page.locator(".jp-RenderedMarkdown h1", has_text="The mail protocol")).to_be_visible()
+            shoot(f"home-{tab.split('.')[0]}")
+    except Exception:
+        print(lab.log_tail())
+        raise
+    finally:
+        lab.stop()
