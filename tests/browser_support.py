@@ -252,6 +252,9 @@ class AppOnPage:
         readout.type(f"{value:.2f}")
         readout.press("Enter")
         self.expect(readout).to_have_text(f"{value:.2f}")
+        # ...and the kernel has it: a click sent now could otherwise overtake the
+        # slider's new value (ipywidgets holds back value updates while busy).
+        self.expect(self["mailkit-noise-note"]).to_contain_text(f"noise {value:.2f}")
 
 
 # -- a notebook in JupyterLab --------------------------------------------------------------------

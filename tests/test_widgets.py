@@ -338,6 +338,7 @@ def test_noise_brings_retries_into_the_transcript(mail_server, apps):
     assert "KO" in text(bob.ui.diagram) and "<svg" in bob.ui.diagram.value
     assert bob.ui.tabs.titles[2] == f"Transcript ({len(bob.transcript)})"
     assert bob.client.channel.rate == 0.6 and bob.client.channel.seed == 0
+    assert text(bob.ui.noise_note) == "noise 0.60, seed 0: about 60% of frames get a flipped bit"
 
     bob.ui.noise.value = 1.0                  # every frame damaged: the retries run out
     bob.ui.refresh.click()
@@ -347,7 +348,7 @@ def test_noise_brings_retries_into_the_transcript(mail_server, apps):
     assert "lower the noise" in message
 
     bob.ui.noise.value = 0.0
-    assert bob.client.channel is None
+    assert bob.client.channel is None and "no noise" in text(bob.ui.noise_note)
     bob.ui.clear.click()
     bob.wait()
     assert "no exchanges yet" in text(bob.ui.frames)
@@ -547,7 +548,7 @@ def test_the_widgets_have_stable_css_classes(mail_server, apps):
         "mailkit-status", "mailkit-count", "mailkit-refresh", "mailkit-logoff", "mailkit-live",
         "mailkit-inbox", "mailkit-message", "mailkit-delete", "mailkit-compose-to",
         "mailkit-compose-subject", "mailkit-compose-body", "mailkit-send", "mailkit-noise",
-        "mailkit-seed", "mailkit-clear", "mailkit-diagram", "mailkit-frames", "mailkit-tabs",
+        "mailkit-seed", "mailkit-clear", "mailkit-diagram", "mailkit-frames", "mailkit-tabs", "mailkit-noise-note",
     } <= classes
 
 

@@ -172,13 +172,15 @@ class MailClientApp(W.VBox):
                                     layout=W.Layout(width="120px")), "mailkit-seed")
         ui.clear = _tagged(W.Button(description="Clear", icon="eraser", layout=W.Layout(width="auto")),
                            "mailkit-clear")
+        # Written by the kernel when it has taken the noise in: what the next requests will meet.
+        ui.noise_note = _tagged(W.HTML(), "mailkit-noise-note")
         ui.diagram = _tagged(W.HTML(), "mailkit-diagram")
         ui.frames = _tagged(W.HTML(), "mailkit-frames")
 
         ui.tabs = _tagged(W.Tab([
             W.VBox([ui.inbox_note, ui.inbox_box]),
             W.VBox([ui.to, ui.subject, ui.body, ui.send]),
-            W.VBox([W.HBox([ui.noise, ui.seed, ui.clear], layout=W.Layout(flex_flow="row wrap")),
+            W.VBox([W.HBox([ui.noise, ui.seed, ui.clear], layout=W.Layout(flex_flow="row wrap")), ui.noise_note,
                     W.HTML("<b>Sequence diagram</b> (the last exchanges)"), ui.diagram,
                     W.HTML("<b>Frames</b> (attempt, command, size, reply; then the frame as sent)"),
                     ui.frames]),
@@ -341,11 +343,14 @@ class MailClientApp(W.VBox):
         self._set_busy(self._busy)
 
     def _set_noise(self, _change=None) -> None:
-        rate = float(self.ui.noise.value)
-        self._channel = BitFlipChannel(rate, seed=int(self.ui.seed.value)) if rate > 0 else None
+        rate, seed = float(self.ui.noise.value), int(self.ui.seed.value)
+        self._channel = BitFlipChannel(rate, seed=seed) if rate > 0 else None
         client = self.client
         if client is not None:
             client.channel = self._channel
+        self.ui.noise_note.value = (
+            "<i>no noise: every frame arrives as sent</i>" if rate == 0 else
+            f"<i>noise {rate:.2f}, seed {seed}: about {rate:.0%} of frames get a flipped bit</i>")
 
     def _on_live(self, change) -> None:
         self._last_action = time.monotonic()
