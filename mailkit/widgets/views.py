@@ -53,8 +53,10 @@ class UnknownHost(ValueError):
     """The server's name cannot be looked up (DNS): asking again will not help."""
 
 
-# A host name is letters, digits, '-' and '.' (RFC 1123); '_' is let through for local names.
-_HOSTNAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?")
+# A host name is dot-separated labels of letters, digits and '-', not at either
+# end of a label (RFC 1123); '_' is let through for local names.
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOSTNAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
 _EXPECTED = "type the server as HOST:PORT, e.g. 127.0.0.1:2525"
 
 
