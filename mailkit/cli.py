@@ -23,7 +23,9 @@ DEFAULT_DB = "mail.db"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mailkit", description=__doc__.split("\n")[0])
+    # The docstring's first line, without its reST backticks (--help is plain text).
+    parser = argparse.ArgumentParser(prog="python -m mailkit",
+                                     description=__doc__.split("\n")[0].replace("``", ""))
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run a mail server until Ctrl-C",

@@ -21,6 +21,7 @@ from rattler import MatchSpec
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = ROOT / "pyproject.toml"
 ENVIRONMENT = ROOT / "environment.yml"
+BINDER = ROOT / "binder" / "environment.yml"
 SANITIZE = ROOT / "tests" / "nbval-sanitize.cfg"
 
 # Conda packages that the environment needs but pip does not list as extras.
@@ -47,8 +48,8 @@ def load_pyproject() -> dict:
         return tomllib.load(f)
 
 
-def load_environment() -> dict:
-    with ENVIRONMENT.open() as f:
+def load_environment(path: Path = ENVIRONMENT) -> dict:
+    with path.open() as f:
         return yaml.safe_load(f)
 
 
@@ -65,15 +66,15 @@ def pip_requirements(extra: str) -> dict[str, Requirement]:
     return reqs
 
 
-def conda_specs() -> dict[str, MatchSpec]:
+def conda_specs(path: Path = ENVIRONMENT) -> dict[str, MatchSpec]:
     """The conda dependencies of environment.yml (not the pip: section), by normalized name."""
     specs: dict[str, MatchSpec] = {}
-    for dep in load_environment()["dependencies"]:
+    for dep in load_environment(path)["dependencies"]:
         if isinstance(dep, dict):  # the pip: section
             continue
         spec = MatchSpec(dep, strict=True)
         name = normalize(spec.name.normalized)
-        assert name not in specs, f"environment.yml lists {name!r} twice"
+        assert name not in specs, f"{path.name} lists {name!r} twice"
         specs[name] = spec
     return specs
 
@@ -145,6 +146,31 @@ def test_python_bound_matches_requires_python():
     assert pip_bound == conda_bound, (
         f"python: pyproject.toml requires-python >={pip_bound}, environment.yml python >={conda_bound}"
     )
+
+
+# Binder: the students' environment, the notebooks and labs extras without the test tools.
+
+def test_binder_environment_is_notebooks_plus_labs_without_test_tools():
+    student = pip_requirements("notebooks") | pip_requirements("labs")
+    binder = conda_specs(BINDER)
+    names = set(binder) - CONDA_ONLY
+    assert names == set(student), (
+        f"binder/environment.yml lacks {sorted(set(student) - names)} and should not have "
+        f"{sorted(names - set(student))} (it is the notebooks and labs extras of pyproject.toml)"
+    )
+    test_only = set(pip_requirements("test")) - set(student)
+    assert {"playwright", "py-rattler"} <= test_only and not names & test_only
+    for name, req in sorted(student.items()):
+        assert lower_bound(binder[name].version or "", f"binder/environment.yml {name!r}") == \
+            lower_bound(str(req.specifier), f"pyproject.toml {name!r}"), f"{name}: lower bounds differ"
+    assert binder["python"].version == conda_specs()["python"].version
+    env = load_environment(BINDER)
+    assert env["channels"] == ["conda-forge"]
+    assert not [dep for dep in env["dependencies"] if isinstance(dep, dict)], \
+        "binder/postBuild installs mailkit; a pip: section would install it before the repository is there"
+    post_build = ROOT / "binder" / "postBuild"
+    assert post_build.stat().st_mode & 0o111, "binder/postBuild must be executable"
+    assert "pip install --no-deps -e ." in post_build.read_text()
 
 
 # The sanitize file, read the way nbval reads it.
