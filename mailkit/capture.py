@@ -86,6 +86,43 @@ def can_capture(interface: str = "lo") -> bool:
         s.close()
 
 
+# A classic BPF program (the language of tcpdump's filters, run by the kernel on
+# every frame): keep IPv4/TCP frames, not fragments, whose source or destination
+# port is A or B.  Without it the kernel would queue every frame of lo (other
+# programs' too) for this socket, and on a busy machine some of ours could be dropped.
+_BPF = (  # (code, jump if true, jump if false, k)
+    (0x28, 0, 0, 12),            # ldh [12]          the EtherType
+    (0x15, 0, 10, 0x0800),       # jne #IPv4 -> drop
+    (0x30, 0, 0, 23),            # ldb [23]          the IP protocol
+    (0x15, 0, 8, 6),             # jne #TCP -> drop
+    (0x28, 0, 0, 20),            # ldh [20]          flags and fragment offset
+    (0x45, 6, 0, 0x1FFF),        # jset #0x1fff -> drop (a fragment)
+    (0xB1, 0, 0, 14),            # ldxb 4*([14]&0xf) the IP header length
+    (0x48, 0, 0, 14),            # ldh [x+14]        the source port
+    (0x15, 4, 0, "A"),           # jeq #A -> keep
+    (0x15, 3, 0, "B"),           # jeq #B -> keep
+    (0x48, 0, 0, 16),            # ldh [x+16]        the destination port
+    (0x15, 1, 0, "A"),           # jeq #A -> keep
+    (0x15, 0, 1, "B"),           # jne #B -> drop
+    (0x06, 0, 0, 0x40000),       # keep: ret #262144 (the whole frame)
+    (0x06, 0, 0, 0),             # drop: ret #0
+)
+SO_ATTACH_FILTER = 26            # asm-generic/socket.h
+SOL_PACKET, PACKET_STATISTICS = 263, 6
+
+
+def _attach_filter(sock: socket.socket, ports) -> None:
+    """Let the kernel drop every frame that is not TCP to or from *ports* (two at most)."""
+    import ctypes
+
+    a, b = (sorted(ports) * 2)[:2]
+    program = b"".join(struct.pack("HBBI", code, jt, jf, {"A": a, "B": b}.get(k, k))
+                       for code, jt, jf, k in _BPF)
+    buffer = ctypes.create_string_buffer(program)
+    fprog = struct.pack("HL", len(_BPF), ctypes.addressof(buffer))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
 def _ports_of(frame: bytes) -> tuple[int, int] | None:
     """The TCP ports of an Ethernet/IPv4 frame, cheaply (None if not TCP)."""
     if len(frame) < 34 + 4 or frame[12:14] != b"\x08\x00" or frame[23] != pcap.IPPROTO_TCP:
@@ -113,6 +150,7 @@ class Sniffer:
         self._stopping = threading.Event()
         self._sock = None
         self._thread = None
+        self.drops = 0
 
     def start(self) -> "Sniffer":
         if self._sock is not None:
@@ -124,6 +162,8 @@ class Sniffer:
                 "a live capture needs Linux and root or CAP_NET_RAW "
                 f"({type(exc).__name__}: {exc}); read the committed capture instead") from exc
         try:
+            if len(self.ports) <= 2:
+                _attach_filter(s, self.ports)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SNIFF_BUFFER)
             s.bind((self.interface, 0))
             s.settimeout(self.POLL_S)
@@ -174,7 +214,10 @@ class Sniffer:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join()
-        if self._sock is not None:
+        if self._sock is not None and self._sock.fileno() != -1:
+            # frames the kernel had to drop because this socket's buffer was full
+            stats = self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+            self.drops += struct.unpack("II", stats)[1]
             self._sock.close()
         return self.frames
 
@@ -233,7 +276,7 @@ class Recording:
     frames: list[tuple[float, bytes]]
     server_port: int
     refused_port: int
-    complete: bool           # every connection was seen to its end
+    complete: bool           # every connection was seen to its end, no frame dropped
 
     @property
     def segments(self) -> list[pcap.Segment]:
@@ -270,6 +313,7 @@ def record(path=None, *, timeout: float = 10.0) -> Recording:
                     lambda segs: (len(cs := pcap.conversations(segs)) == len(SCRIPT)
                                   and all(_finished(c) for c in cs)), timeout)
             frames = list(sniffer.frames)
+            complete = complete and sniffer.drops == 0
     finally:
         closed.close()
     if path is not None:
