@@ -39,7 +39,7 @@ from .server import MailServer
 __all__ = [
     "can_capture", "Sniffer", "record", "Recording", "SCRIPT", "BODY", "USERS", "ETHERNET_MSS",
     "exchange", "TcpInfo", "tcp_info", "wait_acknowledged", "SocketState", "socket_states", "settled_states",
-    "Shape", "shape", "DEFAULT_CAPTURE",
+    "Shape", "shape", "DEFAULT_CAPTURE", "segments_needed",
 ]
 
 ETH_P_ALL = 0x0003              # every protocol (linux/if_ether.h)
@@ -466,10 +466,16 @@ def _address(text: str) -> tuple[str, int]:
     return socket.inet_ntoa(struct.pack("=I", int(host, 16))), int(port, 16)
 
 
-def socket_states(ports, table: str = "/proc/net/tcp") -> list[SocketState]:
+def socket_states(ports, table: str = "/proc/net/tcp", *, between: bool = False) -> list[SocketState]:
     """The IPv4 TCP sockets whose local or remote port is one of *ports*
     (and no others), as ``/proc/net/tcp`` lists them; the same as
-    ``ss -tan '( sport = :P or dport = :P )'``."""
+    ``ss -tan '( sport = :P or dport = :P )'``.
+
+    With *between*, only the sockets of connections between these ports:
+    the local port is one of *ports* and so is the remote one (or there is
+    none: a listening socket).  Give a server's port and a client's port,
+    and older connections of other programs to a port that was reused
+    stay out of the list."""
     ports = set(ports)
     found = []
     with open(table) as f:
@@ -477,19 +483,23 @@ def socket_states(ports, table: str = "/proc/net/tcp") -> list[SocketState]:
         for line in f:
             cols = line.split()
             local, remote = _address(cols[1]), _address(cols[2])
-            if local[1] in ports or remote[1] in ports:
+            if between:
+                wanted = local[1] in ports and (remote[1] in ports or remote[1] == 0)
+            else:
+                wanted = local[1] in ports or remote[1] in ports
+            if wanted:
                 found.append(SocketState(local, remote, TCP_STATES.get(int(cols[3], 16), cols[3])))
     return sorted(found, key=lambda s: (s.state != "LISTEN", s.local[1] not in ports, s.local, s.remote))
 
 
-def settled_states(ports, timeout: float = 5.0) -> list[SocketState]:
+def settled_states(ports, timeout: float = 5.0, *, between: bool = False) -> list[SocketState]:
     """:func:`socket_states` once every connection on *ports* has finished
     closing (no socket left half-way, in FIN_WAIT or LAST_ACK), waiting at
     most *timeout* seconds for the last ACK to be processed."""
     passing = {"FIN_WAIT1", "FIN_WAIT2", "CLOSING", "LAST_ACK", "CLOSE_WAIT", "SYN_SENT", "SYN_RECV"}
     deadline = time.monotonic() + timeout
     while True:
-        states = socket_states(ports)
+        states = socket_states(ports, between=between)
         if not any(s.state in passing for s in states) or time.monotonic() > deadline:
             return states
         time.sleep(0.01)

@@ -26,7 +26,7 @@ from .pictures import Shown, ladder
 
 __all__ = [
     "load_capture", "Capture", "segment_ladder", "data_summary", "wire_view", "handshake_view",
-    "TcpInfoView", "tcp_info_view", "live_tcp_info", "states_view", "closing_first_server",
+    "TcpInfoView", "tcp_info_view", "live_tcp_info", "states_view", "login", "closing_first_server",
     "try_bind", "checksum_view", "check_next_seq", "check_checksum", "record_again",
     "download", "wireshark_filter", "CAPTURE_NAME",
 ]
@@ -273,19 +273,34 @@ def tcp_info_view(info: C.TcpInfo, algorithm: str = "?") -> TcpInfoView:
 
 
 def states_view(ports) -> Text:
-    """The sockets of *ports* once every close has finished, from
-    ``/proc/net/tcp`` (our ports only)."""
-    states = C.settled_states(ports)
+    """The sockets of the connections between *ports* (a server's port and
+    its clients' ports) once every close has finished, from
+    ``/proc/net/tcp``: these ports only, nobody else's sockets."""
+    states = C.settled_states(ports, between=True)
     return Text("\n".join(str(s) for s in states) or "(no sockets on these ports)")
 
 
-def closing_first_server(*, reuse: bool = False) -> int:
+def login(address, user: str, password: str) -> int:
+    """Log in on a new connection the way mailkit's client does (send,
+    ``shutdown(SHUT_WR)``, read until the server closes); return the
+    client's port, so that its socket can be looked up afterwards."""
+    from .protocol import make_handshake
+    with socket.create_connection(tuple(address), timeout=10) as sock:
+        client_port = sock.getsockname()[1]
+        sock.sendall(make_handshake(user, password))
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536):
+            pass
+    return client_port
+
+
+def closing_first_server(*, reuse: bool = False) -> tuple[int, int]:
     """A one-connection server that closes FIRST (the opposite of mailkit):
     it accepts one client, sends ``hello``, closes, and is gone.  Return the
-    port it listened on; its side of the connection is now in TIME_WAIT.
-    With *reuse*, its listening socket sets SO_REUSEADDR before ``bind()``
-    (as :class:`~mailkit.server.MailServer` does), and the connection it
-    accepts inherits it."""
+    port it listened on and its client's port; the server's side of the
+    connection is now in TIME_WAIT.  With *reuse*, its listening socket sets
+    SO_REUSEADDR before ``bind()`` (as :class:`~mailkit.server.MailServer`
+    does), and the connection it accepts inherits it."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if reuse:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -293,6 +308,7 @@ def closing_first_server(*, reuse: bool = False) -> int:
     listener.listen(1)
     port = listener.getsockname()[1]
     client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    client_port = client.getsockname()[1]
     conn, _ = listener.accept()
     listener.close()
     conn.sendall(b"hello")
@@ -300,8 +316,8 @@ def closing_first_server(*, reuse: bool = False) -> int:
     while client.recv(1024):             # the client reads to the end ...
         pass
     client.close()                       # ... and closes second
-    C.settled_states([port])
-    return port
+    C.settled_states([port, client_port], between=True)
+    return port, client_port
 
 
 def try_bind(port: int, *, reuse: bool) -> str:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "PCAP_MAGIC", "LINKTYPE_ETHERNET", "write_pcap", "read_pcap", "Segment", "parse_frame",
-    "Conversation", "conversations", "flags_text", "internet_checksum", "tcp_checksum_ok",
+    "Row", "Conversation", "conversations", "flags_text", "internet_checksum", "tcp_checksum_ok",
     "FLAG_NAMES",
 ]
 

@@ -284,20 +284,24 @@ def test_exchange_with_a_small_mss_announces_it():
 def test_socket_states_lists_only_our_ports_and_time_wait():
     with MailServer(users={"alice": "wonderland"}) as server:
         port = server.address[1]
-        C.exchange(server.address, make_handshake("alice", "wonderland"))
+        client_port = T.login(server.address, "alice", "wonderland")
         states = C.settled_states([port])
         assert states[0].state == "LISTEN" and states[0].local[1] == port
         assert all(port in (s.local[1], s.remote[1]) for s in states)
-        # the login's client closed first (the server waits for its FIN)
-        assert any(s.state == "TIME_WAIT" and s.remote[1] == port for s in states)
+        # one connection, closed: one end of it waits in TIME_WAIT (the client's,
+        # unless its FIN came more than 50 ms late), the other end is gone
+        ours = C.settled_states([port, client_port], between=True)
+        assert [s.state for s in ours] == ["LISTEN", "TIME_WAIT"]
+        assert {ours[1].local[1], ours[1].remote[1]} == {port, client_port}
+        assert repr(T.states_view([port, client_port])).splitlines()[0].endswith("LISTEN")
 
 
 def test_server_that_closes_first_holds_its_port():
-    port = T.closing_first_server()
-    states = C.socket_states([port])
-    assert [s.state for s in states if s.local[1] == port] == ["TIME_WAIT"]
+    port, client_port = T.closing_first_server()
+    states = C.socket_states([port, client_port], between=True)
+    assert [(s.local[1], s.remote[1], s.state) for s in states] == [(port, client_port, "TIME_WAIT")]
     assert "Address already in use" in T.try_bind(port, reuse=False)
-    port = T.closing_first_server(reuse=True)
+    port, _ = T.closing_first_server(reuse=True)
     assert T.try_bind(port, reuse=True) == f"listening on port {port} again"
 
 
@@ -313,6 +317,8 @@ def test_proc_net_tcp_addresses_are_decoded(tmp_path):
     states = C.socket_states([8080], table=str(table))
     assert [str(s) for s in states] == ["127.0.0.1:8080 -> *  LISTEN",
                                         "127.0.0.1:54321 -> 127.0.0.1:8080  TIME_WAIT"]
+    assert [str(s) for s in C.socket_states([8080], table=str(table), between=True)] == \
+        ["127.0.0.1:8080 -> *  LISTEN"]
 
 
 # -- notebook 08's checks and quiz -------------------------------------------------
