@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import socket
 import struct
 import sys
@@ -477,19 +478,33 @@ def socket_states(ports, table: str = "/proc/net/tcp", *, between: bool = False)
     and older connections of other programs to a port that was reused
     stay out of the list."""
     ports = set(ports)
-    found = []
-    with open(table) as f:
-        next(f)                              # the column titles
-        for line in f:
-            cols = line.split()
-            local, remote = _address(cols[1]), _address(cols[2])
-            if between:
-                wanted = local[1] in ports and (remote[1] in ports or remote[1] == 0)
-            else:
-                wanted = local[1] in ports or remote[1] in ports
-            if wanted:
-                found.append(SocketState(local, remote, TCP_STATES.get(int(cols[3], 16), cols[3])))
-    return sorted(found, key=lambda s: (s.state != "LISTEN", s.local[1] not in ports, s.local, s.remote))
+    found = {}
+    for line in _read_table(table).splitlines()[1:]:       # after the column titles
+        cols = line.split()
+        local, remote = _address(cols[1]), _address(cols[2])
+        if between:
+            wanted = local[1] in ports and (remote[1] in ports or remote[1] == 0)
+        else:
+            wanted = local[1] in ports or remote[1] in ports
+        if wanted:
+            # one socket per pair of endpoints (the kernel may list a socket twice
+            # while it moves from one state to the next)
+            found[local, remote] = SocketState(local, remote, TCP_STATES.get(int(cols[3], 16), cols[3]))
+    return sorted(found.values(),
+                  key=lambda s: (s.state != "LISTEN", s.local[1] not in ports, s.local, s.remote))
+
+
+def _read_table(table: str) -> str:
+    """The whole table in as few reads as possible: the kernel builds it while
+    it is read, and resuming between two reads may repeat or skip a line."""
+    fd = os.open(table, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 22):
+            chunks.append(chunk)
+        return b"".join(chunks).decode("ascii", "replace")
+    finally:
+        os.close(fd)
 
 
 def settled_states(ports, timeout: float = 5.0, *, between: bool = False) -> list[SocketState]:
@@ -498,10 +513,14 @@ def settled_states(ports, timeout: float = 5.0, *, between: bool = False) -> lis
     most *timeout* seconds for the last ACK to be processed."""
     passing = {"FIN_WAIT1", "FIN_WAIT2", "CLOSING", "LAST_ACK", "CLOSE_WAIT", "SYN_SENT", "SYN_RECV"}
     deadline = time.monotonic() + timeout
+    before = None
     while True:
         states = socket_states(ports, between=between)
-        if not any(s.state in passing for s in states) or time.monotonic() > deadline:
+        # settled: nothing half-way, and the same list twice in a row
+        if (states == before and not any(s.state in passing for s in states)) \
+                or time.monotonic() > deadline:
             return states
+        before = states
         time.sleep(0.01)
 
 

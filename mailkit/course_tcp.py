@@ -26,7 +26,7 @@ from .pictures import Shown, ladder
 
 __all__ = [
     "load_capture", "Capture", "segment_ladder", "data_summary", "wire_view", "handshake_view",
-    "TcpInfoView", "tcp_info_view", "live_tcp_info", "states_view", "login", "closing_first_server",
+    "TcpInfoView", "live_tcp_info", "states_view", "login", "closing_first_server",
     "try_bind", "checksum_view", "check_next_seq", "check_checksum", "record_again",
     "download", "wireshark_filter", "CAPTURE_NAME",
 ]
@@ -245,9 +245,9 @@ class TcpInfoView(Shown):
         i = self.info
         return "\n".join([
             f"state           {i.state_name}",
-            f"rtt             {i.rtt} µs   smoothed round-trip time (SRTT of RFC 6298)",
-            f"rttvar          {i.rttvar} µs   its variation (RTTVAR)",
-            f"rto             {i.rto // 1000} ms   the retransmission timeout in force",
+            f"rtt             {i.rtt / 1000:.3f} ms   smoothed round-trip time (SRTT of RFC 6298)",
+            f"rttvar          {i.rttvar / 1000:.3f} ms   its variation (RTTVAR)",
+            f"rto             {i.rto / 1000:.3f} ms   the retransmission timeout in force",
             f"retransmits     {i.retransmits}          now; over the connection's life: {i.total_retrans}",
             f"snd_cwnd        {i.snd_cwnd} segments  congestion window ({self.algorithm})",
             f"RTO >= 200 ms (Linux's floor; RFC 6298 says at least 1 s): {i.rto >= 200_000}",
@@ -266,10 +266,6 @@ def live_tcp_info(address, data: bytes) -> TcpInfoView:
         while sock.recv(65536):
             pass
     return TcpInfoView(info, algorithm.split(b"\0", 1)[0].decode())
-
-
-def tcp_info_view(info: C.TcpInfo, algorithm: str = "?") -> TcpInfoView:
-    return TcpInfoView(info, algorithm)
 
 
 def states_view(ports) -> Text:

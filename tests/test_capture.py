@@ -298,7 +298,7 @@ def test_socket_states_lists_only_our_ports_and_time_wait():
 
 def test_server_that_closes_first_holds_its_port():
     port, client_port = T.closing_first_server()
-    states = C.socket_states([port, client_port], between=True)
+    states = C.settled_states([port, client_port], between=True)
     assert [(s.local[1], s.remote[1], s.state) for s in states] == [(port, client_port, "TIME_WAIT")]
     assert "Address already in use" in T.try_bind(port, reuse=False)
     port, _ = T.closing_first_server(reuse=True)
