@@ -72,3 +72,10 @@ clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	find . -name .ipynb_checkpoints -type d -prune -exec rm -rf {} +
+
+# Notebook 08's capture: a login, a 100 KB mail (twice) and a refused connection on
+# loopback, recorded live (root or CAP_NET_RAW; CI is root) into notebooks/captures/.
+# After re-recording, run `make notebooks` so notebook 08's outputs match it.
+.PHONY: capture
+capture: $(VENV)/.installed
+	$(VENV)/bin/python -m mailkit.capture record notebooks/captures/mailkit-exchange.pcap
