@@ -25,6 +25,16 @@ id never waits for someone else's mail to reach the disk).  ``":memory:"``
 has only the one connection: a second would see a different, empty database. Password hashing (~50 ms of
 scrypt) runs outside the lock so one login never stalls every other thread.
 Nothing is ever pickled, and every query is parameterised.
+
+A class server is shared, so the store sets limits: a mailbox holds at most
+``quota_messages`` messages and ``quota_bytes`` bytes of subjects and bodies
+(:class:`MailboxFull` past that; the usage is counted in memory, loaded once
+per user from the database); a listing (``messages()`` with ``limit`` and
+``max_bytes``) stops early, so a full mailbox read four times at once does
+not take the server's memory; a full disk raises :class:`StorageFull` (the
+message is not stored, and says so); a new database file is created
+readable by its owner only (0600; SQLite gives its ``-wal`` and ``-shm``
+files the same mode).
 """
 from __future__ import annotations
 
@@ -42,7 +52,8 @@ from mailkit.protocol import Message, validate_username
 
 __all__ = [
     "SESSION_TTL_S", "SCRYPT_N", "SCRYPT_R", "SCRYPT_P",
-    "StoreError", "UserExists", "UnknownUser",
+    "QUOTA_MESSAGES", "QUOTA_BYTES", "LISTING_MESSAGES", "LISTING_BYTES",
+    "StoreError", "StoreOpenError", "UserExists", "UnknownUser", "MailboxFull", "StorageFull",
     "SessionError", "UnknownSession", "SessionExpired",
     "hash_password", "verify_password", "MailStore",
 ]
@@ -74,6 +85,16 @@ SESSION_ID_ATTEMPTS = 20  # a collision is ~1 in 10**10; 20 in a row means a bug
 WRITER_LINGER_S = 1.0
 BUSY_TIMEOUT_MS = 5000   # wait up to 5 s when another process holds the write lock
 SCHEMA_VERSION = 1       # kept in PRAGMA user_version; bump when the tables change
+# A mailbox's quota, for a class of 300 on one server: 300 full mailboxes
+# are 3 GB of disk at most, and a student who keeps everything from a whole
+# course (a few hundred short mails) never meets it.
+QUOTA_MESSAGES = 1_000
+QUOTA_BYTES = 10 * 1024 * 1024        # subjects and bodies, UTF-8
+# One listing (the reply to getmsg or dump) holds at most this much: the
+# oldest messages first, and the reply says how many more there are.
+LISTING_MESSAGES = 200
+LISTING_BYTES = 2 * 1024 * 1024
+_SQLITE_FULL = 13
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS users (
@@ -96,8 +117,31 @@ class UserExists(StoreError):
     """add_user() was asked for a name that is already taken."""
 
 
+class StoreOpenError(StoreError):
+    """The database file cannot be opened or created (the message names the path)."""
+
+
 class UnknownUser(StoreError):
     """The named user does not exist."""
+
+
+class MailboxFull(StoreError):
+    """The recipient's mailbox is at its quota: the message was not stored."""
+
+
+class StorageFull(StoreError):
+    """The disk (or the database's size limit) is full: nothing was stored."""
+
+
+def _is_full(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "is full" in str(exc))
+
+
+def _storage_full(path: str) -> StorageFull:
+    # The text reaches clients: it names no path (the log has the cause).
+    return StorageFull("storage full: the server's disk is full, nothing was stored "
+                       "(tell whoever runs the server)")
 
 
 class SessionError(StoreError):
@@ -152,6 +196,23 @@ def _dummy_hash(n: int) -> str:
     return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${'00' * SALT_BYTES}${'00' * HASH_BYTES}"
 
 
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+def _create_private(path: str) -> None:
+    """Create the database file readable and writable by its owner only
+    (0600), if it does not exist yet; SQLite creates its -wal and -shm files
+    with the same mode.  StoreOpenError, naming the path, if it cannot."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StoreOpenError(f"cannot open the mail database {path}: {exc.strerror or exc}") from None
+    os.close(fd)
+
+
 def _own_copy(exc: BaseException) -> BaseException:
     try:
         return copy.copy(exc)
@@ -162,10 +223,11 @@ def _own_copy(exc: BaseException) -> BaseException:
 class _Delivery:
     """One message waiting for the commit that holds it."""
 
-    __slots__ = ("message", "params", "inserted", "error", "future")
+    __slots__ = ("message", "params", "inserted", "error", "future", "size")
 
     def __init__(self, message: Message):
         m = self.message = message
+        self.size = _size(m.subject, m.body)
         # INSERT ... SELECT ?, ?, ?, ?, ? WHERE EXISTS (user ?): see _commit
         self.params = (m.recipient, m.sender, m.subject, m.body, m.sent_at, m.recipient)
         self.inserted, self.error = 0, None
@@ -180,6 +242,11 @@ class _Delivery:
         return self.message
 
 
+def _size(subject: str, body: str) -> int:
+    """What a message counts against its recipient's quota: its text in bytes."""
+    return len(subject.encode("utf-8", "surrogatepass")) + len(body.encode("utf-8", "surrogatepass"))
+
+
 class MailStore:
     """Users, login sessions and mailboxes in one SQLite database.
 
@@ -187,16 +254,24 @@ class MailStore:
     ``session_ttl`` is the idle time (seconds) after which a session expires;
     ``clock`` returns the time in seconds (tests pass a fake one to move time);
     ``scrypt_n`` is the password-hash cost of new hashes (the default is the
-    real one; tests pass a cheap one such as 16).
+    real one; tests pass a cheap one such as 16);
+    ``quota_messages`` and ``quota_bytes`` bound each mailbox (None: no bound);
+    ``max_db_bytes`` caps the whole database file (SQLite's ``max_page_count``:
+    past it, StorageFull, as on a full disk).
     Safe to share between threads. Use it in ``with`` or call ``close()``.
+    StoreOpenError if the file cannot be opened or created.
     """
 
     def __init__(self, path: str | os.PathLike = ":memory:", *,
-                 session_ttl: float = SESSION_TTL_S, clock=time.time, scrypt_n: int = SCRYPT_N):
+                 session_ttl: float = SESSION_TTL_S, clock=time.time, scrypt_n: int = SCRYPT_N,
+                 quota_messages: int | None = QUOTA_MESSAGES, quota_bytes: int | None = QUOTA_BYTES,
+                 max_db_bytes: int | None = None):
         self.path = os.fspath(path)
         self.session_ttl = session_ttl
         self.scrypt_n = scrypt_n
         self._dummy_hash = _dummy_hash(scrypt_n)
+        self.quota_messages, self.quota_bytes = quota_messages, quota_bytes
+        self._usage: dict[str, list[int]] = {}   # user -> [messages, bytes], under _lock
         self._touch_every = min(TOUCH_RESOLUTION_S, session_ttl / 100)
         self._clock = clock
         self._lock = threading.Lock()
@@ -208,10 +283,15 @@ class MailStore:
         self._in_commit = 0             # mails in the commit under way
         self._commits = 0               # group commits so far (see stats)
         self._durable = self.path != ":memory:"
+        if self._durable:
+            _create_private(self.path)
         # isolation_level=None is autocommit: a statement is committed (and,
         # with synchronous=FULL, fsynced) before execute() returns.
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            self.path, check_same_thread=False, isolation_level=None)
+        try:
+            self._conn: sqlite3.Connection | None = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreOpenError(f"cannot open the mail database {self.path}: {exc}") from None
         try:
             if self.path != ":memory:":
                 self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -222,22 +302,32 @@ class MailStore:
                 raise StoreError(f"{self.path} has schema version {version}, but this "
                                  f"mailkit knows only version {SCHEMA_VERSION} (upgrade mailkit)")
             self._conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            if max_db_bytes is not None:    # per connection: the writer's is the one that counts
+                page = self._conn.execute("PRAGMA page_size").fetchone()[0]
+                self._conn.execute(f"PRAGMA max_page_count = {max(1, int(max_db_bytes) // page)}")
             self._read_conn, self._read_lock = self._conn, self._lock
             if self._durable:
                 self._read_conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
                 self._read_lock = threading.Lock()
                 self._read_conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 self._read_conn.execute("PRAGMA query_only = 1")
-        except BaseException:
+        except BaseException as exc:
             self._conn.close()
             self._conn = None
+            if isinstance(exc, sqlite3.DatabaseError):    # not a database, unreadable, read-only...
+                raise StoreOpenError(f"cannot open the mail database {self.path}: {exc}") from None
             raise
 
     # All SQL goes through these: _run needs self._lock held; _one and _all take it.
     def _run(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
         if self._conn is None:
             raise StoreError(f"the store {self.path!r} is closed")
-        return self._conn.execute(sql, params)
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            if _is_full(exc):
+                raise _storage_full(self.path) from exc
+            raise
 
     def _one(self, sql: str, params: tuple = ()) -> tuple | None:
         with self._lock:
@@ -430,19 +520,33 @@ class MailStore:
         """Insert *group* in one transaction and commit it (one fsync); mark
         each delivery done, with the error that kept it out if there was one."""
         with self._lock:
+            added: dict[str, list[int]] = {}      # usage this commit adds, per recipient
             try:
                 self._run("BEGIN IMMEDIATE")
                 for d in group:
                     try:   # one statement both checks the recipient and inserts
+                        recipient = d.message.recipient
+                        extra = added.setdefault(recipient, [0, 0])
+                        self._check_quota(recipient, extra, d.size)   # MailboxFull
                         d.inserted = self._run(
                             "INSERT INTO messages (recipient, sender, subject, body, sent_at) "
                             "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE name = ?)",
                             d.params).rowcount
+                        if d.inserted:
+                            extra[0] += 1
+                            extra[1] += d.size
                     except Exception as exc:  # noqa: BLE001 - this delivery fails, not the group
                         d.error = exc
                         if not self._conn.in_transaction:
                             raise     # SQLite rolled everything back: the group fails
+                        if isinstance(exc, StorageFull):
+                            raise     # the rest would not fit either: the group fails
                 self._run("COMMIT")
+                for user, (n, size) in added.items():
+                    usage = self._usage.get(user)
+                    if usage is not None:
+                        usage[0] += n
+                        usage[1] += size
             except BaseException as exc:  # nothing of the group is stored
                 failure = exc if isinstance(exc, Exception) else StoreError(
                     "the commit was interrupted: the message was not stored")
@@ -456,21 +560,82 @@ class MailStore:
                 if not isinstance(exc, Exception):
                     raise     # Ctrl-C in the committing thread stops that thread only
 
-    def messages(self, recipient: str, sender: str | None = None) -> list[Message]:
-        """``recipient``'s messages (only those from ``sender`` if given), oldest first."""
+    def _check_quota(self, recipient: str, extra: list[int], size: int) -> None:
+        """MailboxFull if one more message of *size* bytes (after *extra*
+        already in this commit) would go over *recipient*'s quota.  (self._lock held.)"""
+        if self.quota_messages is None and self.quota_bytes is None:
+            return
+        usage = self._usage.get(recipient)
+        if usage is None:
+            row = self._run(
+                "SELECT COUNT(*), COALESCE(SUM(length(CAST(subject AS BLOB)) + length(CAST(body AS BLOB))), 0) "
+                "FROM messages WHERE recipient = ?", (recipient,)).fetchone()
+            if not row[0] and self._run("SELECT 1 FROM users WHERE name = ?", (recipient,)).fetchone() is None:
+                return                      # no such user: the INSERT says so
+            usage = self._usage[recipient] = [row[0], row[1]]
+        n, used = usage[0] + extra[0], usage[1] + extra[1]
+        if ((self.quota_messages is not None and n + 1 > self.quota_messages)
+                or (self.quota_bytes is not None and used + size > self.quota_bytes)):
+            raise MailboxFull(
+                f"mailbox full: {recipient} has {n} message{'' if n == 1 else 's'} "
+                f"({_mb(used)} of {_mb(self.quota_bytes) if self.quota_bytes is not None else 'no limit'}"
+                f"{'' if self.quota_messages is None else f', at most {self.quota_messages} messages'}); "
+                f"{recipient} must delete some first")
+
+    def usage(self, user: str) -> tuple[int, int]:
+        """``(messages, bytes)`` in *user*'s mailbox (bytes of subjects and bodies)."""
+        with self._lock:
+            usage = self._usage.get(user)
+            if usage is not None:
+                return tuple(usage)
+            row = self._run(
+                "SELECT COUNT(*), COALESCE(SUM(length(CAST(subject AS BLOB)) + length(CAST(body AS BLOB))), 0) "
+                "FROM messages WHERE recipient = ?", (user,)).fetchone()
+        return row[0], row[1]
+
+    def messages(self, recipient: str, sender: str | None = None, *,
+                 limit: int | None = None, max_bytes: int | None = None) -> list[Message]:
+        """``recipient``'s messages (only those from ``sender`` if given), oldest first.
+
+        With *limit* and/or *max_bytes*, stop after that many messages or once
+        their subjects and bodies reach that many bytes (at least one message
+        is returned, however big): a listing for a reply, read without loading
+        the whole mailbox.  ``count()`` says how many there are in all."""
         sql = "SELECT sender, recipient, subject, body, sent_at FROM messages WHERE recipient = ?"
         params: tuple = (recipient,)
         if sender is not None:
             sql, params = sql + " AND sender = ?", (recipient, sender)
-        return [Message(*row) for row in self._read(sql + " ORDER BY id", params)]
+        sql += " ORDER BY id"
+        if limit is None and max_bytes is None:
+            return [Message(*row) for row in self._read(sql, params)]
+        if limit is not None:
+            sql, params = sql + " LIMIT ?", (*params, limit)
+        found, size = [], 0
+        with self._read_lock:
+            if self._read_conn is None:
+                raise StoreError(f"the store {self.path!r} is closed")
+            cursor = self._read_conn.execute(sql, params)
+            try:
+                for row in cursor:
+                    size += _size(row[2], row[3])
+                    if found and max_bytes is not None and size > max_bytes:
+                        break
+                    found.append(Message(*row))
+            finally:
+                cursor.close()          # ends the read transaction (see _read)
+        return found
 
-    def count(self, recipient: str) -> int:
-        """How many messages ``recipient`` has."""
-        return self._read("SELECT COUNT(*) FROM messages WHERE recipient = ?", (recipient,))[0][0]
+    def count(self, recipient: str, sender: str | None = None) -> int:
+        """How many messages ``recipient`` has (from ``sender``, if given)."""
+        if sender is None:
+            return self._read("SELECT COUNT(*) FROM messages WHERE recipient = ?", (recipient,))[0][0]
+        return self._read("SELECT COUNT(*) FROM messages WHERE recipient = ? AND sender = ?",
+                          (recipient, sender))[0][0]
 
     def delete(self, recipient: str, sender: str, subject: str) -> int:
         """Delete ``recipient``'s messages with this sender and subject; return how many."""
         with self._lock:
+            self._usage.pop(recipient, None)      # counted again at its next delivery
             return self._run(
                 "DELETE FROM messages WHERE recipient = ? AND sender = ? AND subject = ?",
                 (recipient, sender, subject)).rowcount
