@@ -18,6 +18,13 @@ long as the flood lasts:
   connections never stops the next student from being served.
 * :func:`session_tag`: a short, non-reversible tag of a session id for the
   log, so that whoever reads the log cannot take the session.
+* :func:`login_name_too_long`: a look at a request's first bytes that
+  refuses a login whose user name cannot be valid before anything (the
+  throttle, the log, the password hash) sees it.
+
+:class:`ClassLimits` bundles them with the defaults for a class of 300; the
+servers take one (``MailServer(limits=...)``), and ``python -m mailkit
+serve`` has a flag for each number.
 
 Standard library only; nothing here touches a socket.
 """
@@ -30,9 +37,12 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["RateLimiter", "LoginThrottle", "ConnectionSlots", "session_tag", "MAX_TRACKED"]
+from .protocol import CHECKSUM_LEN, SESSION_ID_LEN
+
+__all__ = ["RateLimiter", "LoginThrottle", "ConnectionSlots", "ClassLimits", "session_tag",
+           "login_name_too_long", "MAX_TRACKED", "MAX_USERNAME"]
 
 # Keys any one table remembers.  A key whose state says nothing any more (a
 # full bucket, a forgiven failure) is dropped first; past the bound the
@@ -41,6 +51,22 @@ __all__ = ["RateLimiter", "LoginThrottle", "ConnectionSlots", "session_tag", "MA
 MAX_TRACKED = 10_000
 
 _SECRET = secrets.token_bytes(32)    # per process: tags differ between runs
+MAX_USERNAME = 32                    # protocol.USERNAME_RE: a letter, then up to 31 more
+_HEX = frozenset(b"0123456789abcdef")
+
+
+def login_name_too_long(data: bytes, max_len: int = MAX_USERNAME) -> bool:
+    """True if *data* is a login (``USER:PASSWORD``, not a command frame)
+    whose user name is longer than any valid one.  Looks at the first
+    ``max_len + 1`` bytes and the last 41 only: a 1 MB name costs nothing,
+    and the caller answers before the throttle, the log or scrypt see it."""
+    head = data[:SESSION_ID_LEN + 1]
+    if len(head) == SESSION_ID_LEN + 1 and head[:-1].isdigit() and head[-1:] == b":":
+        return False                                    # a command frame
+    tail = data[-CHECKSUM_LEN - 1:]
+    if len(data) > CHECKSUM_LEN and tail[:1] == b"#" and set(tail[1:]) <= _HEX:
+        return False                                    # a damaged frame: it gets its KO
+    return b":" not in data[:max_len + 1] and len(data) > max_len
 
 
 def session_tag(session_id: str, secret: bytes = _SECRET) -> str:
@@ -307,3 +333,39 @@ class ConnectionSlots:
         """Open connections: from *address*, or in all."""
         with self._lock:
             return len(self._conns) if address is None else self._per.get(address, 0)
+
+
+@dataclass
+class ClassLimits:
+    """Every limit of a class server, with defaults for a class of 300.
+
+    * connections: at most ``per_address`` open from one address, and
+      ``max_connections`` in all; when fewer than ``reserve`` are free, the
+      longest idle are closed to make room;
+    * logins: :class:`LoginThrottle` with ``login_free`` free wrong
+      passwords per (user, address), then a doubling delay up to
+      ``login_max_delay`` seconds;
+    * session ids: at most ``guesses_per_s`` bad session ids a second from
+      one address (bursts of ``guess_burst``).
+
+    The live objects (``throttle``, ``guesses``, ``slots``) are made from
+    the numbers; pass ``clock`` to move time in a test.
+    """
+
+    per_address: int = 32
+    max_connections: int = 512
+    reserve: int = 64
+    idle_after: float = 0.5
+    login_free: int = LoginThrottle.FREE
+    login_max_delay: float = LoginThrottle.MAX_DELAY_S
+    guesses_per_s: float = 20.0
+    guess_burst: float = 40.0
+    clock: object = field(default=time.monotonic, repr=False)
+
+    def __post_init__(self):
+        self.throttle = LoginThrottle(clock=self.clock, free=self.login_free,
+                                      max_delay=self.login_max_delay)
+        self.guesses = RateLimiter(self.guesses_per_s, self.guess_burst, clock=self.clock)
+        self.slots = ConnectionSlots(total=self.max_connections, per_address=self.per_address,
+                                     reserve=min(self.reserve, self.max_connections - 1),
+                                     idle_after=self.idle_after, clock=self.clock)

@@ -195,3 +195,34 @@ def test_session_tags_are_short_stable_and_not_the_id():
     assert session_tag("0123456780") != tag
     assert "0123456789" not in tag
     assert session_tag("0123456789", b"another secret") != tag
+
+
+# -- user names that cannot be valid ------------------------------------------------
+
+
+def test_login_names_over_the_limit_are_spotted_from_the_first_bytes():
+    from mailkit.limits import MAX_USERNAME, login_name_too_long
+    from mailkit.protocol import USERNAME_RE, make_frame
+
+    assert USERNAME_RE.fullmatch("a" * MAX_USERNAME) and not USERNAME_RE.fullmatch("a" * (MAX_USERNAME + 1))
+    assert not login_name_too_long(b"a" * 32 + b":pw")
+    assert login_name_too_long(b"a" * 33 + b":pw")
+    assert login_name_too_long(b"u" * 1_000_000 + b":pw")
+    assert login_name_too_long(b"u" * 1_000_000)                      # no ':' at all
+    assert not login_name_too_long(b"short")                          # bad, but the parser says why
+    frame = make_frame("0123456789", "email", "bob", "s", "b" * 1_000)
+    assert not login_name_too_long(frame)
+    assert not login_name_too_long(b"01234X6789" + frame[10:])        # a flipped bit: still a frame (KO)
+
+
+def test_class_limits_hold_the_defaults_for_a_class_of_300():
+    from mailkit.limits import ClassLimits
+
+    limits = ClassLimits()
+    assert (limits.per_address, limits.max_connections, limits.guesses_per_s) == (32, 512, 20.0)
+    assert limits.slots.per_address == 32 and limits.throttle.free == LoginThrottle.FREE
+    clock = FakeClock()
+    small = ClassLimits(per_address=2, guesses_per_s=1, guess_burst=1, clock=clock)
+    assert small.guesses.allow("a") and not small.guesses.allow("a")
+    clock.now += 1
+    assert small.guesses.allow("a")
