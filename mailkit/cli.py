@@ -23,6 +23,7 @@ import sys
 from .client import MailClient, MailClientError
 from .protocol import LocalProtocolError
 from .server import MailServer
+from .limits import ClassLimits
 from .store import QUOTA_BYTES, QUOTA_MESSAGES, MailStore, StoreError, StoreOpenError
 
 DEFAULT_PORT = 2525    # an unprivileged port that reads like SMTP's 25
@@ -52,6 +53,21 @@ def main(argv: list[str] | None = None) -> int:
                             "per line ('#' starts a comment). FILE must not be readable by group "
                             "or others (chmod 600 FILE)")
     limits = serve.add_argument_group("limits for a class server (the defaults fit a class of 300)")
+    d = ClassLimits()
+    limits.add_argument("--max-per-address", type=int, default=d.per_address, metavar="N",
+                        help=f"open connections from one address (default {d.per_address}; raise it "
+                             "when a whole class reaches the server through one NAT address)")
+    limits.add_argument("--max-connections", type=int, default=d.max_connections, metavar="N",
+                        help=f"open connections in all (default {d.max_connections}); when fewer than "
+                             "1/8 are free, the longest idle are closed first")
+    limits.add_argument("--login-free", type=int, default=d.login_free, metavar="N",
+                        help=f"wrong passwords per user and address before a delay (default {d.login_free}); "
+                             "then 1, 2, 4 ... s for that address only")
+    limits.add_argument("--login-max-delay", type=float, default=d.login_max_delay, metavar="S",
+                        help=f"longest delay after wrong passwords (default {d.login_max_delay:g} s)")
+    limits.add_argument("--guess-rate", type=float, default=d.guesses_per_s, metavar="N",
+                        help=f"bad session ids a second from one address (default {d.guesses_per_s:g}, "
+                             "bursts of twice that)")
     limits.add_argument("--quota-messages", type=int, default=QUOTA_MESSAGES, metavar="N",
                         help=f"messages one mailbox holds (default {QUOTA_MESSAGES}; 0: no limit)")
     limits.add_argument("--quota-mb", type=float, default=QUOTA_BYTES / 2**20, metavar="MB",
@@ -107,7 +123,11 @@ def _serve(args) -> int:
         print(f"mailkit: cannot serve: {exc}", file=sys.stderr)
         return 2
     try:
-        server = MailServer(users, host=args.host, port=args.port, store=store)
+        limits = ClassLimits(per_address=args.max_per_address, max_connections=args.max_connections,
+                             login_free=args.login_free,
+                             login_max_delay=args.login_max_delay, guesses_per_s=args.guess_rate,
+                             guess_burst=max(1.0, 2 * args.guess_rate))
+        server = MailServer(users, host=args.host, port=args.port, store=store, limits=limits)
         server.start()
     except (OSError, StoreError, LocalProtocolError, ValueError) as exc:
         store.close()

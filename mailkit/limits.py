@@ -308,12 +308,13 @@ class ConnectionSlots:
 
     def active(self, key, *, busy: bool = False) -> None:
         """Something happened on *key*: it is not idle (moves to the back);
-        with *busy*, it is being answered and is never dropped."""
+        with *busy*, it is being answered and is never dropped (until the
+        next ``active(key)`` without it: waiting again)."""
         now = self._clock()
         with self._lock:
             entry = self._conns.get(key)
             if entry is not None:
-                self._conns[key] = (entry[0], now, busy or entry[2])
+                self._conns[key] = (entry[0], now, busy)
                 self._conns.move_to_end(key)
 
     def close(self, key) -> None:
@@ -354,7 +355,7 @@ class ClassLimits:
 
     per_address: int = 32
     max_connections: int = 512
-    reserve: int = 64
+    reserve: int | None = None          # default: an eighth of max_connections
     idle_after: float = 0.5
     login_free: int = LoginThrottle.FREE
     login_max_delay: float = LoginThrottle.MAX_DELAY_S
@@ -367,5 +368,6 @@ class ClassLimits:
                                       max_delay=self.login_max_delay)
         self.guesses = RateLimiter(self.guesses_per_s, self.guess_burst, clock=self.clock)
         self.slots = ConnectionSlots(total=self.max_connections, per_address=self.per_address,
-                                     reserve=min(self.reserve, self.max_connections - 1),
+                                     reserve=(max(1, self.max_connections // 8) if self.reserve is None
+                                              else min(self.reserve, self.max_connections - 1)),
                                      idle_after=self.idle_after, clock=self.clock)

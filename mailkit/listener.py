@@ -43,6 +43,7 @@ import weakref
 from dataclasses import dataclass
 
 from . import protocol as P
+from .limits import ConnectionSlots
 
 __all__ = ["Listener", "EventLoop", "WorkerPool", "Received", "PortInUseError",
            "send_and_close", "format_peer", "HANDED_ON"]
@@ -300,11 +301,22 @@ class EventLoop:
                 self.sel.unregister(self.sock)
                 self._accept_paused_until = now + self.ACCEPT_PAUSE_S
                 return
-            if not listener.track(conn):
-                log.warning("%s refused: %d connections open", format_peer(peer), listener.MAX_CONNECTIONS)
-                send_and_close(conn, listener.BUSY_REPLY)
+            refusal, idle = listener.admit(conn, peer)
+            for old in idle:            # slots run low: the longest idle make room
+                self.drop_idle(old)
+            if refusal is not None:
+                log.warning("%s refused: %s", format_peer(peer), refusal.decode())
+                send_and_close(conn, refusal)
                 continue
             self.guarded(self.arrived, conn, peer, now)
+
+    def drop_idle(self, conn: socket.socket) -> None:
+        """Close a connection that has been idle longest, to make room."""
+        a = self.arriving.get(conn)
+        if a is not None:
+            log.info("%s closed while idle: connections are running short", format_peer(a.peer))
+            self.done_reading(a)
+        self.listener.forget(conn, shutdown=True)
 
     def guarded(self, step, arg, *args) -> None:
         """Run one step for one connection; if it fails, drop that connection
@@ -322,6 +334,7 @@ class EventLoop:
     def arrived(self, conn: socket.socket, peer, now: float) -> None:
         listener = self.listener
         if listener.raw_connections:
+            listener.slots.active(conn, busy=True)
             listener.workers.submit(listener.serve_raw, conn, peer)
             return
         self.read(conn, peer, now + listener.REQUEST_DEADLINE_S, now=now)
@@ -344,6 +357,8 @@ class EventLoop:
             self.listener.forget(a.conn)
             return
         if chunk is not None:
+            if chunk:
+                self.listener.slots.active(a.conn)
             try:
                 a.reader.feed(chunk)
             except P.RequestTooLarge as exc:
@@ -384,6 +399,7 @@ class EventLoop:
             if not a.again:
                 self.listener.closed_silent(a.peer)
             return
+        self.listener.slots.active(a.conn, busy=True)      # being answered: never dropped as idle
         self.listener.dispatch(a.conn, a.peer, Received(data, reader.closed, error, a.again))
 
 
@@ -398,7 +414,7 @@ class Listener:
     with ``raw_connections=True``, :meth:`handle`.
     """
 
-    MAX_CONNECTIONS = 512        # open at once; a class of 300 fits with room
+    MAX_CONNECTIONS = 512        # open at once; a class of 300 fits with room (see ``slots``)
     # Connections the kernel queues before accept(): a class connecting at the
     # same moment must fit, since a dropped SYN costs its client a 1 s
     # retransmit (measured: 200 at once with 128 gave a p99 of 1 s).
@@ -410,13 +426,18 @@ class Listener:
     START_TIMEOUT_S = 5.0        # the loop thread must be running by then
     WORKER_LINGER_S = 1.0        # a finished thread waits this long for the next job
     BUSY_REPLY = b"ERROR: server busy, try again in a moment"
+    PER_ADDRESS_REPLY = "ERROR: too many connections from your address ({} open); close some and try again"
 
     _running: "weakref.WeakSet[Listener]" = weakref.WeakSet()
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
                  idle_timeout: float | None = None, max_request_bytes: int = P.MAX_REQUEST_BYTES,
-                 raw_connections: bool = False):
+                 raw_connections: bool = False, slots: ConnectionSlots | None = None):
         self.host, self.port = host, port
+        # Open connections per address and in all (see mailkit.limits); by
+        # default MAX_CONNECTIONS in all and no limit per address.
+        self.slots = slots if slots is not None else ConnectionSlots(
+            total=self.MAX_CONNECTIONS, per_address=self.MAX_CONNECTIONS)
         self.idle_timeout = self.IDLE_TIMEOUT_S if idle_timeout is None else idle_timeout
         self.max_request_bytes = max_request_bytes
         self.raw_connections = raw_connections
@@ -617,13 +638,19 @@ class Listener:
 
     # -- connections ----------------------------------------------------------
 
-    def track(self, conn: socket.socket) -> bool:
-        """Count *conn* as open; False (and not counted) if MAX_CONNECTIONS are."""
+    def admit(self, conn: socket.socket, peer) -> tuple[bytes | None, list]:
+        """Count *conn* as open if ``slots`` admit it: ``(None, idle)``, or
+        ``(the refusal to send, idle)``; *idle* lists open connections to
+        close first to make room (the longest idle; see ConnectionSlots)."""
+        address = peer[0] if isinstance(peer, (tuple, list)) else peer
+        admitted, idle = self.slots.open(conn, address)
+        if not admitted:
+            if self.slots.count(address) >= self.slots.per_address:
+                return self.PER_ADDRESS_REPLY.format(self.slots.per_address).encode(), idle
+            return self.BUSY_REPLY, idle
         with self._conns_lock:
-            if len(self._conns) >= self.MAX_CONNECTIONS:
-                return False
             self._conns.add(conn)
-            return True
+        return None, idle
 
     def forget(self, conn: socket.socket, *, shutdown: bool = False) -> None:
         """Close *conn* and stop counting it."""
@@ -635,6 +662,7 @@ class Listener:
         conn.close()
         with self._conns_lock:
             self._conns.discard(conn)
+        self.slots.close(conn)
 
     def closed_silent(self, peer) -> None:
         """A connection closed (or idle past the timeout) without sending a
@@ -657,6 +685,7 @@ class Listener:
         loop.call_soon(self._read_again, conn, peer, time.monotonic() + within)
 
     def _read_again(self, conn, peer, deadline: float) -> None:
+        self.slots.active(conn)         # waiting for a resend: idle again, may make room
         self._loop.read(conn, peer, deadline, again=True)
 
     # -- worker threads -------------------------------------------------------

@@ -21,15 +21,17 @@ waits per mail.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import defaultdict, deque
+import math
+import re
 from concurrent.futures import Future
 
 from . import protocol as P
-from .store import MailStore, SessionError, UnknownUser
+from .limits import MAX_USERNAME, ClassLimits, LoginThrottle, login_name_too_long, session_tag
+from .store import (
+    LISTING_BYTES, LISTING_MESSAGES, MailboxFull, MailStore, SessionError, StorageFull, UnknownUser,
+)
 
-__all__ = ["REPLIES", "help_text", "LoginThrottle", "MailResponder", "reply_text"]
+__all__ = ["REPLIES", "help_text", "LoginThrottle", "MailResponder", "reply_text", "loggable"]
 
 
 class REPLIES:
@@ -41,6 +43,7 @@ class REPLIES:
     LOGGED_OFF = "OK: Logged off"
     TOO_SLOW = "ERROR: request took too long to arrive"
     INTERNAL = "ERROR: internal server error (logged on the server)"
+    NAME_TOO_LONG = f"KO: user name too long (at most {MAX_USERNAME} characters)"
 
 
 def help_text() -> str:
@@ -61,60 +64,22 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-class LoginThrottle:
-    """Slows password guessing: after MAX_FAILURES wrong passwords for one
-    user within WINDOW_S seconds, that user's logins are refused for
-    LOCKOUT_S seconds (with a reply that says so)."""
+_SESSION_ID = re.compile(r"(?<![0-9])[0-9]{%d}(?![0-9])" % P.SESSION_ID_LEN)
 
-    MAX_FAILURES = 5     # a student mistyping twice is fine; a script guessing is not
-    WINDOW_S = 60.0
-    LOCKOUT_S = 30.0
-    # Names remembered before the stale ones are forgotten: a script trying
-    # made-up names must not grow the server's memory for as long as it runs.
-    MAX_TRACKED = 10_000
 
-    def __init__(self, clock=time.monotonic):
-        self._clock = clock
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-        self._locked_until: dict[str, float] = {}
-        self._lock = threading.Lock()
-        self._prune_at = self.MAX_TRACKED
+def loggable(text: str) -> str:
+    """*text* (a reply, or what a request was) fit for a log line: every
+    session id in it replaced by its tag (``OK:6100811786`` becomes
+    ``OK:s:3fa2c1``), so that whoever reads the log cannot take a session."""
+    return _SESSION_ID.sub(lambda m: session_tag(m.group()), text)
 
-    def wait_time(self, user: str) -> float:
-        with self._lock:
-            return max(0.0, self._locked_until.get(user, 0.0) - self._clock())
 
-    def failed(self, user: str) -> None:
-        now = self._clock()
-        with self._lock:
-            times = self._failures[user]
-            times.append(now)
-            while times and times[0] < now - self.WINDOW_S:
-                times.popleft()
-            if len(times) >= self.MAX_FAILURES:
-                self._locked_until[user] = now + self.LOCKOUT_S
-                times.clear()
-            if len(self._failures) + len(self._locked_until) > self._prune_at:
-                self._forget_stale(now)
-
-    def tracked(self) -> int:
-        """How many names the throttle remembers now (bounded, see MAX_TRACKED)."""
-        with self._lock:
-            return len(self._failures) + len(self._locked_until)
-
-    def _forget_stale(self, now: float) -> None:
-        # Failures older than the window and lockouts that have ended change
-        # nothing any more.  Pruning is O(n), so the next one waits until the
-        # tables have doubled: O(1) per failure on average.
-        for name in [n for n, t in self._failures.items() if not t or t[-1] < now - self.WINDOW_S]:
-            del self._failures[name]
-        for name in [n for n, until in self._locked_until.items() if until <= now]:
-            del self._locked_until[name]
-        self._prune_at = max(self.MAX_TRACKED, 2 * (len(self._failures) + len(self._locked_until)))
-
-    def succeeded(self, user: str) -> None:
-        with self._lock:
-            self._failures.pop(user, None)
+def _address(peer):
+    """The client's address, the key of the per-address limits; None when
+    there is no socket (a test or a notebook calling respond() directly)."""
+    if isinstance(peer, (tuple, list)) and peer:
+        return peer[0]
+    return None
 
 
 class MailResponder:
@@ -124,49 +89,74 @@ class MailResponder:
     *reply* is the reply text, or for an ``email`` a future of it (see the
     module docstring).  Pure apart from the store.  A subclass may override
     :meth:`respond` (and call ``super().respond``), or one command's method
-    (``email``, ``getmsg``, ...)."""
+    (``email``, ``getmsg``, ...).
 
-    def __init__(self, store: MailStore, *, throttle: LoginThrottle | None = None):
+    *limits* (a :class:`~mailkit.limits.ClassLimits`, defaults for a class of
+    300 if not given) slows down password and session-id guessing per client
+    address; *throttle* replaces its login throttle."""
+
+    def __init__(self, store: MailStore, *, throttle: LoginThrottle | None = None,
+                 limits: ClassLimits | None = None):
         self.store = store
-        self.throttle = throttle if throttle is not None else LoginThrottle()
+        self.limits = limits if limits is not None else ClassLimits()
+        self.throttle = throttle if throttle is not None else self.limits.throttle
         self.commands = {
             "help": self.help, "email": self.email, "getmsg": self.getmsg,
             "count": self.count, "delmsg": self.delmsg, "dump": self.dump,
         }
 
     def respond(self, data: bytes, peer=None) -> tuple[str, "str | Future[str]"]:
-        """Turn one complete request into (what it was, the reply)."""
+        """Turn one complete request into (what it was, the reply).
+
+        *peer* is the client's ``(address, port)``: the per-address limits
+        (wrong passwords, bad session ids) count by its address."""
+        if login_name_too_long(data):           # before the throttle, the log or scrypt see it
+            return f"login with a user name over {MAX_USERNAME} characters", REPLIES.NAME_TOO_LONG
         try:
             request = P.parse_request(data)
         except P.ChecksumMismatch as exc:
             return f"bad frame: {exc}", REPLIES.KO
         except P.RemoteProtocolError as exc:
             return "bad request", f"ERROR: {exc}"
-        if isinstance(request, P.Handshake):
-            return f"login {request.user!r}", self.login(request)
-        user = None
-        what = request.name
-        if request.name != "help":
-            try:
-                user = self.store.session_user(request.session_id)
-            except SessionError as exc:
-                return f"{what} with a bad session id", f"ERROR: {exc}"
-            what = f"{user} {request.name}"
-        if request.name == "logoff":
-            self.store.end_session(request.session_id)
-            return what, REPLIES.LOGGED_OFF
-        return what, self.commands[request.name](user, *request.fields)
+        address = _address(peer)
+        what = request.name if isinstance(request, P.Command) else f"login {P.preview(request.user)}"
+        try:
+            if isinstance(request, P.Handshake):
+                return what, self.login(request, peer)
+            user = None
+            if request.name != "help":
+                if address is not None and (wait := self.limits.guesses.wait_time(address)) > 0:
+                    return (f"{what} refused: too many bad session ids",
+                            f"ERROR: too many bad session ids from your address; "
+                            f"try again in {math.ceil(wait)} s")
+                try:
+                    user = self.store.session_user(request.session_id)
+                except SessionError as exc:
+                    if address is not None:
+                        self.limits.guesses.hit(address)
+                    return f"{what} with a bad session id", f"ERROR: {exc}"
+                what = f"{user} {request.name}"
+            if request.name == "logoff":
+                self.store.end_session(request.session_id)
+                return what, REPLIES.LOGGED_OFF
+            return what, self.commands[request.name](user, *request.fields)
+        except StorageFull as exc:              # a login or a session touch could not be written
+            return what, f"ERROR: {exc}"
 
     # -- the commands -------------------------------------------------------
 
-    def login(self, hs: P.Handshake) -> str:
-        wait = self.throttle.wait_time(hs.user)
+    def login(self, hs: P.Handshake, peer=None) -> str:
+        if not P.USERNAME_RE.fullmatch(hs.user):
+            return REPLIES.LOGIN_FAILED         # no such user can exist: nothing to hash or remember
+        address = _address(peer)
+        wait = self.throttle.wait_time(hs.user, address)
         if wait > 0:
-            return f"KO: too many wrong passwords for {hs.user}; try again in {wait:.0f} s"
+            return (f"KO: too many wrong passwords for {hs.user} from your address; "
+                    f"try again in {math.ceil(wait)} s")
         if not self.store.check_password(hs.user, hs.password):
-            self.throttle.failed(hs.user)
+            self.throttle.failed(hs.user, address)
             return REPLIES.LOGIN_FAILED
-        self.throttle.succeeded(hs.user)
+        self.throttle.succeeded(hs.user, address)
         return f"OK:{self.store.create_session(hs.user)}"
 
     def help(self, user) -> str:
@@ -182,6 +172,8 @@ class MailResponder:
             exc = done.exception()
             if isinstance(exc, UnknownUser):   # a short reply: a 1 MB name is not echoed
                 reply.set_result(f"ERROR: unknown recipient {P.preview(recipient)}")
+            elif isinstance(exc, (MailboxFull, StorageFull)):   # not stored, and says why
+                reply.set_result(f"ERROR: {exc}")
             elif exc is not None:
                 reply.set_exception(exc)       # not the client's fault: an internal error
             else:
@@ -193,7 +185,7 @@ class MailResponder:
     def getmsg(self, user: str, sender: str) -> str:
         if not self.store.has_user(sender):
             return f"ERROR: unknown user {sender!r}"
-        return P.format_messages(self.store.messages(user, sender), title=f" from {sender}")
+        return self.listing(user, sender, f" from {sender}")
 
     def count(self, user: str) -> str:
         return f"OK: {_plural(self.store.count(user), 'message')}"
@@ -205,4 +197,14 @@ class MailResponder:
         return f"OK: {_plural(n, 'message')} deleted"
 
     def dump(self, user: str) -> str:
-        return P.format_messages(self.store.messages(user))
+        return self.listing(user, None, "")
+
+    def listing(self, user: str, sender: str | None, title: str) -> str:
+        """A bounded message listing: the oldest messages up to
+        LISTING_MESSAGES and LISTING_BYTES; the first line says how many
+        more there are (docs/protocol.md, "Limits of a class server")."""
+        shown = self.store.messages(user, sender, limit=LISTING_MESSAGES, max_bytes=LISTING_BYTES)
+        total = self.store.count(user, sender)
+        if total > len(shown):
+            title += f" (the oldest {len(shown)} of {total}: delete some to see the others)"
+        return P.format_messages(shown, title=title)

@@ -47,7 +47,8 @@ from concurrent.futures import Future
 
 from . import protocol as P
 from .listener import HANDED_ON, Listener, PortInUseError, Received, format_peer, send_and_close
-from .responder import REPLIES, LoginThrottle, MailResponder, help_text, reply_text
+from .limits import ClassLimits
+from .responder import REPLIES, LoginThrottle, MailResponder, help_text, loggable, reply_text
 from .store import SCRYPT_N, MailStore
 
 __all__ = ["MailServer", "PortInUseError", "REPLIES", "KO_RESEND_S", "help_text", "LoginThrottle"]
@@ -65,6 +66,9 @@ class MailServer(Listener):
     (or pass a *store*); *scrypt_n* is the password-hash cost of a store made
     here.  *responder* decides the replies (a default
     :class:`~mailkit.responder.MailResponder` on the store if not given).
+    *limits* (a :class:`~mailkit.limits.ClassLimits`; the defaults for a
+    class of 300 if not given) bounds connections per address and in all,
+    and the default responder's password and session-id guessing.
     ``start()`` returns once the server accepts connections (or raises why
     it cannot); ``stop()`` returns within a second and leaves no thread
     behind; both are safe to call twice, and a stopped server can be started
@@ -87,14 +91,17 @@ class MailServer(Listener):
         scrypt_n: int = SCRYPT_N,
         idle_timeout: float | None = None,
         max_request_bytes: int = P.MAX_REQUEST_BYTES,
+        limits: ClassLimits | None = None,
     ):
-        super().__init__(host, port, idle_timeout=idle_timeout, max_request_bytes=max_request_bytes)
+        self.limits = limits if limits is not None else ClassLimits(max_connections=self.MAX_CONNECTIONS)
+        super().__init__(host, port, idle_timeout=idle_timeout, max_request_bytes=max_request_bytes,
+                         slots=self.limits.slots)
         if store is None:
             store = getattr(responder, "store", None) or MailStore(db, scrypt_n=scrypt_n)
         self.store = store
         for name, password in (users or {}).items():
             self.store.add_user(name, password, replace=True)
-        self.responder = responder if responder is not None else MailResponder(self.store)
+        self.responder = responder if responder is not None else MailResponder(self.store, limits=self.limits)
         self.emails_in_loop = responder is None if emails_in_loop is None else emails_in_loop
         self.requests_served = 0
         self._served_lock = threading.Lock()
@@ -178,7 +185,7 @@ class MailServer(Listener):
             self.requests_served += 1
         if log.isEnabledFor(logging.INFO):
             took = "" if started is None else " (%.1f ms)" % ((time.perf_counter() - started) * 1000)
-            log.info("%s %s -> %s%s", format_peer(peer), what, _first_line(reply), took)
+            log.info("%s %s -> %s%s", format_peer(peer), loggable(what), loggable(_first_line(reply)), took)
 
 
 def _is_email(data: bytes) -> bool:

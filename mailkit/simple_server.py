@@ -33,8 +33,9 @@ import threading
 import time
 
 from . import protocol as P
+from .limits import ClassLimits
 from .listener import PortInUseError, send_and_close
-from .responder import REPLIES, MailResponder, reply_text
+from .responder import REPLIES, MailResponder, loggable, reply_text
 from .store import SCRYPT_N, MailStore
 
 __all__ = ["SimpleMailServer"]
@@ -93,7 +94,8 @@ class _Connection(socketserver.BaseRequestHandler):
         except Exception:                           # a bad request never takes the server down
             log.exception("%s:%d request failed", *self.client_address[:2])
             what, reply = "internal error", REPLIES.INTERNAL
-        log.info("%s:%d %s -> %s", *self.client_address[:2], what, reply.partition("\n")[0][:60])
+        log.info("%s:%d %s -> %s", *self.client_address[:2], loggable(what),
+                 loggable(reply.partition("\n")[0][:60]))   # loggable: no session id in a log
         conn.settimeout(SEND_TIMEOUT_S)
         if reply != REPLIES.KO or reader.closed or resend:
             conn.sendall(reply.encode("utf-8"))
@@ -116,14 +118,15 @@ class SimpleMailServer:
     def __init__(self, users: dict[str, str] | None = None, *, host: str = "127.0.0.1",
                  port: int = 0, db: str = ":memory:", store: MailStore | None = None,
                  responder=None, scrypt_n: int = SCRYPT_N, idle_timeout: float | None = None,
-                 max_request_bytes: int = P.MAX_REQUEST_BYTES):
+                 max_request_bytes: int = P.MAX_REQUEST_BYTES, limits: ClassLimits | None = None):
         self.host, self.port = host, port
         self.idle_timeout = P.RequestReader.IDLE_TIMEOUT_S if idle_timeout is None else idle_timeout
         self.max_request_bytes = max_request_bytes
         self.store = store or getattr(responder, "store", None) or MailStore(db, scrypt_n=scrypt_n)
         for name, password in (users or {}).items():
             self.store.add_user(name, password, replace=True)
-        self.responder = responder if responder is not None else MailResponder(self.store)
+        self.limits = limits if limits is not None else ClassLimits()   # guessing limits, per address
+        self.responder = responder if responder is not None else MailResponder(self.store, limits=self.limits)
         self._tcp: socketserver.ThreadingTCPServer | None = None
         self._thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()     # open connections, for stop()

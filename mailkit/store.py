@@ -132,8 +132,10 @@ SCHEMA_VERSION = 1       # kept in PRAGMA user_version; bump when the tables cha
 QUOTA_MESSAGES = 1_000
 QUOTA_BYTES = 10 * 1024 * 1024        # subjects and bodies, UTF-8
 # One listing (the reply to getmsg or dump) holds at most this much: the
-# oldest messages first, and the reply says how many more there are.
-LISTING_MESSAGES = 200
+# oldest messages first, and the reply says how many more there are.  The
+# bytes bound the server's memory (a full mailbox read four times at once);
+# the count is the quota's, so only big mail makes a listing stop early.
+LISTING_MESSAGES = QUOTA_MESSAGES
 LISTING_BYTES = 2 * 1024 * 1024
 _SQLITE_FULL = 13
 

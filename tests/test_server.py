@@ -22,6 +22,7 @@ import sqlite3
 
 from conftest import CHEAP_SCRYPT_N, USERS, raw_request, thread_names, wait_for
 from mailkit import REPLIES, MailClient, MailResponder, MailServer, PortInUseError, ServerError
+from mailkit.limits import ClassLimits
 from mailkit.protocol import MAX_REQUEST_BYTES, checksum, make_frame, make_handshake
 from mailkit.store import MailStore
 
@@ -224,7 +225,8 @@ def test_guessed_session_ids_get_nothing(server, alice):
     for _ in range(200):
         guess = f"{secrets.randbelow(10**10):010d}"
         reply = raw_request(server.address, make_frame(guess, "dump"))
-        assert reply.startswith(b"ERROR: unknown session id"), reply
+        # past 40 in a burst, the guesses are refused unchecked (test_class_server.py)
+        assert reply.startswith((b"ERROR: unknown session id", b"ERROR: too many bad session ids")), reply
 
 
 def test_session_ids_are_ten_digits_and_all_different(server):
@@ -233,18 +235,26 @@ def test_session_ids_are_ten_digits_and_all_different(server):
     assert all(re.fullmatch(r"OK:\d{10}", i) for i in ids)
 
 
-def test_repeated_wrong_passwords_lock_the_account_for_a_while(server):
-    for _ in range(5):
+def test_repeated_wrong_passwords_slow_down_that_address(server):
+    for _ in range(4):                                              # 3 free, then a delay
         assert raw_request(server.address, b"carol:guess") == REPLIES.LOGIN_FAILED.encode()
-    reply = raw_request(server.address, b"carol:lamb").decode()     # even the right one
-    assert re.fullmatch(r"KO: too many wrong passwords for carol; try again in \d+ s", reply)
+    reply = raw_request(server.address, b"carol:lamb").decode()     # even the right one, from here
+    assert re.fullmatch(r"KO: too many wrong passwords for carol from your address; try again in \d+ s", reply)
     assert raw_request(server.address, b"alice:wonderland").startswith(b"OK:")  # others unaffected
+    # carol from her own address: see test_class_server.py
 
 
 # -- many at once ----------------------------------------------------------------
 
 
-def test_50_clients_send_20_mails_each_every_mail_delivered_exactly_once(server):
+def test_50_clients_send_20_mails_each_every_mail_delivered_exactly_once():
+    # 50 at once from one address: more than a class server lets one address
+    # open (32, see test_class_server.py), so this server allows 64.
+    with MailServer(users=USERS, idle_timeout=0.3, limits=ClassLimits(per_address=64)) as server:
+        _50_clients_send_20_mails_each(server)
+
+
+def _50_clients_send_20_mails_each(server):
     def run(i: int) -> None:
         client = MailClient(*server.address)
         client.login(["alice", "bob", "carol"][i % 3], list(USERS.values())[i % 3])
@@ -273,7 +283,7 @@ def test_one_log_line_per_request_and_nothing_on_stderr(server, caplog, capfd):
     lines = [r.getMessage() for r in caplog.records if "->" in r.getMessage()]
     assert len(lines) == 2
     assert re.search(r"127\.0\.0\.1:\d+ bad request -> ERROR: the handshake is not UTF-8", lines[0])
-    assert re.search(r"login 'alice' -> OK:\d{10}", lines[1])
+    assert re.search(r"login 'alice' -> OK:s:[0-9a-f]{6} ", lines[1])   # a tag, never the session id
     out, err = capfd.readouterr()
     assert out == "" and err == ""
 
