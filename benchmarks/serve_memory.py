@@ -29,8 +29,17 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=64)
     args = parser.parse_args()
     mailkit.store.SCRYPT_N = CHEAP_N          # an older mailkit's hash_password reads it
-    cheap = {"scrypt_n": CHEAP_N} if "scrypt_n" in inspect.signature(MailServer).parameters else {}
-    server = MailServer({user_name(i): PASSWORD for i in range(args.users)}, db=":memory:", **cheap)
+    users = {user_name(i): PASSWORD for i in range(args.users)}
+    if (Path(mailkit.store.__file__).parent / "limits.py").exists():
+        # the class-server limits, two raised as in load.BENCH_LIMIT_FLAGS (see there)
+        from load import BENCH_PER_ADDRESS  # noqa: PLC0415
+        from mailkit.limits import ClassLimits  # noqa: PLC0415
+        from mailkit.store import MailStore  # noqa: PLC0415
+        store = MailStore(":memory:", scrypt_n=CHEAP_N, quota_messages=100_000_000, quota_bytes=10**12)
+        server = MailServer(users, store=store, limits=ClassLimits(per_address=BENCH_PER_ADDRESS))
+    else:   # an older mailkit (run.py --root): as it was
+        cheap = {"scrypt_n": CHEAP_N} if "scrypt_n" in inspect.signature(MailServer).parameters else {}
+        server = MailServer(users, db=":memory:", **cheap)
     server.start()
     # request_stop() where there is one (run.py --root may point at an older mailkit)
     signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
