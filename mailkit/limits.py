@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
@@ -53,20 +54,23 @@ MAX_TRACKED = 10_000
 _SECRET = secrets.token_bytes(32)    # per process: tags differ between runs
 MAX_USERNAME = 32                    # protocol.USERNAME_RE: a letter, then up to 31 more
 _HEX = frozenset(b"0123456789abcdef")
+_NAME_CHARS = re.compile(rb"[A-Za-z0-9_.-]+")
 
 
 def login_name_too_long(data: bytes, max_len: int = MAX_USERNAME) -> bool:
     """True if *data* is a login (``USER:PASSWORD``, not a command frame)
-    whose user name is longer than any valid one.  Looks at the first
-    ``max_len + 1`` bytes and the last 41 only: a 1 MB name costs nothing,
-    and the caller answers before the throttle, the log or scrypt see it."""
+    whose user name is longer than any valid one: its first ``max_len + 1``
+    bytes are all name characters.  Looks at those and the last 41 only: a
+    1 MB name costs nothing, and the caller answers before the throttle, the
+    log or scrypt see it.  (Other bytes go to the parser, which names what
+    is wrong; a name with other characters can never log in either.)"""
     head = data[:SESSION_ID_LEN + 1]
     if len(head) == SESSION_ID_LEN + 1 and head[:-1].isdigit() and head[-1:] == b":":
         return False                                    # a command frame
     tail = data[-CHECKSUM_LEN - 1:]
     if len(data) > CHECKSUM_LEN and tail[:1] == b"#" and set(tail[1:]) <= _HEX:
         return False                                    # a damaged frame: it gets its KO
-    return b":" not in data[:max_len + 1] and len(data) > max_len
+    return len(data) > max_len and _NAME_CHARS.fullmatch(data[:max_len + 1]) is not None
 
 
 def session_tag(session_id: str, secret: bytes = _SECRET) -> str:

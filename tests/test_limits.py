@@ -210,6 +210,8 @@ def test_login_names_over_the_limit_are_spotted_from_the_first_bytes():
     assert login_name_too_long(b"u" * 1_000_000 + b":pw")
     assert login_name_too_long(b"u" * 1_000_000)                      # no ':' at all
     assert not login_name_too_long(b"short")                          # bad, but the parser says why
+    assert not login_name_too_long(b"\xff" * 100 + b":pw")             # not a name: the parser says why
+    assert not login_name_too_long("é".encode() * 100 + b":pw")
     frame = make_frame("0123456789", "email", "bob", "s", "b" * 1_000)
     assert not login_name_too_long(frame)
     assert not login_name_too_long(b"01234X6789" + frame[10:])        # a flipped bit: still a frame (KO)
