@@ -48,8 +48,14 @@ class Served:
 
     def __init__(self, root: Path, db: Path, *extra: str, log: Path | None = None, env=None):
         args = [sys.executable, "-m", "mailkit", "serve", "--port", "0", "--db", str(db), *extra]
-        for name, password in USERS.items():
-            args += ["--user", f"{name}:{password}"]
+        if (root / "mailkit" / "limits.py").exists():      # --users-file: no password in `ps`
+            users = db.with_suffix(".users")
+            users.write_text("".join(f"{n}:{p}\n" for n, p in USERS.items()))
+            users.chmod(0o600)
+            args += ["--users-file", str(users)]
+        else:                                               # an older mailkit: only --user
+            for name, password in USERS.items():
+                args += ["--user", f"{name}:{password}"]
         self.log = log
         self._err = open(log, "wb") if log else subprocess.DEVNULL
         if log is None:
