@@ -24,6 +24,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mailkit"
 LAYERS = {
     "mailkit.protocol": 0,
     "mailkit.store": 1,
+    "mailkit.limits": 1,                # the class server's limits: policies, no I/O
     # servers and client (cli is their command-line front)
     "mailkit.listener": 2, "mailkit.responder": 2, "mailkit.server": 2,
     "mailkit.simple_server": 2, "mailkit.client": 2, "mailkit.cli": 2, "mailkit.__main__": 2,

@@ -283,7 +283,7 @@ def test_one_log_line_per_request_and_nothing_on_stderr(server, caplog, capfd):
     lines = [r.getMessage() for r in caplog.records if "->" in r.getMessage()]
     assert len(lines) == 2
     assert re.search(r"127\.0\.0\.1:\d+ bad request -> ERROR: the handshake is not UTF-8", lines[0])
-    assert re.search(r"login 'alice' -> OK:s:[0-9a-f]{6} ", lines[1])   # a tag, never the session id
+    assert re.search(r"login 'alice' -> OK:s:[0-9a-f]{6}( |$)", lines[1])   # a tag, never the session id
     out, err = capfd.readouterr()
     assert out == "" and err == ""
 
