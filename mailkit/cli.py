@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default {DEFAULT_DB})")
     serve.add_argument("--user", action="append", default=[], metavar="NAME:PASSWORD",
                        help="add (or reset) an account before serving; may be repeated. "
-                            "The password shows in `ps` to everyone on the machine: for a class "
-                            "server use --users-file or `adduser` instead")
+                            "The password shows in ps to everyone on the machine: for a class "
+                            "server use --users-file or the adduser command instead")
     serve.add_argument("--users-file", metavar="FILE",
                        help="add (or reset) the accounts in FILE before serving: one NAME:PASSWORD "
                             "per line ('#' starts a comment). FILE must not be readable by group "
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     add = sub.add_parser("adduser", help="add an account to a mail database",
                          description="Add an account. Prompts for the password on a terminal; "
                                      "otherwise reads one line from standard input (so the "
-                                     "password never shows in `ps`): "
+                                     "password never shows in ps): "
                                      "echo \"$PW\" | python -m mailkit adduser NAME")
     add.add_argument("name")
     add.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default {DEFAULT_DB})")

@@ -33,7 +33,7 @@ def test_an_unopenable_database_is_one_line_naming_it_and_exit_2(tmp_path):
 
 def test_help_says_how_to_keep_passwords_out_of_ps():
     serve = run("serve", "--help").stdout
-    assert "--users-file FILE" in serve and "shows in `ps`" in serve
+    assert "--users-file FILE" in serve and "shows in ps" in serve
     for flag in ("--quota-messages", "--quota-mb", "--max-db-mb"):
         assert flag in serve
     assert "standard input" in run("adduser", "--help").stdout
