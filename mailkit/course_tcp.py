@@ -27,7 +27,7 @@ from .pictures import Shown, ladder
 __all__ = [
     "load_capture", "Capture", "segment_ladder", "data_summary", "wire_view", "handshake_view",
     "TcpInfoView", "live_tcp_info", "states_view", "login", "closing_first_server",
-    "try_bind", "checksum_view", "check_next_seq", "check_checksum", "record_again",
+    "try_bind", "checksum_view", "check_next_seq", "check_checksum", "record_again", "record_button",
     "download", "wireshark_filter", "CAPTURE_NAME",
 ]
 
@@ -416,6 +416,45 @@ def record_again(capture: Capture) -> Text:
         f"every one seen to its end: {recording.complete}",
         f"same shape as the committed capture: {same}",
     ]))
+
+
+def record_button(capture: Capture):
+    """A button that runs :func:`record_again` when the student presses it.
+
+    A live capture needs root or ``CAP_NET_RAW``, which a student's kernel
+    may or may not have; what the cell shows before the press is the same
+    everywhere, so the committed notebook matches on every machine."""
+    import ipywidgets as W          # a front end: only the course needs it
+
+    class RecordButton(W.VBox):
+        text = ("[Record live and compare] (needs root or CAP_NET_RAW: records the same "
+                "script on lo and compares its shape with the committed capture)")
+
+        def __init__(self):
+            self.button = W.Button(description="Record live and compare", button_style="primary",
+                                   layout=W.Layout(width="auto"))
+            self.output = W.Output()
+            self.result = None
+            self.button.on_click(lambda _b: self.click())
+            super().__init__([self.button, self.output])
+
+        def click(self) -> Text:
+            """What the button does: record, compare, show the verdict; return it."""
+            self.button.disabled = True
+            try:
+                self.result = record_again(capture)
+            finally:
+                self.button.disabled = False
+            self.output.outputs = ({"output_type": "display_data", "metadata": {},
+                                    "data": {"text/plain": repr(self.result)}},)
+            return self.result
+
+        def _repr_mimebundle_(self, **kwargs):
+            data = super()._repr_mimebundle_(**kwargs)
+            data["text/plain"] = self.text
+            return data
+
+    return RecordButton()
 
 
 # --------------------------------------------------------------------------
