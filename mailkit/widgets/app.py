@@ -33,6 +33,7 @@ import ipywidgets as W
 from ..client import DEFAULT_RETRIES, MailClient, MailClientError, NotLoggedIn
 from ..noise import BitFlipChannel
 from ..protocol import Message, ProtocolError
+from ..text import plural
 from ..trace import Transcript
 from .background import Poller, Worker
 from .views import (
@@ -276,7 +277,7 @@ class MailClientApp(W.VBox):
             if self.ui.live.value:
                 self._poller.start()
             n = self._load_inbox()
-            return f"Logged in as {user} (session {session}): {_plural(n, 'message')}."
+            return f"Logged in as {user} (session {session}): {plural(n, 'message')}."
 
         self._run(f"Logging in as {user or '?'}", job)
 
@@ -299,7 +300,7 @@ class MailClientApp(W.VBox):
     def _on_refresh(self, _button=None) -> None:
         def job():
             n = self._load_inbox()
-            return f"Inbox refreshed: {_plural(n, 'message')}."
+            return f"Inbox refreshed: {plural(n, 'message')}."
 
         self._run("Refreshing the inbox", job)
 
@@ -313,7 +314,7 @@ class MailClientApp(W.VBox):
         def job():
             n = self._session().delete(m.sender, m.subject)
             self._load_inbox()
-            return f"Deleted {_plural(n, 'message')} from {m.sender} with subject {m.subject!r}."
+            return f"Deleted {plural(n, 'message')} from {m.sender} with subject {m.subject!r}."
 
         self._run(f"Deleting {m.subject!r}", job)
 
@@ -376,7 +377,7 @@ class MailClientApp(W.VBox):
             if client.count() == self._count:
                 return None
             n = self._load_inbox()
-            return f"New mail: {_plural(n, 'message')}."
+            return f"New mail: {plural(n, 'message')}."
 
         self._run("Polling", job, quiet=True)
 
@@ -406,7 +407,7 @@ class MailClientApp(W.VBox):
         self.messages, self._count = messages, count
         ui.inbox.options = [(inbox_label(m), i) for i, m in enumerate(messages)]
         ui.inbox.value = messages.index(keep) if keep in messages else None
-        ui.count.value = "" if count is None else f"<b>{_plural(count, 'message')}</b>"
+        ui.count.value = "" if count is None else f"<b>{plural(count, 'message')}</b>"
         ui.inbox_box.layout.display = "" if messages else "none"
         if self.client is None:
             ui.inbox_note.value = "<i>Log in to see your inbox.</i>"
@@ -477,7 +478,3 @@ class SideBySide(W.HBox):
 def side_by_side(*apps: MailClientApp) -> SideBySide:
     """Show *apps* next to each other (they wrap onto new rows on a narrow page)."""
     return SideBySide(list(apps), layout=W.Layout(flex_flow="row wrap"))
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
