@@ -21,12 +21,11 @@ import stat
 import sys
 
 from .client import MailClient, MailClientError
-from .protocol import LocalProtocolError
+from .protocol import DEFAULT_PORT, LocalProtocolError
 from .server import MailServer
 from .limits import ClassLimits
 from .store import QUOTA_BYTES, QUOTA_MESSAGES, MailStore, StoreError, StoreOpenError
 
-DEFAULT_PORT = 2525    # an unprivileged port that reads like SMTP's 25
 DEFAULT_DB = "mail.db"
 
 

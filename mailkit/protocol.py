@@ -49,6 +49,7 @@ __all__ = [
 
 SESSION_ID_LEN = 10          # PROTOCOL.md: "ten decimal digits"
 CHECKSUM_LEN = 40            # hex digits of a SHA-1
+DEFAULT_PORT = 2525          # a class server's port: unprivileged, and reads like SMTP's 25
 # A 100 KB body must arrive whole; ten times that leaves room for any real
 # mail and still stops a client from filling the server's memory.
 MAX_REQUEST_BYTES = 1024 * 1024

@@ -16,11 +16,10 @@ import re
 import socket
 import time
 
-from ..cli import DEFAULT_PORT
 from ..client import (
     LoginFailed, MailClientError, NotLoggedIn, RetriesExhausted, ServerError, ServerUnreachable,
 )
-from ..protocol import Message, ProtocolError, checksum
+from ..protocol import DEFAULT_PORT, Message, ProtocolError, checksum
 from ..trace import Exchange, Transcript
 
 __all__ = [
