@@ -27,8 +27,8 @@ import ipywidgets as W
 from . import protocol as P
 from .client import MailClient, MailClientError, RetriesExhausted
 from .noise import BitFlipChannel
-from .pictures import COLOURS, frame_html, sequence_diagram
-from .course import parse_2017
+from .pictures import COLOURS, frame_html, parse_2017, sequence_diagram
+from .text import clip, plural
 
 __all__ = ["LoginForm", "login_form", "FrameBuilder", "frame_builder", "NoiseForm", "noise_form"]
 
@@ -218,7 +218,7 @@ class BuiltFrame:
         _, claimed, ok = parse_2017(frame)
         self.ok_2017 = ok
         self.note_2017 = ("a 2017 parser (first '#') reads it correctly" if ok else
-                          f"a 2017 parser (first '#') takes {_clip(claimed, 20)!r} for the checksum "
+                          f"a 2017 parser (first '#') takes '{clip(claimed, 20)}' for the checksum "
                           "and answers KO")
 
     def __repr__(self) -> str:
@@ -228,10 +228,6 @@ class BuiltFrame:
         colour = COLOURS["OK"] if self.ok_2017 else COLOURS["ERROR"]
         return (self.view.html + f'<div style="font-size:11px;color:{colour}">'
                 f'{html.escape(self.note_2017)}</div>')
-
-
-def _clip(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def frame_builder(session_id: str = "0123456789", recipient: str = "bob",
@@ -270,7 +266,7 @@ class NoiseForm(_Form):
         try:
             client.send(self.recipient, self.subject, self.body)
             attempts = client.transcript[1:]
-            verdict = f"delivered after {len(attempts)} attempt{'s' if len(attempts) > 1 else ''}"
+            verdict = f"delivered after {plural(len(attempts), 'attempt')}"
         except RetriesExhausted as exc:
             attempts = client.transcript[1:]
             verdict = f"NOT delivered: {exc}"

@@ -9,7 +9,7 @@ import pytest
 
 from mailkit import BitFlipChannel, MailClient, MailServer, NoisyLink, flip_bit, make_frame
 from mailkit.noise import flip_bits
-from mailkit.pictures import frame_html, hexdump_html, ladder, link_diagram, retry_plot, sequence_diagram
+from mailkit.pictures import Ladder, frame_html, hexdump_html, link_diagram, retry_plot, sequence_diagram
 from mailkit.trace import Exchange, Transcript, hexdump
 
 SID = "0123456789"
@@ -141,14 +141,14 @@ def test_hexdump_negative_index_counts_from_the_end():
 
 
 def test_ladder_text_svg_and_checks():
-    d = ladder(["a", "b", "c"], [("a", "b", "hello"), ("b", "c", "lost", "lost"),
+    d = Ladder(["a", "b", "c"], [("a", "b", "hello"), ("b", "c", "lost", "lost"),
                                  ("c", "c", "thinks", "note", "a note"), ("c", "a", "ok", "OK")], "t")
     assert d.text.split("\n") == ["t", "a --> b  hello", "b --x c  lost", "c  [thinks]  (a note)", "c --> a  ok"]
     ET.fromstring(d.svg)
     with pytest.raises(ValueError):
-        ladder(["a"], [("a", "z", "x")])
+        Ladder(["a"], [("a", "z", "x")])
     with pytest.raises(ValueError):
-        ladder(["a", "b"], [("a", "b", "x", "purple")])
+        Ladder(["a", "b"], [("a", "b", "x", "purple")])
 
 
 def test_link_diagram_of_a_real_link():
