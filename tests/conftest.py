@@ -10,7 +10,6 @@ scrypt cost (``CHEAP_SCRYPT_N``); test_store keeps one test at the real cost.
 
 from __future__ import annotations
 
-import socket
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))   # tests/legacy2017.py
 
 from mailkit import MailClient, MailServer, SimpleMailServer  # noqa: E402
+from mailkit.client import request_once  # noqa: E402
 
 USERS = {"alice": "wonderland", "bob": "builder", "carol": "lamb"}
 # scrypt N for test accounts: the hash string names its cost, so the servers
@@ -75,16 +75,8 @@ def bob(server) -> MailClient:
     return client
 
 
-def raw_request(address, data: bytes, *, half_close: bool = True, timeout: float = 5.0) -> bytes:
-    """Send *data* on a fresh connection and read the reply until the server closes."""
-    with socket.create_connection(address, timeout=timeout) as sock:
-        sock.sendall(data)
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
+# Send data on a fresh connection and read the reply until the server closes.
+raw_request = request_once
 
 
 def thread_names() -> set[str]:

@@ -36,6 +36,7 @@ import pytest
 from conftest import CHEAP_SCRYPT_N, raw_request, wait_for
 from legacy2017 import Client2017
 from mailkit import REPLIES, MailClient, MailServer, NoisyLink, ServerError
+from mailkit.course import FakeClock
 from mailkit.protocol import MAX_REQUEST_BYTES, make_frame
 from mailkit.limits import MAX_TRACKED, ClassLimits, LoginThrottle
 from mailkit.store import MailStore, SessionExpired
@@ -44,14 +45,6 @@ ROOT = Path(__file__).resolve().parent.parent
 USERS = {"alice": "wonderland", "bob": "builder", "carol": "lamb"}
 
 pytestmark = pytest.mark.timeout(120)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # -- slow and idle clients ------------------------------------------------------

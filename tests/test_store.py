@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import CHEAP_SCRYPT_N
+from mailkit.course import FakeClock
 from mailkit.protocol import Message
 from mailkit.store import (
     SESSION_TTL_S, MailStore, SessionError, SessionExpired, StoreError,
@@ -22,16 +23,6 @@ from mailkit.store import (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
-
-
-class FakeClock:
-    """A clock that only moves when a test says so."""
-
-    def __init__(self, now: float = 1_700_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

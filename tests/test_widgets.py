@@ -16,6 +16,7 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
+from conftest import wait_for  # noqa: E402
 from mailkit import (  # noqa: E402
     LoginFailed, MailServer, NotLoggedIn, RetriesExhausted, ServerError, ServerUnreachable,
 )
@@ -445,9 +446,7 @@ def test_live_inbox_polls_and_stops_cleanly(mail_server, apps):
     log_in(bob, "builder")
     assert len(poll_threads()) == 1
     compose(alice, "bob", "Live", "no refresh needed")
-    deadline = time.monotonic() + 5
-    while text(bob.ui.count) != "1 message" and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: text(bob.ui.count) == "1 message", 5)
     assert text(bob.ui.count) == "1 message"
     assert status(bob) == ("ok", "✔ New mail: 1 message.")
     bob.ui.live.value = False
@@ -496,9 +495,7 @@ def test_close_stops_every_thread(mail_server):
     app.ui.live.value = True
     log_in(app, "wonderland")
     app.close()
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline and {t.name for t in threading.enumerate()} - before:
-        time.sleep(0.02)
+    wait_for(lambda: not {t.name for t in threading.enumerate()} - before, 2)
     assert not {t.name for t in threading.enumerate()} - before
     assert app.comm is None and app.ui.login.comm is None
 
