@@ -8,6 +8,7 @@ silently: a malformed line is simply ignored.
 """
 
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -22,10 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = ROOT / "pyproject.toml"
 ENVIRONMENT = ROOT / "environment.yml"
 BINDER = ROOT / "binder" / "environment.yml"
-SANITIZE = ROOT / "tests" / "nbval-sanitize.cfg"
+SANITIZE = ROOT / "tests" / "nbval-sanitize.cfg"          # a link to the package's file
+PACKAGE_SANITIZE = ROOT / "mailkit" / "labs" / "nbval-sanitize.cfg"
 
 # Conda packages that the environment needs but pip does not list as extras.
 CONDA_ONLY = {"python", "pip"}
+PROJECT = "mailkit"
 
 
 def normalize(name: str) -> str:
@@ -54,15 +57,31 @@ def load_environment(path: Path = ENVIRONMENT) -> dict:
 
 
 def pip_requirements(extra: str) -> dict[str, Requirement]:
-    """The requirements of one extra, by normalized name."""
+    """The requirements of one extra, by normalized name, with a reference
+    to mailkit's own extras (``mailkit[notebooks,labs]``) expanded as pip
+    expands it."""
     extras = load_pyproject()["project"]["optional-dependencies"]
     assert extra in extras, f"pyproject.toml has no [project.optional-dependencies] {extra!r}"
     reqs: dict[str, Requirement] = {}
+    listed: set[str] = set()
     for line in extras[extra]:
         req = Requirement(line)
-        name = normalize(req.name)
-        assert name not in reqs, f"pyproject.toml extra {extra!r} lists {req.name!r} twice"
-        reqs[name] = req
+        if normalize(req.name) == PROJECT:
+            assert req.extras and extra not in req.extras, (
+                f"pyproject.toml extra {extra!r}: {line!r} must name other extras, not itself"
+            )
+            parts = [pip_requirements(sub) for sub in sorted(req.extras)]
+        else:
+            name = normalize(req.name)
+            assert name not in listed, f"pyproject.toml extra {extra!r} lists {req.name!r} twice"
+            listed.add(name)
+            parts = [{name: req}]
+        for part in parts:
+            for name, r in part.items():
+                assert str(reqs.setdefault(name, r)) == str(r), (
+                    f"pyproject.toml extra {extra!r}: {name!r} is {str(reqs[name])!r} in one place "
+                    f"and {str(r)!r} in another"
+                )
     return reqs
 
 
@@ -84,17 +103,32 @@ def test_core_has_no_runtime_dependencies():
     assert deps == [], f"mailkit's core is stdlib only, but [project] dependencies lists {deps}"
 
 
-def test_dev_extra_is_notebooks_plus_labs_plus_test():
+def test_dev_extra_is_notebooks_plus_labs_plus_test_named_once():
+    """dev names the other extras instead of copying them, so it cannot drift."""
+    extras = load_pyproject()["project"]["optional-dependencies"]
+    assert [Requirement(line).name for line in extras["dev"]] == [PROJECT], (
+        f"the dev extra should be one reference to mailkit's other extras, got {extras['dev']}"
+    )
+    named = set().union(*(Requirement(line).extras for line in extras["dev"]))
+    assert named == set(extras) - {"dev"}, f"dev names {sorted(named)}, the other extras are {sorted(set(extras) - {'dev'})}"
     dev = pip_requirements("dev")
     parts = pip_requirements("notebooks") | pip_requirements("labs") | pip_requirements("test")
-    missing = sorted(parts.keys() - dev.keys())
-    extra = sorted(dev.keys() - parts.keys())
-    assert not missing, f"in the notebooks, labs or test extra but not in dev: {missing}"
-    assert not extra, f"in the dev extra but in none of notebooks, labs, test: {extra}"
-    for name in sorted(dev):
-        assert str(dev[name]) == str(parts[name]), (
-            f"{name!r}: dev says {str(dev[name])!r}, notebooks/labs/test say {str(parts[name])!r}"
-        )
+    assert dev == parts
+
+
+def test_a_self_reference_is_expanded(tmp_path, monkeypatch):
+    """pip_requirements reads a reference to mailkit's own extras as pip does:
+    the union of those extras, a package listed in two of them once."""
+    monkeypatch.setattr(sys.modules[__name__], "load_pyproject", lambda: {"project": {"optional-dependencies": {
+        "a": ["pytest>=8", "tqdm>=4.66"], "b": ["pytest>=8", "pyyaml>=6"], "all": ["mailkit[a,b]"],
+        "clash": ["mailkit[a]", "pytest>=7"], "loop": ["mailkit[loop]"],
+    }}})
+    assert {n: str(r) for n, r in pip_requirements("all").items()} == {
+        "pytest": "pytest>=8", "tqdm": "tqdm>=4.66", "pyyaml": "pyyaml>=6"}
+    with pytest.raises(AssertionError, match="'pytest' is 'pytest>=8' in one place"):
+        pip_requirements("clash")
+    with pytest.raises(AssertionError, match="must name other extras"):
+        pip_requirements("loop")
 
 
 def test_environment_is_conda_forge_and_installs_mailkit():
@@ -179,6 +213,18 @@ def sanitize_pairs() -> list[tuple[str, str]]:
     from nbval.plugin import get_sanitize_patterns
 
     return get_sanitize_patterns(SANITIZE.read_text())
+
+
+def test_one_sanitize_file_shipped_in_the_package():
+    """`make test` (through tests/nbval-sanitize.cfg) and mailkit.labs read
+    the same file, and a wheel carries it."""
+    from mailkit.labs.sanitize import SANITIZE_CFG
+
+    assert SANITIZE.resolve() == PACKAGE_SANITIZE.resolve()
+    assert f"--nbval-sanitize-with {SANITIZE.relative_to(ROOT)}" in (ROOT / "Makefile").read_text()
+    assert SANITIZE_CFG == PACKAGE_SANITIZE.read_text()
+    package_data = load_pyproject()["tool"]["setuptools"]["package-data"]
+    assert PACKAGE_SANITIZE.name in package_data["mailkit.labs"]
 
 
 def test_sanitize_file_every_line_is_read():
