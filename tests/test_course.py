@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import random
+import re
 import secrets
+from pathlib import Path
 
 import pytest
 
@@ -248,3 +252,47 @@ def test_quiz_normalises_but_does_not_confuse_types():
 def test_fixed_diagrams_have_text_and_svg(make):
     d = make()
     assert d.text.count("\n") >= 5 and d.svg.startswith("<svg") and d.svg == make().svg
+
+
+# -- the package: what notebooks import, and which way the imports point --------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_name_a_notebook_imports_from_course_is_exported():
+    import mailkit.course
+
+    names = set()
+    for path in sorted(ROOT.glob("notebooks/*.ipynb")) + sorted(ROOT.glob("labs/*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                for imported in re.findall(r"from mailkit\.course import ([\w, ]+)", "".join(cell["source"])):
+                    names |= {n.strip() for n in imported.split(",")}
+    assert {"quiz", "raw_request", "FakeClock", "Server2017Style", "SeqServer"} <= names
+    assert names <= set(mailkit.course.__all__)
+    assert all(hasattr(mailkit.course, n) for n in mailkit.course.__all__)
+
+
+def _mailkit_imports(path: Path) -> set[str]:
+    """The mailkit modules *path* imports (relative imports resolved)."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(p for p in (base, node.module) if p)
+            found |= {module} | {f"{module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {m for m in found if m == "mailkit" or m.startswith("mailkit.")}
+
+
+@pytest.mark.parametrize("front_end", ["mailkit/pictures", "mailkit/forms.py", "mailkit/widgets",
+                                       "mailkit/trace.py", "mailkit/text.py"])
+def test_lower_layers_do_not_import_the_course_or_the_cli(front_end):
+    path = ROOT / front_end
+    files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    for f in files:
+        upward = {m for m in _mailkit_imports(f)
+                  if m.split(".")[1:2] and m.split(".")[1] in ("course", "labs", "cli")}
+        assert not upward, f"{f.relative_to(ROOT)} imports {sorted(upward)}"
