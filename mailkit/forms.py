@@ -27,7 +27,7 @@ import ipywidgets as W
 from . import protocol as P
 from .client import MailClient, MailClientError, RetriesExhausted
 from .noise import BitFlipChannel
-from .pictures import COLOURS, frame_html, parse_2017, sequence_diagram
+from .pictures import COLOURS, frame_html, sequence_diagram
 from .text import clip, plural
 
 __all__ = ["LoginForm", "login_form", "FrameBuilder", "frame_builder", "NoiseForm", "noise_form"]
@@ -215,7 +215,7 @@ class BuiltFrame:
     def __init__(self, frame: bytes):
         self.frame = frame
         self.view = frame_html(frame)
-        _, claimed, ok = parse_2017(frame)
+        _, claimed, ok = P.parse_2017(frame)
         self.ok_2017 = ok
         self.note_2017 = ("a 2017 parser (first '#') reads it correctly" if ok else
                           f"a 2017 parser (first '#') takes '{clip(claimed, 20)}' for the checksum "

@@ -42,7 +42,7 @@ __all__ = [
     "ChecksumMismatch", "MalformedRequest", "UnknownCommand", "RequestTooLarge",
     "Handshake", "Command", "Message", "Reply",
     "checksum", "escape_field", "unescape_field", "validate_username",
-    "make_handshake", "make_frame", "parse_request", "parse_reply",
+    "make_handshake", "make_frame", "parse_request", "parse_reply", "parse_2017",
     "format_messages", "parse_messages", "RequestReader",
     "looks_framed", "verifies", "is_frame", "preview",
 ]
@@ -215,6 +215,16 @@ def checksum(content: bytes) -> str:
 
 _ESCAPE = {":": "#3A", "#": "#23"}
 _UNESCAPE_RE = re.compile("#(3A|3a|23)")
+
+
+def parse_2017(frame: bytes) -> tuple[bytes, str, bool]:
+    """Split *frame* the 2017 way, at the FIRST ``#``: return (content, the
+    checksum it claims, whether the checksum matches).  Correct only while
+    no field contains a ``#`` (PROTOCOL.md, "Flaws of 2017"); mailkit itself
+    splits at the last one."""
+    content, _, claimed = frame.partition(b"#")
+    claimed_text = claimed.decode("utf-8", "replace")
+    return content, claimed_text, checksum(content) == claimed_text
 
 
 def escape_field(text: str) -> str:

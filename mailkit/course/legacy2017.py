@@ -1,9 +1,8 @@
 """The 2017 habits put back on purpose, to watch them fail (notebook 03).
 
 A teaching device only: mailkit's :class:`~mailkit.server.MailServer` has
-none of them.  :func:`parse_2017` (splitting a frame at the first ``#``) is
-kept with the frame pictures (:mod:`mailkit.pictures.frame`), which the
-forms show too.
+none of them.  :func:`parse_2017` (splitting a frame at the first ``#``)
+lives in :mod:`mailkit.protocol`, where the forms find it too.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import threading
 
 from .. import protocol as P
-from ..pictures import parse_2017
+from ..protocol import parse_2017
 from ..responder import MailResponder
 from ..server import REPLIES, MailServer
 

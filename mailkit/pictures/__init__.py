@@ -26,7 +26,7 @@ One module per picture:
 """
 
 from .drawing import COLOURS, Shown
-from .frame import FrameView, frame_html, parse_2017
+from .frame import FrameView, frame_html
 from .hexdump import HexdumpView, hexdump_html
 from .ladder import Ladder, Layout, Step
 from .plots import RetryPlot, pieces_svg, retry_plot
@@ -34,4 +34,4 @@ from .sequence import SequenceDiagram, link_diagram, sequence_diagram
 
 __all__ = ["SequenceDiagram", "sequence_diagram", "HexdumpView", "hexdump_html",
            "RetryPlot", "retry_plot", "Ladder", "Layout", "Step", "link_diagram", "FrameView",
-           "frame_html", "parse_2017", "pieces_svg", "COLOURS", "Shown"]
+           "frame_html", "pieces_svg", "COLOURS", "Shown"]

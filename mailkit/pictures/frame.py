@@ -1,5 +1,4 @@
-"""A frame with its parts named and coloured, and how a 2017 parser
-(which split at the first ``#``) reads the same frame."""
+"""A frame with its parts named and coloured."""
 
 from __future__ import annotations
 
@@ -7,7 +6,7 @@ from .. import protocol as P
 from ..text import clip
 from .drawing import Shown, esc
 
-__all__ = ["FrameView", "frame_html", "parse_2017"]
+__all__ = ["FrameView", "frame_html"]
 
 _PART_COLOURS = {"session id": "#1d4ed8", "command": "#7c3aed", "field": "#111827",
                  "#": "#d6336c", "checksum": "#6b7280", ":": "#9ca3af"}
@@ -80,11 +79,3 @@ class FrameView(Shown):
 
 frame_html = FrameView
 
-
-def parse_2017(frame: bytes) -> tuple[bytes, str, bool]:
-    """Split *frame* the 2017 way, at the FIRST ``#``: return (content, the
-    checksum it claims, whether the checksum matches).  Correct only while
-    no field contains a ``#``."""
-    content, _, claimed = frame.partition(b"#")
-    claimed_text = claimed.decode("utf-8", "replace")
-    return content, claimed_text, P.checksum(content) == claimed_text

@@ -53,6 +53,10 @@ class Layout:
                                    # just short of "the middle"
     empty: str = ""                # shown (grey) when there is no step; room is kept for two
 
+    def __post_init__(self):
+        if self.lost not in ("two thirds", "the middle"):
+            raise ValueError(f"lost is 'two thirds' or 'the middle', not {self.lost!r}")
+
 
 class Ladder(Shown):
     """A message sequence chart between *actors*.
