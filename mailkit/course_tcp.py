@@ -22,7 +22,7 @@ from pathlib import Path
 from . import capture as C
 from . import pcap
 from .course import QUIZZES, Question
-from .pictures import Shown, ladder
+from .pictures import Ladder, Shown
 
 __all__ = [
     "load_capture", "Capture", "segment_ladder", "data_summary", "wire_view", "handshake_view",
@@ -158,7 +158,7 @@ def segment_ladder(conv: pcap.Conversation, title: str | None = None):
         kind = "ERROR" if s.has(pcap.RST) else ("OK" if row.sender == "server" and s.length else "ink")
         steps.append((src, dst, row.label, kind, _note(conv, row, previous)))
         previous = row
-    return ladder(["client", "server"], steps, title=title)
+    return Ladder(["client", "server"], steps, title=title)
 
 
 @dataclass(repr=False)

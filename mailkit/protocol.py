@@ -565,11 +565,3 @@ class RequestReader:
             if b":" in data:
                 return min(self.QUIET_S, self.idle_timeout)
         return self.idle_timeout
-
-
-# Kept until course/pictures move to the public names (the lead removes these
-# after merging the course package split): nothing else may use them.
-_looks_framed = looks_framed
-_verifies = verifies
-_is_frame = is_frame
-_preview = preview

@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mailkit"
 
 # Lower number = lower layer.  A module not listed by name takes its package's rank.
 LAYERS = {
-    "mailkit.protocol": 0,
+    "mailkit.protocol": 0, "mailkit.text": 0,
     "mailkit.store": 1,
     "mailkit.limits": 1,                # the class server's limits: policies, no I/O
     # transcripts are records the client writes as it works: below the client
@@ -40,13 +40,10 @@ NAMES = {0: "protocol", 1: "store", 2: "servers/client", 3: "noise/trace",
          4: "pictures/forms/widgets", 5: "course/labs"}
 
 # Upward imports that work in progress removes (the lead empties this list at merge).
-KNOWN_UPWARD = {
-    # the course package split moves parse_2017 to the protocol layer (arch-course)
-    ("mailkit.forms", "mailkit.course"),
-}
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 # protocol's old private names, kept as aliases for these modules only, until
-# the course package split moves them to the public names (the lead empties this).
-PROTOCOL_ALIASES_ALLOWED = {"mailkit.course", "mailkit.pictures"}
+# they move to the public names (empty: the course package split did).
+PROTOCOL_ALIASES_ALLOWED: set[str] = set()
 PROTOCOL_ALIASES = {"_preview", "_is_frame", "_verifies", "_looks_framed"}
 
 
