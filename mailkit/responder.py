@@ -30,6 +30,7 @@ from .limits import MAX_USERNAME, ClassLimits, LoginThrottle, login_name_too_lon
 from .store import (
     LISTING_BYTES, LISTING_MESSAGES, MailboxFull, MailStore, SessionError, StorageFull, UnknownUser,
 )
+from .text import plural
 
 __all__ = ["REPLIES", "help_text", "LoginThrottle", "MailResponder", "reply_text", "loggable"]
 
@@ -58,10 +59,6 @@ def reply_text(reply) -> str:
     """The text of a reply: *reply* itself, or what its future gives once
     done (an email's reply waits for the commit that holds the mail)."""
     return reply.result() if isinstance(reply, Future) else reply
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 _SESSION_ID = re.compile(r"(?<![0-9])[0-9]{%d}(?![0-9])" % P.SESSION_ID_LEN)
@@ -188,13 +185,13 @@ class MailResponder:
         return self.listing(user, sender, f" from {sender}")
 
     def count(self, user: str) -> str:
-        return f"OK: {_plural(self.store.count(user), 'message')}"
+        return f"OK: {plural(self.store.count(user), 'message')}"
 
     def delmsg(self, user: str, sender: str, subject: str) -> str:
         n = self.store.delete(user, sender, subject)
         if n == 0:
             return f"ERROR: no message from {sender!r} with subject {subject!r}"
-        return f"OK: {_plural(n, 'message')} deleted"
+        return f"OK: {plural(n, 'message')} deleted"
 
     def dump(self, user: str) -> str:
         return self.listing(user, None, "")
