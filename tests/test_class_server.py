@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from mailkit import REPLIES, MailServer, SimpleMailServer
+from mailkit.course import FakeClock
 from mailkit.limits import ClassLimits
 from mailkit.protocol import make_frame
 from mailkit.store import MailStore
@@ -34,14 +35,6 @@ HONEST, ATTACKER = "127.0.0.2", "127.0.0.3"
 CHEAP_N = 16
 
 pytestmark = pytest.mark.timeout(180)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def connect(address, source: str, timeout: float = 10.0) -> socket.socket:
@@ -211,7 +204,7 @@ def test_when_slots_run_low_the_longest_idle_connections_make_room():
 def test_wrong_passwords_from_one_address_never_keep_alice_out_from_another(kind):
     """15 wrong passwords every 65 s from the attacker, for 10 rounds (of a
     fake clock): alice logs in from her own address every time."""
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     with kind(store=store(), limits=ClassLimits(clock=clock)) as server:
         for name, pw in USERS.items():
             server.store.add_user(name, pw)
@@ -232,7 +225,7 @@ def test_guesses_spread_over_many_addresses_are_bounded_per_user():
     """40 addresses guess alice's password, 5 times each: after each
     address's first guesses, the per-user delay refuses them; alice, from an
     address that never guessed wrong, is not slowed down."""
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     with MailServer(USERS, store=store(), limits=ClassLimits(clock=clock)) as server:
         checked = 0
         for round_ in range(5):
@@ -269,7 +262,7 @@ def test_no_session_id_in_the_log(kind, caplog):
 def test_bad_session_ids_are_limited_per_address(kind):
     """The attacker's guesses: a burst of 40 are checked, then 20 a second;
     the honest student, with a live session, is served all along."""
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     with kind(USERS, store=store(), limits=ClassLimits(clock=clock)) as server:
         sid = login(server.address)
         replies = [request(server.address, make_frame(f"{i:010d}", "dump"), ATTACKER) for i in range(100)]

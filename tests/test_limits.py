@@ -9,22 +9,15 @@ import threading
 
 import pytest
 
+from mailkit.course import FakeClock
 from mailkit.limits import MAX_TRACKED, ConnectionSlots, LoginThrottle, RateLimiter, session_tag
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # -- RateLimiter ----------------------------------------------------------------------
 
 
 def test_a_bucket_allows_a_burst_then_the_rate():
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     limiter = RateLimiter(rate=20, burst=40, clock=clock)
     assert sum(limiter.allow("a") for _ in range(100)) == 40          # the burst
     assert limiter.wait_time("a") == pytest.approx(1 / 20)
@@ -37,7 +30,7 @@ def test_a_bucket_allows_a_burst_then_the_rate():
 
 
 def test_hits_below_zero_make_the_key_wait_longer():
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     limiter = RateLimiter(rate=10, burst=5, clock=clock)
     for _ in range(10):
         limiter.hit("a")
@@ -47,7 +40,7 @@ def test_hits_below_zero_make_the_key_wait_longer():
 
 
 def test_a_flood_of_keys_stays_bounded():
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     limiter = RateLimiter(rate=1, burst=2, clock=clock, max_keys=1_000)
     for i in range(50_000):
         limiter.hit(f"127.0.{i // 250}.{i % 250}")
@@ -62,7 +55,7 @@ def test_a_flood_of_keys_stays_bounded():
 
 
 def test_wrong_passwords_slow_the_pair_down_progressively():
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     t = LoginThrottle(clock=clock)
     waits = []
     for _ in range(10):
@@ -81,7 +74,7 @@ def test_wrong_passwords_slow_the_pair_down_progressively():
 def test_the_right_password_from_another_address_is_never_refused():
     """15 wrong passwords in 65 s from one address (issue 12's figure), and
     ten times that: alice's address never waits."""
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     t = LoginThrottle(clock=clock)
     for i in range(150):
         if t.wait_time("alice", "attacker") == 0:
@@ -92,7 +85,7 @@ def test_the_right_password_from_another_address_is_never_refused():
 
 
 def test_many_addresses_get_the_per_user_delay_after_their_first_guess():
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     t = LoginThrottle(clock=clock)
     checked = 0
     for round_ in range(20):                                           # 20 s
@@ -109,7 +102,7 @@ def test_many_addresses_get_the_per_user_delay_after_their_first_guess():
 
 
 def test_the_throttle_forgets_and_stays_bounded():
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     t = LoginThrottle(clock=clock, max_keys=2_000)
     for i in range(50_000):                                            # made-up names, many addresses
         t.failed(f"made-up-{i}", f"10.{i % 200}.0.1")
@@ -140,7 +133,7 @@ def test_per_address_limit():
 
 
 def test_when_slots_run_low_the_oldest_idle_are_dropped_first():
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     slots = ConnectionSlots(total=100, per_address=32, reserve=10, idle_after=0.5, clock=clock)
     for i in range(90):                                                # fills up to the reserve
         assert slots.open(i, f"10.0.0.{i // 30}") == (True, [])
@@ -159,7 +152,7 @@ def test_when_slots_run_low_the_oldest_idle_are_dropped_first():
 
 
 def test_no_idle_connection_means_refused_at_the_total():
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     slots = ConnectionSlots(total=10, per_address=10, reserve=2, idle_after=0.5, clock=clock)
     assert all(slots.open(i, "a")[0] for i in range(8))
     assert slots.open(8, "b") == (True, [])         # within the reserve, nothing idle yet
@@ -223,7 +216,7 @@ def test_class_limits_hold_the_defaults_for_a_class_of_300():
     limits = ClassLimits()
     assert (limits.per_address, limits.max_connections, limits.guesses_per_s) == (32, 512, 20.0)
     assert limits.slots.per_address == 32 and limits.throttle.free == LoginThrottle.FREE
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     small = ClassLimits(per_address=2, guesses_per_s=1, guess_burst=1, clock=clock)
     assert small.guesses.allow("a") and not small.guesses.allow("a")
     clock.now += 1
