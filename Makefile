@@ -7,6 +7,9 @@ VENV ?= .venv
 PYTEST_ARGS ?=
 # Port of `make app` (Voila's usual one).
 APP_PORT ?= 8866
+# Extra options for `make lab`, e.g. LAB_ARGS='--port 8899 --no-browser'
+# or LAB_ARGS='--IdentityProvider.token=SECRET' (see README).
+LAB_ARGS ?=
 
 # Added only when running as root (containers, CI), where Jupyter refuses to start without it.
 ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
@@ -14,7 +17,8 @@ ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 .PHONY: help lab test app notebooks venv clean
 
 help:
-	@echo "make lab  — open the course in JupyterLab"
+	@echo "make lab  — open the course in JupyterLab, at its home page (index.ipynb)"
+	@echo "            LAB_ARGS='--port 8899 --no-browser' passes options to jupyter lab"
 	@echo "make test — run every test"
 	@echo "make app  — serve the mail client (notebooks/06) as a web page with Voila, port APP_PORT=$(APP_PORT)"
 
@@ -25,19 +29,37 @@ $(VENV)/bin/python:
 
 # The stamp is touched only after pip succeeds, so a failed install is retried.
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
-	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	@echo "Installing mailkit and the course's packages into $(VENV) (the first time takes about 2 minutes)..."
+	$(VENV)/bin/python -m pip install --progress-bar on -e '.[dev]'
 	touch $@
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest tests notebooks labs --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval-sanitize.cfg $(PYTEST_ARGS)
 
-lab: $(VENV)/.installed
-	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) --notebook-dir=notebooks notebooks/00-quickstart.ipynb
+# The whole repository is visible (notebooks/, assignments/, docs/); JupyterLab
+# opens the course's home page, index.ipynb, which links to all of it.  The
+# labs' student versions are written to assignments/ the first time (labs/
+# holds the solutions).  Markdown files open rendered (jupyter/overrides.json).
+lab: $(VENV)/.installed assignments
+	@mkdir -p $(VENV)/share/jupyter/lab/settings
+	@cp jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) --notebook-dir=. $(LAB_ARGS) index.ipynb
+
+# Student versions of the labs (no solutions, no hidden checks); in a student
+# repository, which has assignments/ and no labs/, there is nothing to do.
+assignments: | $(VENV)/.installed
+	@if [ -d labs ]; then \
+		echo "Writing the labs' student versions to assignments/ ..."; \
+		$(VENV)/bin/python -m mailkit.labs release labs --out assignments --no-check; \
+	fi
 
 # The mail-client notebook as a standalone page (the apps and the text, no code).
 # MAILKIT_SERVER=host:port in the environment points every login form at a class server.
+# voila.json (read from this folder) leaves out the cells tagged notebook-only
+# and shuts down the kernel (and practice server) of a tab closed for 2 minutes.
 app: $(VENV)/.installed
+	@echo "The mail client as a web page: http://127.0.0.1:$(APP_PORT)/ (Ctrl-C stops it)"
 	$(VENV)/bin/voila --no-browser --port=$(APP_PORT) --Voila.ip=127.0.0.1 notebooks/06-mail-client.ipynb
 
 # After changing mailkit: re-run the course notebooks in place, so their saved
@@ -50,3 +72,10 @@ clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	find . -name .ipynb_checkpoints -type d -prune -exec rm -rf {} +
+
+# Notebook 08's capture: a login, a 100 KB mail (twice) and a refused connection on
+# loopback, recorded live (root or CAP_NET_RAW; CI is root) into notebooks/captures/.
+# After re-recording, run `make notebooks` so notebook 08's outputs match it.
+.PHONY: capture
+capture: $(VENV)/.installed
+	$(VENV)/bin/python -m mailkit.capture record notebooks/captures/mailkit-exchange.pcap

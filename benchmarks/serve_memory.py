@@ -8,6 +8,7 @@ cheap scrypt cost of :func:`load.make_db` (logins are not what is measured).
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import signal
 import sys
@@ -27,11 +28,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=64)
     args = parser.parse_args()
-    mailkit.store.SCRYPT_N = CHEAP_N          # hash_password reads it when called
-    server = MailServer({user_name(i): PASSWORD for i in range(args.users)}, db=":memory:")
+    mailkit.store.SCRYPT_N = CHEAP_N          # an older mailkit's hash_password reads it
+    users = {user_name(i): PASSWORD for i in range(args.users)}
+    if (Path(mailkit.store.__file__).parent / "limits.py").exists():
+        # the class-server limits, two raised as in load.BENCH_LIMIT_FLAGS (see there)
+        from load import BENCH_PER_ADDRESS  # noqa: PLC0415
+        from mailkit.limits import ClassLimits  # noqa: PLC0415
+        from mailkit.store import MailStore  # noqa: PLC0415
+        store = MailStore(":memory:", scrypt_n=CHEAP_N, quota_messages=100_000_000, quota_bytes=10**12)
+        server = MailServer(users, store=store, limits=ClassLimits(per_address=BENCH_PER_ADDRESS))
+    else:   # an older mailkit (run.py --root): as it was
+        cheap = {"scrypt_n": CHEAP_N} if "scrypt_n" in inspect.signature(MailServer).parameters else {}
+        server = MailServer(users, db=":memory:", **cheap)
     server.start()
     # request_stop() where there is one (run.py --root may point at an older mailkit)
-    signal.signal(signal.SIGTERM, lambda *_: getattr(server, "request_stop", server._stopping.set)())
+    signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     print("mailkit listening on %s:%d" % server.address, flush=True)
     try:
         server.serve_forever()

@@ -4,7 +4,11 @@ The core (everything imported here) uses the standard library only:
 
 * :mod:`mailkit.protocol` - frames, checksums, parsing; no sockets
 * :mod:`mailkit.store` - accounts, sessions and mail in SQLite
-* :mod:`mailkit.server` - :class:`MailServer`, a threaded TCP server
+* :mod:`mailkit.responder` - :class:`MailResponder`: one request in, one reply out
+* :mod:`mailkit.simple_server` - :class:`SimpleMailServer`, the server to read
+  (``socketserver``, a thread per connection)
+* :mod:`mailkit.server` - :class:`MailServer`, the fast server for a class
+  (an event loop, a worker pool, :mod:`mailkit.listener`)
 * :mod:`mailkit.client` - :class:`MailClient`, which retries after ``KO``
 * :mod:`mailkit.noise` - :class:`BitFlipChannel` and the :class:`NoisyLink` relay
 * :mod:`mailkit.trace` - transcripts and hexdumps students can read
@@ -30,14 +34,16 @@ from .protocol import (
     COMMANDS, ChecksumMismatch, Command, Handshake, Message, ProtocolError, Reply,
     checksum, make_frame, make_handshake, parse_reply, parse_request,
 )
+from .responder import MailResponder
 from .server import REPLIES, MailServer, PortInUseError
+from .simple_server import SimpleMailServer
 from .store import MailStore
 from .trace import Exchange, Transcript, hexdump
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "MailServer", "MailClient", "MailStore", "BitFlipChannel", "NoisyLink",
+    "MailServer", "SimpleMailServer", "MailResponder", "MailClient", "MailStore", "BitFlipChannel", "NoisyLink",
     "Transcript", "Exchange", "Message", "Command", "Handshake", "Reply", "REPLIES",
     "COMMANDS", "checksum", "make_frame", "make_handshake", "parse_request", "parse_reply",
     "flip_bit", "hexdump",

@@ -3,6 +3,11 @@
     python -m mailkit serve --port 2525 --db mail.db
     python -m mailkit adduser --db mail.db alice
     python -m mailkit client --port 2525
+
+Passwords never need to appear on a command line (where ``ps`` shows them to
+every user of the machine): ``adduser`` asks for one (or reads a line from
+standard input), and ``serve --users-file FILE`` reads ``name:password``
+lines from a file only its owner can read.
 """
 
 from __future__ import annotations
@@ -10,20 +15,24 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 import signal
+import stat
 import sys
 
 from .client import MailClient, MailClientError
-from .protocol import LocalProtocolError
+from .protocol import DEFAULT_PORT, LocalProtocolError
 from .server import MailServer
-from .store import MailStore, StoreError
+from .limits import ClassLimits
+from .store import QUOTA_BYTES, QUOTA_MESSAGES, MailStore, StoreError, StoreOpenError
 
-DEFAULT_PORT = 2525    # an unprivileged port that reads like SMTP's 25
 DEFAULT_DB = "mail.db"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mailkit", description=__doc__.split("\n")[0])
+    # The docstring's first line, without its reST backticks (--help is plain text).
+    parser = argparse.ArgumentParser(prog="python -m mailkit",
+                                     description=__doc__.split("\n")[0].replace("``", ""))
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run a mail server until Ctrl-C",
@@ -35,12 +44,43 @@ def main(argv: list[str] | None = None) -> int:
                        help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
     serve.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default {DEFAULT_DB})")
     serve.add_argument("--user", action="append", default=[], metavar="NAME:PASSWORD",
-                       help="add (or reset) an account before serving; may be repeated")
+                       help="add (or reset) an account before serving; may be repeated. "
+                            "The password shows in ps to everyone on the machine: for a class "
+                            "server use --users-file or the adduser command instead")
+    serve.add_argument("--users-file", metavar="FILE",
+                       help="add (or reset) the accounts in FILE before serving: one NAME:PASSWORD "
+                            "per line ('#' starts a comment). FILE must not be readable by group "
+                            "or others (chmod 600 FILE)")
+    limits = serve.add_argument_group("limits for a class server (the defaults fit a class of 300)")
+    d = ClassLimits()
+    limits.add_argument("--max-per-address", type=int, default=d.per_address, metavar="N",
+                        help=f"open connections from one address (default {d.per_address}; raise it "
+                             "when a whole class reaches the server through one NAT address)")
+    limits.add_argument("--max-connections", type=int, default=d.max_connections, metavar="N",
+                        help=f"open connections in all (default {d.max_connections}); when fewer than "
+                             "1/8 are free, the longest idle are closed first")
+    limits.add_argument("--login-free", type=int, default=d.login_free, metavar="N",
+                        help=f"wrong passwords per user and address before a delay (default {d.login_free}); "
+                             "then 1, 2, 4 ... s for that address only")
+    limits.add_argument("--login-max-delay", type=float, default=d.login_max_delay, metavar="S",
+                        help=f"longest delay after wrong passwords (default {d.login_max_delay:g} s)")
+    limits.add_argument("--guess-rate", type=float, default=d.guesses_per_s, metavar="N",
+                        help=f"bad session ids a second from one address (default {d.guesses_per_s:g}, "
+                             "bursts of twice that)")
+    limits.add_argument("--quota-messages", type=int, default=QUOTA_MESSAGES, metavar="N",
+                        help=f"messages one mailbox holds (default {QUOTA_MESSAGES}; 0: no limit)")
+    limits.add_argument("--quota-mb", type=float, default=QUOTA_BYTES / 2**20, metavar="MB",
+                        help=f"megabytes one mailbox holds (default {QUOTA_BYTES / 2**20:g}; 0: no limit)")
+    limits.add_argument("--max-db-mb", type=float, default=0, metavar="MB",
+                        help="cap the database file at MB megabytes: past it, mail is refused with "
+                             "'storage full', as on a full disk (default 0: no cap)")
     serve.add_argument("--quiet", action="store_true", help="no log line per request")
 
     add = sub.add_parser("adduser", help="add an account to a mail database",
                          description="Add an account. Prompts for the password on a terminal; "
-                                     "otherwise reads one line from standard input.")
+                                     "otherwise reads one line from standard input (so the "
+                                     "password never shows in ps): "
+                                     "echo \"$PW\" | python -m mailkit adduser NAME")
     add.add_argument("name")
     add.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default {DEFAULT_DB})")
     add.add_argument("--replace", action="store_true", help="reset the password of an existing account")
@@ -65,10 +105,31 @@ def _serve(args) -> int:
             print(f"--user wants NAME:PASSWORD, got {spec!r}", file=sys.stderr)
             return 2
         users[name] = password
+    if args.users_file:
+        try:
+            users.update(read_users_file(args.users_file))
+        except (OSError, ValueError) as exc:
+            print(f"mailkit: {exc}", file=sys.stderr)
+            return 2
     try:
-        server = MailServer(users, host=args.host, port=args.port, db=args.db)
+        store = MailStore(args.db, quota_messages=args.quota_messages or None,
+                          quota_bytes=int(args.quota_mb * 2**20) or None,
+                          max_db_bytes=int(args.max_db_mb * 2**20) or None)
+    except StoreOpenError as exc:       # one line naming the path, no traceback
+        print(f"mailkit: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"mailkit: cannot serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        limits = ClassLimits(per_address=args.max_per_address, max_connections=args.max_connections,
+                             login_free=args.login_free,
+                             login_max_delay=args.login_max_delay, guesses_per_s=args.guess_rate,
+                             guess_burst=max(1.0, 2 * args.guess_rate))
+        server = MailServer(users, host=args.host, port=args.port, store=store, limits=limits)
         server.start()
-    except (OSError, StoreError, LocalProtocolError) as exc:
+    except (OSError, StoreError, LocalProtocolError, ValueError) as exc:
+        store.close()
         print(f"mailkit: cannot serve: {exc}", file=sys.stderr)
         return 1
     # SIGTERM stops as cleanly as Ctrl-C does.
@@ -80,6 +141,28 @@ def _serve(args) -> int:
     finally:
         server.close()
     return 0
+
+
+def read_users_file(path: str) -> dict[str, str]:
+    """``{name: password}`` from a file of ``NAME:PASSWORD`` lines (blank
+    lines and lines starting with ``#`` are skipped).  ValueError, naming the
+    file and line, for a bad line or a file that group or others can read."""
+    with open(path, encoding="utf-8") as f:
+        if os.name == "posix":
+            mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+            if mode & 0o044:
+                raise ValueError(f"{path} is readable by group or others (mode {mode:o}): "
+                                 f"it holds passwords; run chmod 600 {path}")
+        users = {}
+        for number, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            name, sep, password = line.partition(":")
+            if not sep or not name.strip() or not password:
+                raise ValueError(f"{path}, line {number}: expected NAME:PASSWORD")
+            users[name.strip()] = password
+    return users
 
 
 def _read_secret(prompt: str) -> str:
@@ -96,6 +179,9 @@ def _adduser(args) -> int:
     try:
         with MailStore(args.db) as store:
             store.add_user(args.name, password, replace=args.replace)
+    except StoreOpenError as exc:
+        print(f"mailkit: {exc}", file=sys.stderr)
+        return 2
     except (StoreError, ValueError) as exc:
         print(f"mailkit: {exc}", file=sys.stderr)
         return 1

@@ -44,8 +44,8 @@ from . import protocol as P
 from .client import MailClient, MailClientError, RetriesExhausted
 from .noise import BitFlipChannel
 from .pictures import COLOURS, frame_html, sequence_diagram
-from .course import parse_2017
 from .server import MailServer
+from .text import clip, plural
 
 __all__ = ["LoginForm", "login_form", "FrameBuilder", "frame_builder", "NoiseForm", "noise_form",
            "ServerStopped"]
@@ -318,10 +318,10 @@ class BuiltFrame:
     def __init__(self, frame: bytes, recipient: str | None = None):
         self.frame = frame
         self.view = frame_html(frame)
-        _, claimed, ok = parse_2017(frame)
+        _, claimed, ok = P.parse_2017(frame)
         self.ok_2017 = ok
         self.note_2017 = ("a 2017 parser (first '#') reads it correctly" if ok else
-                          f"a 2017 parser (first '#') takes {_clip(claimed, 20)!r} for the checksum "
+                          f"a 2017 parser (first '#') takes '{clip(claimed, 20)}' for the checksum "
                           "and answers KO")
         self.warnings = _recipient_warnings(recipient)
 
@@ -348,10 +348,6 @@ def _recipient_warnings(recipient: str | None) -> list[str]:
         return [f"{recipient!r} cannot be a username ({why}): the checksum matches, but the "
                 "server will answer with an error (unknown recipient)"]
     return []
-
-
-def _clip(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def frame_builder(session_id: str = "0123456789", recipient: str = "bob",
@@ -404,7 +400,7 @@ class NoiseForm(_Form):
         try:
             client.send(self.recipient, self.subject, self.body)
             attempts = client.transcript[1:]
-            verdict = f"delivered after {len(attempts)} attempt{'s' if len(attempts) > 1 else ''}"
+            verdict = f"delivered after {plural(len(attempts), 'attempt')}"
         except RetriesExhausted:
             attempts = client.transcript[1:]
             outcomes = ", ".join(e.outcome for e in attempts)

@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from . import protocol as P
-from ._listener import Listener, Received, send_and_close
+from .listener import Listener, Received, send_and_close
 
 __all__ = ["flip_bit", "flip_bits", "BitFlipChannel", "NoisyLink", "LinkEvent"]
 
@@ -173,7 +173,16 @@ class NoisyLink(Listener):
     the reply on; *delay* holds the reply back for that many seconds.
     ``link.plan_next(...)`` fixes the faults of the next connection instead.
     ``link.events`` records what happened.
+
+    A client that does not half-close (a 2017 one) gets the reply as soon as
+    the server has been quiet for ``REPLY_QUIET_S``; after exactly ``KO`` it
+    may resend on the same connection, once, as the 2017 client does: the
+    resend goes upstream on the same connection too, with faults of its own
+    (a second event).
     """
+
+    REPLY_QUIET_S = 0.1     # the reply is complete when the server said nothing more for this long
+    RESEND_WAIT_S = P.KO_RESEND_S   # after a KO, how long to wait for a same-socket resend
 
     def __init__(self, target: tuple[str, int], *, rate: float = 0.0, reply_rate: float = 0.0,
                  drop_rate: float = 0.0, delay: float = 0.0, seed: int = 0,
@@ -187,6 +196,7 @@ class NoisyLink(Listener):
         self._rng = random.Random(seed)
         self._plans: deque[_Faults] = deque()
         self.events: list[LinkEvent] = []
+        self._events_lock = threading.Lock()    # guards _rng, _plans and events
 
     def __repr__(self) -> str:
         where = "%s:%d" % self.address if self.running else "stopped"
@@ -196,18 +206,18 @@ class NoisyLink(Listener):
     def plan_next(self, *, flips=(), reply_flips=(), drop_reply: bool = False,
                   delay: float = 0.0) -> "NoisyLink":
         """Fix what happens to the next connection (then the rates apply again)."""
-        with self._lock:
+        with self._events_lock:
             self._plans.append(_Faults(tuple(flips), tuple(reply_flips), None, drop_reply, delay))
         return self
 
     def _faults(self, request: bytes) -> tuple[LinkEvent, _Faults]:
-        with self._lock:
+        with self._events_lock:
             number = len(self.events) + 1
             if self._plans:
                 faults = self._plans.popleft()
             else:
                 rng = self._rng
-                frame = self.noisy_handshakes or P._is_frame(request)
+                frame = self.noisy_handshakes or P.is_frame(request)
                 faults = _Faults(
                     request_flips=_plan(rng, self.rate if frame else 0.0, len(request), 1),
                     drop_reply=rng.random() < self.drop_rate,
@@ -220,31 +230,58 @@ class NoisyLink(Listener):
             self.events.append(event)
         return event, faults
 
-    def handle_request(self, conn: socket.socket, peer, received: Received) -> None:
+    def handle_request(self, conn: socket.socket, peer, received: Received):
         if received.error is not None:
             send_and_close(conn, f"ERROR: {received.error}".encode(), drain=True)
-            return
-        event, faults = self._faults(received.data)
+            return None
+        conn.setblocking(True)
+        request, half_closed = received.data, received.closed
         try:
-            conn.setblocking(True)
-            reply = self._forward(conn, _apply(received.data, faults.request_flips),
-                                  half_closed=received.closed)
+            up = socket.create_connection(self.target, timeout=self.REQUEST_DEADLINE_S)
         except OSError as exc:
+            event, _ = self._faults(request)
             event.error = f"server unreachable: {exc}"
-            return            # the client sees a closed connection, as through a dead wire
-        event.reply = reply
-        event.reply_flips = faults.flips_for_reply(reply)
-        if faults.delay:
-            self._stopping.wait(faults.delay)
-        if faults.drop_reply:
-            return            # close without a reply: the lost OK
-        send_and_close(conn, _apply(reply, event.reply_flips))
+            return None       # the client sees a closed connection, as through a dead wire
+        with up:
+            for resend in (False, True):
+                event, faults = self._faults(request)
+                try:
+                    reply = self._forward(conn, up, _apply(request, faults.request_flips),
+                                          half_closed=half_closed)
+                except OSError as exc:
+                    event.error = f"server unreachable: {exc}"
+                    return None
+                event.reply = reply
+                event.reply_flips = faults.flips_for_reply(reply)
+                if faults.delay:
+                    self.stop_requested(faults.delay)
+                if faults.drop_reply:
+                    return None   # close without a reply: the lost OK
+                wire = _apply(reply, event.reply_flips)
+                if resend or half_closed or reply != b"KO":
+                    send_and_close(conn, wire)
+                    return None
+                # Exactly KO to a client that may resend on this socket (2017).
+                send_and_close(conn, wire, close=False)
+                request = self._read_resend(conn)
+                if not request:
+                    return None
+        return None
 
-    def _forward(self, conn: socket.socket, request: bytes, *, half_closed: bool) -> bytes:
+    def _read_resend(self, conn: socket.socket) -> bytes:
+        try:
+            conn.settimeout(self.RESEND_WAIT_S)
+            return conn.recv(65536)
+        except OSError:
+            return b""
+
+    def _forward(self, conn: socket.socket, up: socket.socket, request: bytes, *,
+                 half_closed: bool) -> bytes:
         """Send *request* upstream and collect the reply, passing on anything
-        more the client sends, and its half-close, while the reply comes."""
-        with socket.create_connection(self.target, timeout=self.REQUEST_DEADLINE_S) as up, \
-                selectors.DefaultSelector() as sel:
+        more the client sends, and its half-close, while the reply comes.
+        The reply is complete when the server closes, or (if the client has
+        not half-closed) when it has been quiet for REPLY_QUIET_S."""
+        with selectors.DefaultSelector() as sel:
             up.sendall(request)
             if half_closed:
                 up.shutdown(socket.SHUT_WR)
@@ -254,7 +291,11 @@ class NoisyLink(Listener):
             chunks = []
             deadline = time.monotonic() + self.REQUEST_DEADLINE_S
             while time.monotonic() < deadline:
-                for key, _ in sel.select(timeout=0.5):
+                quiet = chunks and not half_closed
+                events = sel.select(timeout=self.REPLY_QUIET_S if quiet else 0.5)
+                if not events and quiet:
+                    break
+                for key, _ in events:
                     if key.fileobj is up:
                         chunk = up.recv(65536)
                         if not chunk:
@@ -270,7 +311,8 @@ class NoisyLink(Listener):
                     else:                     # the client half-closed: say so upstream
                         sel.unregister(conn)
                         up.shutdown(socket.SHUT_WR)
-                if self._stopping.is_set():
+                        half_closed = True
+                if self.stop_requested():
                     break
             return b"".join(chunks)
 

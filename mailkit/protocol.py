@@ -37,23 +37,29 @@ import time
 from dataclasses import dataclass, field
 
 __all__ = [
-    "CHECKSUM_LEN", "COMMANDS", "MAX_REQUEST_BYTES", "SESSION_ID_LEN",
+    "CHECKSUM_LEN", "COMMANDS", "KO_RESEND_S", "MAX_REQUEST_BYTES", "SESSION_ID_LEN",
     "ProtocolError", "LocalProtocolError", "RemoteProtocolError",
     "ChecksumMismatch", "MalformedRequest", "UnknownCommand", "RequestTooLarge",
     "Handshake", "Command", "Message", "Reply",
     "checksum", "escape_field", "unescape_field", "validate_username",
-    "make_handshake", "make_frame", "parse_request", "parse_reply",
+    "make_handshake", "make_frame", "parse_request", "parse_reply", "parse_2017",
     "format_messages", "parse_messages", "RequestReader",
+    "looks_framed", "verifies", "is_frame", "preview",
 ]
 
 SESSION_ID_LEN = 10          # PROTOCOL.md: "ten decimal digits"
 CHECKSUM_LEN = 40            # hex digits of a SHA-1
+DEFAULT_PORT = 2525          # a class server's port: unprivileged, and reads like SMTP's 25
 # A 100 KB body must arrive whole; ten times that leaves room for any real
 # mail and still stops a client from filling the server's memory.
 MAX_REQUEST_BYTES = 1024 * 1024
 # Longest reply the client will read: a dump of a full inbox can be large,
 # but not unbounded (smtplib caps its reply lines for the same reason).
 MAX_REPLY_BYTES = 64 * 1024 * 1024
+# After replying exactly KO to a client that has not half-closed, a server
+# keeps the connection open this long for ONE resend of the frame on it: the
+# 2017 client resends on the same socket (at once; 2 s covers a loaded machine).
+KO_RESEND_S = 2.0
 
 USERNAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
 _FRAME_START = re.compile(rb"\d{%d}:" % SESSION_ID_LEN)
@@ -211,6 +217,16 @@ _ESCAPE = {":": "#3A", "#": "#23"}
 _UNESCAPE_RE = re.compile("#(3A|3a|23)")
 
 
+def parse_2017(frame: bytes) -> tuple[bytes, str, bool]:
+    """Split *frame* the 2017 way, at the FIRST ``#``: return (content, the
+    checksum it claims, whether the checksum matches).  Correct only while
+    no field contains a ``#`` (PROTOCOL.md, "Flaws of 2017"); mailkit itself
+    splits at the last one."""
+    content, _, claimed = frame.partition(b"#")
+    claimed_text = claimed.decode("utf-8", "replace")
+    return content, claimed_text, checksum(content) == claimed_text
+
+
 def escape_field(text: str) -> str:
     """Escape a field that is not the last one of its frame: ``:`` becomes
     ``#3A`` and ``#`` becomes ``#23``; all other text is left exactly as it is."""
@@ -230,7 +246,7 @@ def unescape_field(text: str) -> str:
 def make_handshake(user: str, password: str) -> bytes:
     """``USERNAME:PASSWORD`` as bytes, exactly as a 2017 client sends it."""
     validate_username(user)
-    if _looks_framed(password.encode("utf-8")):
+    if looks_framed(password.encode("utf-8")):
         raise LocalProtocolError("a password may not end in '#' and 40 hex digits")
     if password.endswith(("\n", "\r")):
         raise LocalProtocolError("a password may not end in a line break")
@@ -267,7 +283,7 @@ def _is_session_id(text: str) -> bool:
     return len(text) == SESSION_ID_LEN and text.isascii() and text.isdigit()
 
 
-def _looks_framed(data: bytes) -> bool:
+def looks_framed(data: bytes) -> bool:
     """True if *data* ends in ``#`` and 40 lowercase hex digits."""
     tail = data[-CHECKSUM_LEN:]
     return (
@@ -278,13 +294,14 @@ def _looks_framed(data: bytes) -> bool:
     )
 
 
-def _verifies(data: bytes) -> bool:
-    return _looks_framed(data) and checksum(data[: -CHECKSUM_LEN - 1]) == data[-CHECKSUM_LEN:].decode()
+def verifies(data: bytes) -> bool:
+    """True if *data* ends in ``#`` and the SHA-1 of everything before it."""
+    return looks_framed(data) and checksum(data[: -CHECKSUM_LEN - 1]) == data[-CHECKSUM_LEN:].decode()
 
 
-def _is_frame(data: bytes) -> bool:
+def is_frame(data: bytes) -> bool:
     """A request is a frame if it starts with a session id or carries a checksum."""
-    return bool(_FRAME_START.match(data)) or _looks_framed(data)
+    return bool(_FRAME_START.match(data)) or looks_framed(data)
 
 
 def _damaged_checksum(data: bytes) -> bool:
@@ -320,7 +337,7 @@ def parse_request(data: bytes) -> Handshake | Command:
         raise RequestTooLarge(f"request of {len(data)} bytes is over the limit of {MAX_REQUEST_BYTES}")
     if not data.strip():
         raise MalformedRequest("empty request: expected USERNAME:PASSWORD or a command frame")
-    if _is_frame(data):
+    if is_frame(data):
         return _parse_frame(data)
     return _parse_handshake(data)
 
@@ -331,18 +348,18 @@ def _parse_handshake(data: bytes) -> Handshake:
     if not sep:
         raise MalformedRequest(
             "expected USERNAME:PASSWORD (a login) or SESSION_ID:COMMAND...#CHECKSUM "
-            f"(a command); got {_preview(text)}"
+            f"(a command); got {preview(text)}"
         )
     return Handshake(user, password)
 
 
 def _parse_frame(data: bytes) -> Command:
-    if not _looks_framed(data):
+    if not looks_framed(data):
         if _damaged_checksum(data):
             raise ChecksumMismatch(_decode_loose(data[-CHECKSUM_LEN:]), "(unreadable checksum)")
         raise MalformedRequest(
             f"incomplete frame: it should end in '#' and a {CHECKSUM_LEN}-digit checksum; "
-            f"got {len(data)} bytes ending in {_preview(_decode_loose(data[-20:]))}"
+            f"got {len(data)} bytes ending in {preview(_decode_loose(data[-20:]))}"
         )
     content, claimed = data[: -CHECKSUM_LEN - 1], data[-CHECKSUM_LEN:].decode("ascii")
     actual = checksum(content)
@@ -352,12 +369,12 @@ def _parse_frame(data: bytes) -> Command:
     session_id, sep, rest = text.partition(":")
     if not (sep and _is_session_id(session_id)):
         raise MalformedRequest(
-            f"a frame starts with a {SESSION_ID_LEN}-digit session id and ':'; got {_preview(text)}"
+            f"a frame starts with a {SESSION_ID_LEN}-digit session id and ':'; got {preview(text)}"
         )
     name = rest.partition(":")[0]
     spec = COMMANDS.get(name)
     if spec is None:
-        raise UnknownCommand(f"unknown command {_preview(name)} (send 'help' for the list)")
+        raise UnknownCommand(f"unknown command {preview(name)} (send 'help' for the list)")
     parts = rest.split(":", len(spec.fields))[1:]
     if len(parts) != len(spec.fields) or (not spec.fields and rest != name):
         raise MalformedRequest(
@@ -372,7 +389,8 @@ def _decode_loose(data: bytes) -> str:
     return data.decode("utf-8", errors="backslashreplace")
 
 
-def _preview(text: str, limit: int = 40) -> str:
+def preview(text: str, limit: int = 40) -> str:
+    """*text* quoted for an error message, cut after *limit* characters."""
     return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
@@ -440,7 +458,7 @@ def parse_messages(text: str) -> list[Message]:
     first, _, rest = data.partition(b"\n")
     head = _LISTING_HEAD.match(first.decode("utf-8", "replace"))
     if not head:
-        raise RemoteProtocolError(f"not a message listing: {_preview(first.decode('utf-8', 'replace'))}")
+        raise RemoteProtocolError(f"not a message listing: {preview(first.decode('utf-8', 'replace'))}")
     messages = []
     for i in range(1, int(head.group(1)) + 1):
         headers: dict[str, str] = {}
@@ -539,8 +557,8 @@ class RequestReader:
         data = self.data
         if not data:
             return self.idle_timeout
-        if _looks_framed(data):
-            return 0.0 if _verifies(data) else min(self.SETTLE_S, self.idle_timeout)
+        if looks_framed(data):
+            return 0.0 if verifies(data) else min(self.SETTLE_S, self.idle_timeout)
         if not _FRAME_START.match(data[: SESSION_ID_LEN + 1]) and not data[:1].isdigit():
             if data.endswith(b"\n"):
                 return 0.0

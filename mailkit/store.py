@@ -6,29 +6,46 @@ statement is its own committed transaction); a file database uses
 ``journal_mode=WAL`` (a commit appends to one log, readers never block the
 writer) with ``synchronous=FULL`` (that log is fsynced on every commit).
 
-Group commit: an fsync costs as much as the rest of a delivery, so
-deliveries that arrive while a commit is under way queue up, and when it
-ends one of them commits the whole queue in ONE transaction (one fsync).
-Every ``deliver()`` still returns only after the commit that holds its own
-message. Touching a session's idle timer is the one write that skips the
+Group commit: an fsync costs as much as the rest of a delivery, so every
+delivery joins ONE queue, and ONE writer thread commits whatever has queued
+up in one transaction (one fsync) while the next deliveries queue behind it.
+``submit()`` queues a mail and returns a ``concurrent.futures.Future`` that
+the writer completes after the commit that holds it (a server can reply from
+the future's callback without a thread waiting per mail); ``deliver()`` is
+``submit()`` and wait.  Either way the result is known only once the mail
+is on disk. Touching a session's idle timer is the one write that skips the
 fsync (see ``session_user``): losing it to a power cut only ends a session
 a little early, and the next mail's fsync makes it durable anyway.
 
-Threads: ONE connection (``check_same_thread=False``) guarded by one
-``threading.Lock`` taken around every piece of SQL. Simple to reason about,
-safe from any number of threads, and right for ``":memory:"``, where a second
-connection would see a different, empty database. Password hashing (~50 ms of
+Threads: ONE connection (``check_same_thread=False``) for every write,
+guarded by one ``threading.Lock`` taken around every piece of SQL on it.
+A file store has a second connection, with a lock of its own, for reads
+(WAL lets them run while a commit waits for its fsync, so checking a session
+id never waits for someone else's mail to reach the disk).  ``":memory:"``
+has only the one connection: a second would see a different, empty database. Password hashing (~50 ms of
 scrypt) runs outside the lock so one login never stalls every other thread.
 Nothing is ever pickled, and every query is parameterised.
+
+A class server is shared, so the store sets limits: a mailbox holds at most
+``quota_messages`` messages and ``quota_bytes`` bytes of subjects and bodies
+(:class:`MailboxFull` past that; the usage is counted in memory, loaded once
+per user from the database); a listing (``messages()`` with ``limit`` and
+``max_bytes``) stops early, so a full mailbox read four times at once does
+not take the server's memory; a full disk raises :class:`StorageFull` (the
+message is not stored, and says so); a new database file is created
+readable by its owner only (0600; SQLite gives its ``-wal`` and ``-shm``
+files the same mode).
 """
 from __future__ import annotations
 
 import copy
 import hashlib
+from concurrent.futures import Future
 import hmac
 import os
 import secrets
 import sqlite3
+import sys
 import threading
 import time
 
@@ -36,7 +53,8 @@ from mailkit.protocol import Message, validate_username
 
 __all__ = [
     "SESSION_TTL_S", "SCRYPT_N", "SCRYPT_R", "SCRYPT_P",
-    "StoreError", "UserExists", "UnknownUser",
+    "QUOTA_MESSAGES", "QUOTA_BYTES", "LISTING_MESSAGES", "LISTING_BYTES",
+    "StoreError", "StoreOpenError", "UserExists", "UnknownUser", "MailboxFull", "StorageFull",
     "SessionError", "UnknownSession", "SessionExpired",
     "hash_password", "verify_password", "MailStore",
 ]
@@ -49,20 +67,77 @@ SESSION_TTL_S = 30 * 60
 # second, not ten, and a session lives at most 1 s less than its TTL says.
 TOUCH_RESOLUTION_S = 1.0
 # OWASP's recommended scrypt cost: ~50 ms and 16 MiB per hash, which makes
-# guessing passwords from a stolen database file expensive.
+# guessing passwords from a stolen database file expensive.  A MailStore takes
+# another N (``scrypt_n=``) for tests and benchmarks that log in thousands of
+# times; every hash string names its own cost, so either store verifies both.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 # Each scrypt hash needs 16 MiB (128 * N * r bytes) for its ~50 ms: a class of
 # 300 logging in at once would make the server take 5 GB (measured: 200 at
 # once took 1.4 GB).  At most HASH_SLOTS hashes run at a time; the others wait
 # their turn, which costs no time overall, since hashing keeps every core busy.
 HASH_SLOTS = max(2, os.cpu_count() or 2)
-_hash_slots = threading.BoundedSemaphore(HASH_SLOTS)
+
+
+class _HashSlots:
+    """At most HASH_SLOTS hashes at a time (a context manager), and their
+    16 MiB buffers given back to the system after each hash.
+
+    glibc's malloc raises its mmap threshold when a big block is freed, so
+    from the second hash on, each thread's 16 MiB buffer comes from that
+    thread's heap arena and stays there: a login storm on 200 worker threads
+    kept 270 MB after it was over (measured; 460 MB at its peak).  Fixing
+    the threshold at 1 MiB (``mallopt(M_MMAP_THRESHOLD)``, once, on glibc
+    only) makes every such buffer an mmap that is unmapped when freed: the
+    same storm peaked at 59 MB and kept 2 MB."""
+
+    M_MMAP_THRESHOLD = -3
+
+    def __init__(self, slots: int):
+        self._sem = threading.BoundedSemaphore(slots)
+        self._tuned = False
+
+    def _tune(self) -> None:
+        self._tuned = True
+        if not sys.platform.startswith("linux"):
+            return
+        try:
+            import ctypes  # noqa: PLC0415 - only where glibc may be
+            ctypes.CDLL(None).mallopt(self.M_MMAP_THRESHOLD, 1 << 20)
+        except (OSError, AttributeError, TypeError):   # not glibc (musl has no mallopt): as is
+            pass
+
+    def __enter__(self):
+        if not self._tuned:
+            self._tune()
+        self._sem.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._sem.release()
+
+
+_hash_slots = _HashSlots(HASH_SLOTS)
 SALT_BYTES = 16          # 128 random bits: no two users ever share a salt
 HASH_BYTES = 32          # 256-bit derived key, far beyond brute force
 SESSION_DIGITS = 10      # session ids are 10 decimal digits, easy to type in a lab
 SESSION_ID_ATTEMPTS = 20  # a collision is ~1 in 10**10; 20 in a row means a bug
+# The writer thread waits this long for the next mail before it ends (a new
+# one starts with the next mail): under load it never ends, idle it costs nothing.
+WRITER_LINGER_S = 1.0
 BUSY_TIMEOUT_MS = 5000   # wait up to 5 s when another process holds the write lock
 SCHEMA_VERSION = 1       # kept in PRAGMA user_version; bump when the tables change
+# A mailbox's quota, for a class of 300 on one server: 300 full mailboxes
+# are 3 GB of disk at most, and a student who keeps everything from a whole
+# course (a few hundred short mails) never meets it.
+QUOTA_MESSAGES = 1_000
+QUOTA_BYTES = 10 * 1024 * 1024        # subjects and bodies, UTF-8
+# One listing (the reply to getmsg or dump) holds at most this much: the
+# oldest messages first, and the reply says how many more there are.  The
+# bytes bound the server's memory (a full mailbox read four times at once);
+# the count is the quota's, so only big mail makes a listing stop early.
+LISTING_MESSAGES = QUOTA_MESSAGES
+LISTING_BYTES = 2 * 1024 * 1024
+_SQLITE_FULL = 13
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS users (
@@ -85,8 +160,31 @@ class UserExists(StoreError):
     """add_user() was asked for a name that is already taken."""
 
 
+class StoreOpenError(StoreError):
+    """The database file cannot be opened or created (the message names the path)."""
+
+
 class UnknownUser(StoreError):
     """The named user does not exist."""
+
+
+class MailboxFull(StoreError):
+    """The recipient's mailbox is at its quota: the message was not stored."""
+
+
+class StorageFull(StoreError):
+    """The disk (or the database's size limit) is full: nothing was stored."""
+
+
+def _is_full(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "is full" in str(exc))
+
+
+def _storage_full(path: str) -> StorageFull:
+    # The text reaches clients: it names no path (the log has the cause).
+    return StorageFull("storage full: the server's disk is full, nothing was stored "
+                       "(tell whoever runs the server)")
 
 
 class SessionError(StoreError):
@@ -108,15 +206,16 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
                           maxmem=2 * 128 * r * (n + p), dklen=HASH_BYTES)
 
 
-def hash_password(password: str, *, salt: bytes | None = None) -> str:
+def hash_password(password: str, *, salt: bytes | None = None, n: int = SCRYPT_N) -> str:
     """Hash ``password`` with salted scrypt (a fresh 16-byte salt unless given),
     as ``"scrypt$N$r$p$<salt hex>$<hash hex>"``: the string names its own cost,
-    so old hashes still verify if the defaults change."""
+    so old hashes still verify if the defaults change.  *n* is scrypt's cost
+    (a power of two; the default is the real one)."""
     if not isinstance(password, str):
         raise TypeError(f"password must be a str, got {type(password).__name__}")
     salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
-    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+    digest = _scrypt(password, salt, n, SCRYPT_R, SCRYPT_P)
+    return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -134,9 +233,27 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(_scrypt(password, salt, n, r, p), expected)
 
 
-# Checked for an unknown user, so that "no such user" costs the same scrypt as
-# "wrong password" and the timing does not reveal which names exist.
-_DUMMY_HASH = f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${'00' * SALT_BYTES}${'00' * HASH_BYTES}"
+def _dummy_hash(n: int) -> str:
+    """Checked for an unknown user, so that "no such user" costs the same
+    scrypt as "wrong password" and the timing does not reveal which names exist."""
+    return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${'00' * SALT_BYTES}${'00' * HASH_BYTES}"
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+def _create_private(path: str) -> None:
+    """Create the database file readable and writable by its owner only
+    (0600), if it does not exist yet; SQLite creates its -wal and -shm files
+    with the same mode.  StoreOpenError, naming the path, if it cannot."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StoreOpenError(f"cannot open the mail database {path}: {exc.strerror or exc}") from None
+    os.close(fd)
 
 
 def _own_copy(exc: BaseException) -> BaseException:
@@ -149,13 +266,15 @@ def _own_copy(exc: BaseException) -> BaseException:
 class _Delivery:
     """One message waiting for the commit that holds it."""
 
-    __slots__ = ("message", "params", "inserted", "error", "done")
+    __slots__ = ("message", "params", "inserted", "error", "future", "size")
 
     def __init__(self, message: Message):
         m = self.message = message
+        self.size = _size(m.subject, m.body)
         # INSERT ... SELECT ?, ?, ?, ?, ? WHERE EXISTS (user ?): see _commit
         self.params = (m.recipient, m.sender, m.subject, m.body, m.sent_at, m.recipient)
-        self.inserted, self.error, self.done = 0, None, False
+        self.inserted, self.error = 0, None
+        self.future: Future = Future()
 
     def outcome(self) -> Message | Exception:
         """After its commit: the message stored, or the exception that kept it out."""
@@ -166,31 +285,56 @@ class _Delivery:
         return self.message
 
 
+def _size(subject: str, body: str) -> int:
+    """What a message counts against its recipient's quota: its text in bytes."""
+    return len(subject.encode("utf-8", "surrogatepass")) + len(body.encode("utf-8", "surrogatepass"))
+
+
 class MailStore:
     """Users, login sessions and mailboxes in one SQLite database.
 
     ``path`` is a file name, or ``":memory:"`` for a throw-away store;
     ``session_ttl`` is the idle time (seconds) after which a session expires;
-    ``clock`` returns the time in seconds (tests pass a fake one to move time).
+    ``clock`` returns the time in seconds (tests pass a fake one to move time);
+    ``scrypt_n`` is the password-hash cost of new hashes (the default is the
+    real one; tests pass a cheap one such as 16);
+    ``quota_messages`` and ``quota_bytes`` bound each mailbox (None: no bound);
+    ``max_db_bytes`` caps the whole database file (SQLite's ``max_page_count``:
+    past it, StorageFull, as on a full disk).
     Safe to share between threads. Use it in ``with`` or call ``close()``.
+    StoreOpenError if the file cannot be opened or created.
     """
 
     def __init__(self, path: str | os.PathLike = ":memory:", *,
-                 session_ttl: float = SESSION_TTL_S, clock=time.time):
+                 session_ttl: float = SESSION_TTL_S, clock=time.time, scrypt_n: int = SCRYPT_N,
+                 quota_messages: int | None = QUOTA_MESSAGES, quota_bytes: int | None = QUOTA_BYTES,
+                 max_db_bytes: int | None = None):
         self.path = os.fspath(path)
         self.session_ttl = session_ttl
+        self.scrypt_n = scrypt_n
+        self._dummy_hash = _dummy_hash(scrypt_n)
+        self.quota_messages, self.quota_bytes = quota_messages, quota_bytes
+        self._usage: dict[str, list[int]] = {}   # user -> [messages, bytes], under _lock
         self._touch_every = min(TOUCH_RESOLUTION_S, session_ttl / 100)
         self._clock = clock
         self._lock = threading.Lock()
-        # Group commit (see deliver): the queue, and whether a commit is running.
+        # Group commit (see submit): the queue and its writer thread, under _group.
         self._group = threading.Condition(threading.Lock())
         self._queue: list[_Delivery] = []
-        self._committing = False
+        self._writer: threading.Thread | None = None
+        self._closing = False
+        self._in_commit = 0             # mails in the commit under way
+        self._commits = 0               # group commits so far (see stats)
         self._durable = self.path != ":memory:"
+        if self._durable:
+            _create_private(self.path)
         # isolation_level=None is autocommit: a statement is committed (and,
         # with synchronous=FULL, fsynced) before execute() returns.
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            self.path, check_same_thread=False, isolation_level=None)
+        try:
+            self._conn: sqlite3.Connection | None = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreOpenError(f"cannot open the mail database {self.path}: {exc}") from None
         try:
             if self.path != ":memory:":
                 self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -201,16 +345,32 @@ class MailStore:
                 raise StoreError(f"{self.path} has schema version {version}, but this "
                                  f"mailkit knows only version {SCHEMA_VERSION} (upgrade mailkit)")
             self._conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
-        except BaseException:
+            if max_db_bytes is not None:    # per connection: the writer's is the one that counts
+                page = self._conn.execute("PRAGMA page_size").fetchone()[0]
+                self._conn.execute(f"PRAGMA max_page_count = {max(1, int(max_db_bytes) // page)}")
+            self._read_conn, self._read_lock = self._conn, self._lock
+            if self._durable:
+                self._read_conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                self._read_lock = threading.Lock()
+                self._read_conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                self._read_conn.execute("PRAGMA query_only = 1")
+        except BaseException as exc:
             self._conn.close()
             self._conn = None
+            if isinstance(exc, sqlite3.DatabaseError):    # not a database, unreadable, read-only...
+                raise StoreOpenError(f"cannot open the mail database {self.path}: {exc}") from None
             raise
 
     # All SQL goes through these: _run needs self._lock held; _one and _all take it.
     def _run(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
         if self._conn is None:
             raise StoreError(f"the store {self.path!r} is closed")
-        return self._conn.execute(sql, params)
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            if _is_full(exc):
+                raise _storage_full(self.path) from exc
+            raise
 
     def _one(self, sql: str, params: tuple = ()) -> tuple | None:
         with self._lock:
@@ -220,13 +380,21 @@ class MailStore:
         with self._lock:
             return self._run(sql, params).fetchall()
 
+    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """A query on the read connection.  fetchall() ends the statement, and
+        with it the read transaction, so the next read sees every commit."""
+        with self._read_lock:
+            if self._read_conn is None:
+                raise StoreError(f"the store {self.path!r} is closed")
+            return self._read_conn.execute(sql, params).fetchall()
+
     # -- users -----------------------------------------------------------
     def add_user(self, name: str, password: str, *, replace: bool = False) -> None:
         """Create user ``name`` (ValueError if the name is bad). If it exists:
         UserExists, or with ``replace=True`` its password is reset."""
         validate_username(name)
         with _hash_slots:  # slow, so outside the lock
-            password_hash = hash_password(password)
+            password_hash = hash_password(password, n=self.scrypt_n)
         with self._lock:
             try:
                 self._run("INSERT INTO users VALUES (?, ?, ?)",
@@ -239,18 +407,19 @@ class MailStore:
 
     def has_user(self, name: str) -> bool:
         """True if a user called ``name`` exists."""
-        return self._one("SELECT 1 FROM users WHERE name = ?", (name,)) is not None
+        return bool(self._read("SELECT 1 FROM users WHERE name = ?", (name,)))
 
     def users(self) -> list[str]:
         """All user names, sorted."""
-        return sorted(name for (name,) in self._all("SELECT name FROM users"))
+        return sorted(name for (name,) in self._read("SELECT name FROM users"))
 
     def check_password(self, name: str, password: str) -> bool:
         """True if ``password`` is right for ``name``; False if wrong or no such user."""
-        row = self._one("SELECT password_hash FROM users WHERE name = ?", (name,))
-        # Outside the lock, and spent even for an unknown user (see _DUMMY_HASH).
+        rows = self._read("SELECT password_hash FROM users WHERE name = ?", (name,))
+        row = rows[0] if rows else None
+        # Outside the lock, and spent even for an unknown user (see _dummy_hash).
         with _hash_slots:
-            matches = verify_password(password, row[0] if row else _DUMMY_HASH)
+            matches = verify_password(password, row[0] if row else self._dummy_hash)
         return matches and row is not None
 
     # -- sessions --------------------------------------------------------
@@ -277,17 +446,17 @@ class MailStore:
         TOUCH_RESOLUTION_S, see there). Raises
         UnknownSession, or SessionExpired (and then forgets the session)."""
         now = self._clock()
-        with self._lock:
-            row = self._run("SELECT user, last_used FROM sessions WHERE id = ?",
-                            (session_id,)).fetchone()
-            if row is None:
-                raise UnknownSession(f"unknown session id {session_id} (log in again)")
-            user, last_used = row
-            if now - last_used > self.session_ttl:
+        rows = self._read("SELECT user, last_used FROM sessions WHERE id = ?", (session_id,))
+        if not rows:
+            raise UnknownSession(f"unknown session id {session_id} (log in again)")
+        user, last_used = rows[0]
+        if now - last_used > self.session_ttl:
+            with self._lock:
                 self._run("DELETE FROM sessions WHERE id = ?", (session_id,))
-                raise SessionExpired(f"session {session_id} expired after "
-                                     f"{self.session_ttl / 60:g} minutes idle (log in again)")
-            if now - last_used >= self._touch_every:
+            raise SessionExpired(f"session {session_id} expired after "
+                                 f"{self.session_ttl / 60:g} minutes idle (log in again)")
+        if now - last_used >= self._touch_every:
+            with self._lock:
                 self._touch(session_id, now)
         return user
 
@@ -314,57 +483,113 @@ class MailStore:
         """Store a message; it is on disk when this returns. UnknownUser if no such recipient.
 
         Deliveries from several threads share commits (group commit, see the
-        module docstring); each call still waits for the commit of its own.
-        """
+        module docstring)."""
+        return self.submit(sender, recipient, subject, body).result()
+
+    def submit(self, sender: str, recipient: str, subject: str, body: str) -> Future:
+        """Queue a message for the next group commit and return at once.
+
+        The future's result is the :class:`Message` once its commit is on
+        disk, or its exception is what kept the mail out (UnknownUser for no
+        such recipient).  Callbacks added to it run in the writer thread: they
+        must be quick and must not block."""
         mine = _Delivery(Message(sender, recipient, subject, body, self._clock()))
         with self._group:
+            if self._closing or self._conn is None:
+                mine.future.set_exception(StoreError(f"the store {self.path!r} is closed"))
+                return mine.future
             self._queue.append(mine)
-            while self._committing and not mine.done:
-                self._group.wait()      # the running commit may be ours; else we lead next
-            if not mine.done:           # nobody is committing: commit the queue
-                self._committing = True
-                group, self._queue = self._queue, []
-        if not mine.done:
-            try:
-                self._commit(group)
-            finally:
-                with self._group:
-                    self._committing = False
-                    self._group.notify_all()
-        outcome = mine.outcome()
-        if isinstance(outcome, Exception):
-            raise _own_copy(outcome)      # each thread raises its own exception object
-        return outcome
+            if self._writer is not None:
+                self._group.notify()
+                return mine.future
+            writer = self._writer = threading.Thread(
+                target=self._write, daemon=True, name=f"MailStore-writer-{os.path.basename(self.path)}")
+        try:
+            writer.start()
+        except BaseException as exc:    # no thread: fail this queue, let the next mail try again
+            with self._group:
+                group, self._queue, self._writer = self._queue, [], None
+            for d in group:
+                d.future.set_exception(StoreError(f"the mail was not stored: {exc}"))
+        return mine.future
 
-    def deliver_many(self, mails: list[tuple[str, str, str, str]]) -> list[Message | Exception]:
-        """Store several ``(sender, recipient, subject, body)`` mails in one
-        commit (one fsync): they are on disk when this returns.  For each
-        mail, in order, the :class:`Message` stored or the exception that
-        kept it out (UnknownUser for no such recipient).  The server's
-        batches of ``email`` requests come here."""
-        sent_at = self._clock()
-        group = [_Delivery(Message(*mail, sent_at)) for mail in mails]
-        if group:
-            self._commit(group)
-        return [d.outcome() for d in group]
+    def _write(self) -> None:
+        """The writer thread: commit what has queued up, again and again;
+        end after WRITER_LINGER_S with nothing to do (or when closed)."""
+        group: list[_Delivery] = []
+        try:
+            while True:
+                with self._group:
+                    if not self._queue and not self._closing:
+                        self._group.wait(WRITER_LINGER_S)
+                    group, self._queue = self._queue, []
+                    if not group:       # decided under the lock: submit() starts a new writer
+                        self._writer = None
+                        self._group.notify_all()    # close() waits for this
+                        return
+                    self._in_commit, self._commits = len(group), self._commits + 1
+                self._commit(group)
+                with self._group:
+                    self._in_commit = 0
+                self._settle(group)
+                group = []
+        finally:
+            self._settle(group)         # interrupted: no future is left waiting
+            with self._group:
+                if self._writer is threading.current_thread():
+                    self._writer = None
+                    self._group.notify_all()
+
+    def stats(self) -> dict:
+        """The group commit at a glance (for tests and the curious):
+        ``commits`` so far, mails ``waiting`` for theirs (queued or in the
+        commit under way), and whether a ``writer`` thread is alive."""
+        with self._group:
+            return {"commits": self._commits, "waiting": len(self._queue) + self._in_commit,
+                    "writer": self._writer is not None}
+
+    @staticmethod
+    def _settle(group: list[_Delivery]) -> None:
+        for d in group:
+            if d.future.done():
+                continue
+            outcome = d.outcome()
+            if isinstance(outcome, Exception):
+                d.future.set_exception(_own_copy(outcome))   # each caller its own object
+            else:
+                d.future.set_result(outcome)
 
     def _commit(self, group: list[_Delivery]) -> None:
         """Insert *group* in one transaction and commit it (one fsync); mark
         each delivery done, with the error that kept it out if there was one."""
         with self._lock:
+            added: dict[str, list[int]] = {}      # usage this commit adds, per recipient
             try:
                 self._run("BEGIN IMMEDIATE")
                 for d in group:
                     try:   # one statement both checks the recipient and inserts
+                        recipient = d.message.recipient
+                        extra = added.setdefault(recipient, [0, 0])
+                        self._check_quota(recipient, extra, d.size)   # MailboxFull
                         d.inserted = self._run(
                             "INSERT INTO messages (recipient, sender, subject, body, sent_at) "
                             "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE name = ?)",
                             d.params).rowcount
+                        if d.inserted:
+                            extra[0] += 1
+                            extra[1] += d.size
                     except Exception as exc:  # noqa: BLE001 - this delivery fails, not the group
                         d.error = exc
                         if not self._conn.in_transaction:
                             raise     # SQLite rolled everything back: the group fails
+                        if isinstance(exc, StorageFull):
+                            raise     # the rest would not fit either: the group fails
                 self._run("COMMIT")
+                for user, (n, size) in added.items():
+                    usage = self._usage.get(user)
+                    if usage is not None:
+                        usage[0] += n
+                        usage[1] += size
             except BaseException as exc:  # nothing of the group is stored
                 failure = exc if isinstance(exc, Exception) else StoreError(
                     "the commit was interrupted: the message was not stored")
@@ -377,32 +602,99 @@ class MailStore:
                     pass
                 if not isinstance(exc, Exception):
                     raise     # Ctrl-C in the committing thread stops that thread only
-            finally:
-                for d in group:
-                    d.done = True
 
-    def messages(self, recipient: str, sender: str | None = None) -> list[Message]:
-        """``recipient``'s messages (only those from ``sender`` if given), oldest first."""
+    def _check_quota(self, recipient: str, extra: list[int], size: int) -> None:
+        """MailboxFull if one more message of *size* bytes (after *extra*
+        already in this commit) would go over *recipient*'s quota.  (self._lock held.)"""
+        if self.quota_messages is None and self.quota_bytes is None:
+            return
+        usage = self._usage.get(recipient)
+        if usage is None:
+            row = self._run(
+                "SELECT COUNT(*), COALESCE(SUM(length(CAST(subject AS BLOB)) + length(CAST(body AS BLOB))), 0) "
+                "FROM messages WHERE recipient = ?", (recipient,)).fetchone()
+            if not row[0] and self._run("SELECT 1 FROM users WHERE name = ?", (recipient,)).fetchone() is None:
+                return                      # no such user: the INSERT says so
+            usage = self._usage[recipient] = [row[0], row[1]]
+        n, used = usage[0] + extra[0], usage[1] + extra[1]
+        if ((self.quota_messages is not None and n + 1 > self.quota_messages)
+                or (self.quota_bytes is not None and used + size > self.quota_bytes)):
+            raise MailboxFull(
+                f"mailbox full: {recipient} has {n} message{'' if n == 1 else 's'} "
+                f"({_mb(used)} of {_mb(self.quota_bytes) if self.quota_bytes is not None else 'no limit'}"
+                f"{'' if self.quota_messages is None else f', at most {self.quota_messages} messages'}); "
+                f"{recipient} must delete some first")
+
+    def usage(self, user: str) -> tuple[int, int]:
+        """``(messages, bytes)`` in *user*'s mailbox (bytes of subjects and bodies)."""
+        with self._lock:
+            usage = self._usage.get(user)
+            if usage is not None:
+                return tuple(usage)
+            row = self._run(
+                "SELECT COUNT(*), COALESCE(SUM(length(CAST(subject AS BLOB)) + length(CAST(body AS BLOB))), 0) "
+                "FROM messages WHERE recipient = ?", (user,)).fetchone()
+        return row[0], row[1]
+
+    def messages(self, recipient: str, sender: str | None = None, *,
+                 limit: int | None = None, max_bytes: int | None = None) -> list[Message]:
+        """``recipient``'s messages (only those from ``sender`` if given), oldest first.
+
+        With *limit* and/or *max_bytes*, stop after that many messages or once
+        their subjects and bodies reach that many bytes (at least one message
+        is returned, however big): a listing for a reply, read without loading
+        the whole mailbox.  ``count()`` says how many there are in all."""
         sql = "SELECT sender, recipient, subject, body, sent_at FROM messages WHERE recipient = ?"
         params: tuple = (recipient,)
         if sender is not None:
             sql, params = sql + " AND sender = ?", (recipient, sender)
-        return [Message(*row) for row in self._all(sql + " ORDER BY id", params)]
+        sql += " ORDER BY id"
+        if limit is None and max_bytes is None:
+            return [Message(*row) for row in self._read(sql, params)]
+        if limit is not None:
+            sql, params = sql + " LIMIT ?", (*params, limit)
+        found, size = [], 0
+        with self._read_lock:
+            if self._read_conn is None:
+                raise StoreError(f"the store {self.path!r} is closed")
+            cursor = self._read_conn.execute(sql, params)
+            try:
+                for row in cursor:
+                    size += _size(row[2], row[3])
+                    if found and max_bytes is not None and size > max_bytes:
+                        break
+                    found.append(Message(*row))
+            finally:
+                cursor.close()          # ends the read transaction (see _read)
+        return found
 
-    def count(self, recipient: str) -> int:
-        """How many messages ``recipient`` has."""
-        return self._one("SELECT COUNT(*) FROM messages WHERE recipient = ?", (recipient,))[0]
+    def count(self, recipient: str, sender: str | None = None) -> int:
+        """How many messages ``recipient`` has (from ``sender``, if given)."""
+        if sender is None:
+            return self._read("SELECT COUNT(*) FROM messages WHERE recipient = ?", (recipient,))[0][0]
+        return self._read("SELECT COUNT(*) FROM messages WHERE recipient = ? AND sender = ?",
+                          (recipient, sender))[0][0]
 
     def delete(self, recipient: str, sender: str, subject: str) -> int:
         """Delete ``recipient``'s messages with this sender and subject; return how many."""
         with self._lock:
+            self._usage.pop(recipient, None)      # counted again at its next delivery
             return self._run(
                 "DELETE FROM messages WHERE recipient = ? AND sender = ? AND subject = ?",
                 (recipient, sender, subject)).rowcount
 
     # -- lifetime --------------------------------------------------------
     def close(self) -> None:
-        """Close the database. Safe to call more than once."""
+        """Commit what is queued, then close the database. Safe to call more than once."""
+        with self._group:
+            self._closing = True
+            self._group.notify_all()
+            while self._writer is not None and self._writer is not threading.current_thread():
+                self._group.wait()
+        with self._read_lock:
+            if self._read_conn is not None and self._read_conn is not self._conn:
+                self._read_conn.close()
+            self._read_conn = None
         with self._lock:
             if self._conn is not None:
                 self._conn.close()

@@ -84,9 +84,9 @@ def jupyter_env(home: Path) -> dict[str, str]:
     return env
 
 
-def copy_notebook(folder: Path) -> Path:
+def copy_notebook(folder: Path, notebook: Path = NOTEBOOK) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    return Path(shutil.copy(NOTEBOOK, folder / NOTEBOOK.name))
+    return Path(shutil.copy(notebook, folder / notebook.name))
 
 
 class Served:
@@ -136,29 +136,62 @@ class Served:
         self._log_file.close()
 
 
-def start_lab(tmp: Path) -> tuple[Served, str]:
-    """JupyterLab on a free port serving a copy of the notebook; returns the
-    server and the URL that opens the notebook (token included)."""
+def course_home(folder: Path) -> Path:
+    """What `make lab` serves, in *folder*: index.ipynb, notebooks/, docs/,
+    and the labs' student versions in assignments/ (no solutions)."""
+    from mailkit.labs.releasing import release
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "index.ipynb", folder / "index.ipynb")
+    shutil.copytree(ROOT / "notebooks", folder / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(ROOT / "docs", folder / "docs")
+    release([ROOT / "labs"], folder / "assignments", check=False)
+    return folder
+
+
+def start_lab(tmp: Path, notebooks: tuple[Path, ...] = (NOTEBOOK,), *,
+              expose_app: bool = False, home: bool = False) -> tuple[Served, str]:
+    """JupyterLab on a free port serving copies of *notebooks*; returns the
+    server and the URL that opens the first (token included); ``lab.url(name)``
+    opens another.  *expose_app* makes ``window.jupyterapp`` available, so a
+    test can run Lab's own commands (the ones its menus run).  With *home*,
+    it serves what `make lab` serves (see :func:`course_home`) with the same
+    settings (jupyter/overrides.json), and the URL opens index.ipynb."""
     env = jupyter_env(tmp)
-    notebook = copy_notebook(tmp / "notebooks")
+    if home:
+        root = course_home(tmp / "course")
+        copies = [root / "index.ipynb"]
+    else:
+        copies = [copy_notebook(tmp / "notebooks", notebook) for notebook in notebooks]
     port, token = free_port(), secrets.token_hex(16)
     args = [sys.executable, "-m", "jupyterlab", "--no-browser",
             "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebook.parent}"]
+            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={copies[0].parent}"]
+    if home:
+        app_settings = tmp / "app-settings"
+        app_settings.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "jupyter" / "overrides.json", app_settings / "overrides.json")
+        args.append(f"--LabApp.app_settings_dir={app_settings}")
+    if expose_app:
+        args.append("--LabApp.expose_app_in_browser=True")
     if os.geteuid() == 0:
         args.append("--allow-root")
     lab = Served("JupyterLab", args, env, tmp / "jupyterlab.log", port)
+    lab.url = lambda name: f"http://127.0.0.1:{port}/lab/tree/{name}?token={token}&reset"
     lab.wait_until_listening(f"/api/status?token={token}")
-    return lab, f"http://127.0.0.1:{port}/lab/tree/{notebook.name}?token={token}&reset"
+    return lab, lab.url(copies[0].name)
 
 
-def start_voila(tmp: Path) -> tuple[Served, str]:
+def start_voila(tmp: Path, *options: str) -> tuple[Served, str]:
+    """Voila on a free port serving a copy of the notebook, with the
+    repository's voila.json (what `make app` uses: notebook-only cells
+    removed, idle kernels of closed tabs culled); *options* override it."""
     env = jupyter_env(tmp)
     notebook = copy_notebook(tmp / "notebooks")
     port = free_port()
     voila = Path(sys.executable).with_name("voila")
     args = [str(voila) if voila.exists() else "voila", "--no-browser", f"--port={port}",
-            "--Voila.ip=127.0.0.1", str(notebook)]
+            "--Voila.ip=127.0.0.1", f"--Voila.config_file_paths={ROOT}", *options, str(notebook)]
     served = Served("Voila", args, env, tmp / "voila.log", port)
     served.wait_until_listening()
     return served, f"http://127.0.0.1:{port}/"
@@ -219,3 +252,79 @@ class AppOnPage:
         readout.type(f"{value:.2f}")
         readout.press("Enter")
         self.expect(readout).to_have_text(f"{value:.2f}")
+        # ...and the kernel has it: a click sent now could otherwise overtake the
+        # slider's new value (ipywidgets holds back value updates while busy).
+        self.expect(self["mailkit-noise-note"]).to_contain_text(f"noise {value:.2f}")
+
+
+# -- a notebook in JupyterLab --------------------------------------------------------------------
+
+# The notebook in the current tab, read from Lab's own model (cells out of view may not be in the DOM).
+_NOTEBOOK_STATE_JS = """() => {
+  const panel = window.jupyterapp.shell.currentWidget;
+  if (!panel || !panel.content || !panel.sessionContext || !panel.sessionContext.session) return null;
+  const kernel = panel.sessionContext.session.kernel;
+  const cells = panel.content.widgets.map(c => ({
+    type: c.model.type,
+    source: c.model.sharedModel.getSource(),
+    count: c.model.type === 'code' ? c.model.executionCount : null,
+    error: c.model.type === 'code' && c.model.outputs.toJSON().some(o => o.output_type === 'error'),
+  }));
+  return {kernel: kernel ? kernel.status : 'none', cells};
+}"""
+
+
+class NotebookInLab:
+    """The notebook open in the page, run with JupyterLab's own commands."""
+
+    def __init__(self, page, expect):
+        self.page, self.expect = page, expect
+
+    def open(self, url: str) -> "NotebookInLab":
+        self.page.goto(url)
+        self.expect(self.page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=NOTEBOOK_RUN_S * 1000)
+        self.page.wait_for_function(f"() => {{ const s = ({_NOTEBOOK_STATE_JS})(); return s && s.kernel === 'idle'; }}",
+                                    timeout=NOTEBOOK_RUN_S * 1000)
+        return self
+
+    def wait_until_loaded(self) -> None:
+        """Until the notebook in the current tab has its cells and a kernel."""
+        self.page.wait_for_function(f"() => {{ const s = ({_NOTEBOOK_STATE_JS})(); return s && s.cells.length > 0; }}",
+                                    timeout=NOTEBOOK_RUN_S * 1000)
+
+    def state(self) -> dict:
+        return self.page.evaluate(_NOTEBOOK_STATE_JS)
+
+    def command(self, name: str, args: dict | None = None) -> None:
+        self.page.evaluate("([name, args]) => window.jupyterapp.commands.execute(name, args || {})", [name, args])
+
+    def cell_index(self, snippet: str) -> int:
+        """The first code cell whose source contains *snippet*."""
+        cells = self.state()["cells"]
+        found = [i for i, c in enumerate(cells) if c["type"] == "code" and snippet in c["source"]]
+        assert found, f"no code cell contains {snippet!r}"
+        return found[0]
+
+    def clear_outputs(self) -> None:
+        self.command("notebook:clear-all-cell-outputs")
+
+    def run_through(self, index: int) -> None:
+        """Run every cell from the top down to cell *index*, as Run ▸ Run All
+        Above Selected Cell does with the cell after it selected."""
+        self.page.evaluate("i => { window.jupyterapp.shell.currentWidget.content.activeCellIndex = i; }", index + 1)
+        self.command("notebook:run-all-above")
+        self._wait(f"s.cells.slice(0, {index + 1}).every(c => c.type !== 'code' || c.count !== null)")
+
+    def run_all(self) -> None:
+        """Run ▸ Run All Cells, from the menu, and wait until every cell ran."""
+        self.page.locator("li.lm-MenuBar-item", has_text="Run").click()
+        self.page.locator("li[data-command='runmenu:run-all']").click()
+        self._wait("s.cells.every(c => c.type !== 'code' || c.count !== null)")
+
+    def _wait(self, done: str) -> None:
+        self.page.wait_for_function(
+            "() => { const s = (" + _NOTEBOOK_STATE_JS + ")();"
+            " return s && (s.cells.some(c => c.error) || (s.kernel === 'idle' && " + done + ")); }",
+            timeout=NOTEBOOK_RUN_S * 1000)
+        broken = [c["source"][:80] for c in self.state()["cells"] if c["error"]]
+        assert not broken, f"a cell raised an error: {broken}"

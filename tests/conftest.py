@@ -1,26 +1,63 @@
-"""Shared fixtures: a running server on 127.0.0.1 port 0, and the accounts."""
+"""Shared fixtures: a running server on 127.0.0.1 port 0, and the accounts.
+
+``server`` is parametrized: every test that takes it runs against BOTH
+servers, the fast :class:`MailServer` and the teaching
+:class:`SimpleMailServer` (ids ``fast`` and ``simple``).  A test of
+something only the fast one does (its event loop, worker threads, limits)
+takes ``fast_server`` instead and says so.  Accounts are hashed at a cheap
+scrypt cost (``CHEAP_SCRYPT_N``); test_store keeps one test at the real cost.
+"""
 
 from __future__ import annotations
 
-import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))   # tests/legacy2017.py
 
-from mailkit import MailClient, MailServer  # noqa: E402
+from mailkit import MailClient, MailServer, SimpleMailServer  # noqa: E402
+from mailkit.client import request_once  # noqa: E402
 
 USERS = {"alice": "wonderland", "bob": "builder", "carol": "lamb"}
+# scrypt N for test accounts: the hash string names its cost, so the servers
+# verify these as usual, in microseconds instead of ~50 ms per login.
+CHEAP_SCRYPT_N = 16
+SERVERS = {"fast": MailServer, "simple": SimpleMailServer}
+
+
+def wait_for(predicate, timeout: float = 5.0, step: float = 0.01) -> bool:
+    """Poll *predicate* until it is true or *timeout* seconds passed; return
+    its last value (tests assert it, so a timeout fails with their message)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
+@pytest.fixture(params=sorted(SERVERS))
+def server_class(request):
+    """MailServer, then SimpleMailServer: the same test against both."""
+    return SERVERS[request.param]
 
 
 @pytest.fixture
-def server():
-    """A server with alice, bob and carol; a short idle timeout keeps the
-    tests that wait for it quick."""
-    with MailServer(users=USERS, idle_timeout=0.3) as srv:
+def server(server_class):
+    """A server (each kind in turn) with alice, bob and carol; a short idle
+    timeout keeps the tests that wait for it quick."""
+    with server_class(users=USERS, idle_timeout=0.3, scrypt_n=CHEAP_SCRYPT_N) as srv:
+        yield srv
+
+
+@pytest.fixture
+def fast_server():
+    """The fast MailServer only, for tests of what only it does."""
+    with MailServer(users=USERS, idle_timeout=0.3, scrypt_n=CHEAP_SCRYPT_N) as srv:
         yield srv
 
 
@@ -38,16 +75,8 @@ def bob(server) -> MailClient:
     return client
 
 
-def raw_request(address, data: bytes, *, half_close: bool = True, timeout: float = 5.0) -> bytes:
-    """Send *data* on a fresh connection and read the reply until the server closes."""
-    with socket.create_connection(address, timeout=timeout) as sock:
-        sock.sendall(data)
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
+# Send data on a fresh connection and read the reply until the server closes.
+raw_request = request_once
 
 
 def thread_names() -> set[str]:

@@ -1,4 +1,5 @@
-"""The mail-client notebook in a real browser: JupyterLab, then Voila.
+"""The mail-client notebook and the course's forms in a real browser:
+JupyterLab, then Voila.
 
 Each test starts its own server on a free port (a throw-away Jupyter home,
 a copy of notebooks/06-mail-client.ipynb), opens it in headless chromium
@@ -6,7 +7,10 @@ driven by playwright, and plays the same story with the mouse and keyboard:
 alice logs in and writes to bob; bob logs in, reads the mail, deletes one,
 watches his count fall; bob turns the noise up and sees KO and retries in his
 transcript; alice logs off and fails to log in with a wrong password.
-Screenshots go to test-artifacts/ (lab-*.png, voila-*.png).
+Then the forms of notebooks 02-04 in JupyterLab, each used twice: after
+running the notebook down to the form, and again after Run All (when the
+later cells have run, and stopped their servers).
+Screenshots go to test-artifacts/ (lab-*.png, voila-*.png, forms-*.png).
 
 Needs Debian's chromium (`apt-get install chromium`; playwright's own
 browsers are never downloaded).  Without it the tests skip, except under
@@ -22,7 +26,8 @@ import time
 import pytest
 
 from browser_support import (
-    ARTIFACTS, NOTEBOOK_RUN_S, STEP_S, AppOnPage, chromium_path, launch_chromium, start_lab, start_voila,
+    ARTIFACTS, NOTEBOOK_RUN_S, ROOT, STEP_S, AppOnPage, NotebookInLab, chromium_path, launch_chromium, start_lab,
+    start_voila,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -192,6 +197,14 @@ def test_the_client_as_a_voila_page(page, playwright_api, shoot, tmp_path):
         expect(page.locator(".mailkit-app")).to_have_count(2, timeout=NOTEBOOK_RUN_S * 1000)
         expect(page.locator("text=A mail client in the notebook")).to_be_visible()
         expect(page.get_by_text('MailClientApp(user="alice")')).to_have_count(0)     # no code shown
+        # only what a web user needs: no notebook-only text, no raw reprs, the page's real address
+        link = page.locator(f"a[href='{url}']")
+        expect(link).to_have_text(url)
+        expect(page.get_by_text("This page:")).to_be_visible()
+        body = page.inner_text("body")
+        for notebook_only in ("Run All", "stop_all", "<MailServer", "MailServer(", "8866", "mail clients side by side",
+                              "server.stop()", "python -m mailkit"):
+            assert notebook_only not in body, f"{notebook_only!r} is on the Voila page"
         shoot("voila-00-page")
         play_the_story(page, expect, shoot, "voila")
     except Exception:
@@ -200,3 +213,259 @@ def test_the_client_as_a_voila_page(page, playwright_api, shoot, tmp_path):
     finally:
         voila.stop()
     print(f"Voila flow took {time.monotonic() - started:.1f} s")
+
+
+# Short culling times for the test (make app's voila.json: 120 s idle, checked every 30 s).
+CULL_IDLE_S, CULL_INTERVAL_S = 3, 1
+
+
+def _kernel_alive(port: int, kernel_id: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/kernels/{kernel_id}", timeout=10) as r:
+            return r.status == 200
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+        raise
+
+
+def test_a_closed_voila_tab_has_its_kernel_culled(browser, playwright_api, tmp_path):
+    """A tab that goes away without a word (closed, crashed, a laptop lid shut:
+    no beforeunload) leaves a kernel and a practice server behind; the culler
+    of voila.json shuts it down once it is idle with no page connected, while
+    an open page's kernel stays however long it sits idle."""
+    import json as json_
+
+    _, expect = playwright_api
+    repo_config = json_.loads((ROOT / "voila.json").read_text())["MappingKernelManager"]
+    assert repo_config["cull_idle_timeout"] > 0 and repo_config["cull_connected"] is False
+    voila, url = start_voila(tmp_path, f"--MappingKernelManager.cull_idle_timeout={CULL_IDLE_S}",
+                             f"--MappingKernelManager.cull_interval={CULL_INTERVAL_S}")
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(STEP_S * 1000)
+        page.goto(url)
+        expect(page.locator(".mailkit-app")).to_have_count(2, timeout=NOTEBOOK_RUN_S * 1000)
+        kernel_id = json_.loads(page.locator("#jupyter-config-data").text_content())["kernelId"]
+        assert _kernel_alive(voila.port, kernel_id)
+
+        # connected, idle for longer than the timeout, over several culler passes: kept
+        time.sleep(CULL_IDLE_S + 3 * CULL_INTERVAL_S)
+        assert _kernel_alive(voila.port, kernel_id)
+        alice = AppOnPage(page.locator(".mailkit-app").nth(0), expect)
+        alice.log_in("alice", "wonderland")
+        alice.status("ok", "Logged in as alice")          # and still working
+
+        page.close(run_before_unload=False)               # the tab is gone, without a goodbye
+        deadline = time.monotonic() + CULL_IDLE_S + CULL_INTERVAL_S + STEP_S
+        while _kernel_alive(voila.port, kernel_id) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _kernel_alive(voila.port, kernel_id), "the closed tab's kernel is still running"
+        assert re.search(rf"Culling '\w+' kernel '[\w-]*' \({kernel_id}\) with 0 connections", voila.log_tail(80)), \
+            voila.log_tail(20)
+    except Exception:
+        print(voila.log_tail())
+        raise
+    finally:
+        context.close()
+        voila.stop()
+
+
+# -- the course's forms in JupyterLab ------------------------------------------------------------
+
+FORM_NOTEBOOKS = ("02-handshake.ipynb", "03-checksum-framing.ipynb", "04-bit-flips-and-retry.ipynb")
+
+
+@pytest.fixture(scope="module")
+def course_lab(tmp_path_factory):
+    """One JupyterLab for the three notebooks (starting Lab is the slow part)."""
+    lab, _ = start_lab(tmp_path_factory.mktemp("course-lab"),
+                       tuple(ROOT / "notebooks" / name for name in FORM_NOTEBOOKS), expose_app=True)
+    yield lab
+    lab.stop()
+
+
+def _form_class(make: str, *args, css_class: str) -> None:
+    """The form ``mailkit.forms.<make>(*args)`` carries the CSS class the
+    browser finds it by (checked in Python first: without it, there is no
+    point starting JupyterLab)."""
+    from mailkit import forms
+
+    form = getattr(forms, make)(*args)
+    try:
+        assert css_class in form._dom_classes, f"{type(form).__name__} has no CSS class {css_class!r}"
+    finally:
+        form.close()
+
+
+def _open(course_lab, page, expect, name: str, form_snippet: str) -> tuple[NotebookInLab, int]:
+    notebook = NotebookInLab(page, expect).open(course_lab.url(name))
+    notebook.clear_outputs()              # no saved outputs to mistake for fresh ones
+    return notebook, notebook.cell_index(form_snippet)
+
+
+def _field(form, page, label: str):
+    """The input of the form's field labelled *label*."""
+    return form.locator(".widget-inline-hbox").filter(
+        has=page.locator("label.widget-label", has_text=re.compile(rf"^{re.escape(label)}$"))
+    ).locator("input, textarea").first
+
+
+def _log_in(form, page, expect, password: str, says: str | re.Pattern) -> None:
+    _field(form, page, "user").fill("alice")
+    _field(form, page, "password").fill(password)
+    form.get_by_role("button", name="Log in").click()
+    expect(form.locator(".mailkit-form-result")).to_contain_text(says)
+
+
+def _shown_text(area, expect, wanted: str) -> str:
+    """The text an output area shows, pictures included: JupyterLab shows an
+    SVG as an <img> with a data: URL, whose text is read from the SVG itself."""
+    from urllib.parse import unquote
+    import base64
+
+    def text() -> str:
+        parts = [area.inner_text()]
+        for src in area.locator("img").evaluate_all("imgs => imgs.map(i => i.src)"):
+            head, _, data = src.partition(",")
+            if head.startswith("data:image/svg+xml"):
+                svg = base64.b64decode(data).decode() if head.endswith(";base64") else unquote(data)
+                parts.append(re.sub(r"<[^>]+>", " ", svg))
+        return "\n".join(parts)
+
+    deadline = time.monotonic() + STEP_S
+    while wanted not in (shown := text()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert wanted in shown, f"{wanted!r} is not shown; the area shows:\n{shown}"
+    return shown
+
+
+def _no_traceback(page) -> None:
+    assert "Traceback" not in page.inner_text("body")
+
+
+def test_the_login_form_of_02_in_jupyterlab(request, page, playwright_api, shoot):
+    _, expect = playwright_api
+    _form_class("login_form", ("127.0.0.1", 1), css_class="mailkit-login-form")
+    course_lab = request.getfixturevalue("course_lab")
+    try:
+        notebook, cell = _open(course_lab, page, expect, "02-handshake.ipynb", "login_form(")
+        for when in ("run-to-the-form", "after-run-all"):
+            if when == "run-to-the-form":
+                notebook.run_through(cell)
+            else:
+                notebook.run_all()
+            form = page.locator(".mailkit-login-form")
+            expect(form).to_have_count(1)
+            form.scroll_into_view_if_needed()
+            _log_in(form, page, expect, "wonderland", re.compile(r"logged in: session id \d{10}"))
+            expect(form.locator(".mailkit-form-result")).to_contain_text("OK:")
+            shoot(f"forms-02-login-right-{when}", form)
+            _log_in(form, page, expect, "wonderlnad", "login refused")
+            expect(form.locator(".mailkit-form-result")).not_to_contain_text("logged in")
+            shoot(f"forms-02-login-wrong-{when}", form)
+            _no_traceback(page)
+    except Exception:
+        print(course_lab.log_tail())
+        raise
+
+
+def test_the_frame_builder_of_03_in_jupyterlab(request, page, playwright_api, shoot):
+    from mailkit import protocol
+
+    _, expect = playwright_api
+    _form_class("frame_builder", css_class="mailkit-frame-builder")
+    course_lab = request.getfixturevalue("course_lab")
+    try:
+        notebook, cell = _open(course_lab, page, expect, "03-checksum-framing.ipynb", "frame_builder(")
+        for when, subject in (("run-to-the-form", "Room #5 at noon"), ("after-run-all", "#1 fan")):
+            if when == "run-to-the-form":
+                notebook.run_through(cell)
+            else:
+                notebook.run_all()
+            builder = page.locator(".mailkit-frame-builder")
+            expect(builder).to_have_count(1)
+            builder.scroll_into_view_if_needed()
+            _field(builder, page, "subject").fill(subject)
+            values = {name: _field(builder, page, name).input_value()
+                      for name in ("session id", "recipient", "subject", "body")}
+            assert values["subject"] == subject
+            frame = protocol.make_frame(values["session id"], "email", values["recipient"], subject, values["body"])
+            checksum = frame.rpartition(b"#")[2].decode()            # the SHA-1 the builder must show
+            result = builder.locator(".mailkit-form-result")
+            expect(result).to_contain_text(checksum)
+            expect(result).to_contain_text("answers KO")              # a 2017 parser stops at the first '#'
+            shoot(f"forms-03-frame-builder-hash-{when}", builder)
+            _no_traceback(page)
+    except Exception:
+        print(course_lab.log_tail())
+        raise
+
+
+def test_the_noise_form_of_04_in_jupyterlab(request, page, playwright_api, shoot):
+    _, expect = playwright_api
+    _form_class("noise_form", ("127.0.0.1", 1), "alice", "wonderland", "bob", css_class="mailkit-noise-form")
+    course_lab = request.getfixturevalue("course_lab")
+    try:
+        notebook, cell = _open(course_lab, page, expect, "04-bit-flips-and-retry.ipynb", "noise_form(")
+        for when in ("run-to-the-form", "after-run-all"):
+            if when == "run-to-the-form":
+                notebook.run_through(cell)
+            else:
+                notebook.run_all()
+            form = page.locator(".mailkit-noise-form")
+            expect(form).to_have_count(1)
+            form.scroll_into_view_if_needed()
+            readout = form.locator(".widget-readout")         # move the slider: type its value, as a user can
+            readout.click()
+            readout.press("Control+a")
+            readout.type("0.40")
+            readout.press("Enter")
+            expect(readout).to_have_text("0.40")
+            _field(form, page, "seed").fill("1")
+            _field(form, page, "seed").press("Enter")
+            form.get_by_role("button", name="Send").click()
+            # rate 0.40, seed 1: two damaged frames, KO twice, the third attempt goes through
+            diagram = _shown_text(form.locator(".mailkit-form-result"), expect, "delivered after 3 attempts")
+            assert re.search(r"KO.*KO", diagram, re.S) and "rate 0.40" in diagram, diagram
+            shoot(f"forms-04-noise-retry-{when}", form)
+            _no_traceback(page)
+    except Exception:
+        print(course_lab.log_tail())
+        raise
+
+
+# -- make lab's home page -----------------------------------------------------------------------
+
+def test_the_course_home_reaches_notebooks_labs_and_docs(page, playwright_api, shoot, tmp_path):
+    """`make lab` opens index.ipynb: a click opens a notebook, a lab's student
+    version (no solution in it) and a doc (rendered, not as source)."""
+    _, expect = playwright_api
+    lab, url = start_lab(tmp_path, home=True, expose_app=True)
+    try:
+        notebook = NotebookInLab(page, expect).open(url)
+        expect(page.locator(".jp-RenderedMarkdown h1", has_text="a networking course")).to_be_visible()
+        shoot("home-00-index")
+        home_tab = page.locator(".lm-TabBar-tab", has_text="index.ipynb").first
+        for link, tab in (("02 · The handshake", "02-handshake.ipynb"),
+                          ("Lab 1 · Handshake client", "01-handshake-client.ipynb"),
+                          ("The protocol", "protocol.md")):
+            home_tab.click()
+            page.locator(".jp-RenderedMarkdown a", has_text=link).first.click()
+            expect(page.locator(".lm-TabBar-tab.jp-mod-current", has_text=tab)).to_be_visible()
+            if tab.endswith(".ipynb"):
+                notebook.wait_until_loaded()
+                sources = "\n".join(c["source"] for c in notebook.state()["cells"])
+                assert sources and "BEGIN SOLUTION" not in sources
+            else:
+                expect(page.locator(".jp-RenderedMarkdown h1", has_text="The mail protocol")).to_be_visible()
+            shoot(f"home-{tab.split('.')[0]}")
+    except Exception:
+        print(lab.log_tail())
+        raise
+    finally:
+        lab.stop()

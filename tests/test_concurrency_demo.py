@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mailkit.course_new.concurrency import OneAtATimeServer, SelectorServer, stall_test, thread_per_connection
-from mailkit.course_new.streams import live_arrival, stream_steps
+from mailkit.course.concurrency import OneAtATimeServer, SelectorServer, stall_test, thread_per_connection
+from mailkit.course.pieces import live_arrival, stream_steps
 from mailkit import make_frame
 
 
@@ -34,7 +34,7 @@ def test_stream_steps_and_live_arrival():
 
 
 def test_time_wait_and_reuseport():
-    from mailkit.course_new.tcp import reuseport_demo, time_wait_demo
+    from mailkit.course.sockets import reuseport_demo, time_wait_demo
     lines = time_wait_demo()
     assert "EADDRINUSE" in lines[1] and lines[2].endswith("bound and listening")
     assert reuseport_demo() == ["two listening sockets with SO_REUSEPORT on one port: True"]

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import random
+import re
 import secrets
+from pathlib import Path
 
 import pytest
 
-from mailkit import MailClient, MailServer, MailStore, NoisyLink, RetriesExhausted, make_frame
-from mailkit import course as C
+from mailkit import MailClient, MailServer, MailStore, NoisyLink, RetriesExhausted, checksum, make_frame
 from mailkit.course import (
     FakeClock, SeqClient, SeqServer, Server2017Style, SessionIds2017, analytic_delivery, arrival,
-    clone_random, parse_2017, quiz, raw_request, simple_sum, simulate_delivery, stop_everything,
-    sum_blind_flips, tally,
+    clone_random, handshake_diagram, parse_2017, quiz, raw_request, rdt21_diagram, simple_sum,
+    simulate_delivery, stop_everything, sum_blind_flips, tally, tcp_connection_diagram, threads_diagram,
 )
+from mailkit.course.sessions import untemper
 from mailkit.noise import flip_bits
 
 USERS = {"alice": "wonderland", "bob": "builder"}
@@ -114,7 +118,7 @@ def test_untemper_inverts_tempering():
         t ^= (t << 7) & 0x9D2C5680
         t ^= (t << 15) & 0xEFC60000
         t ^= t >> 18
-        assert C._untemper(t & 0xFFFFFFFF) == y
+        assert untemper(t & 0xFFFFFFFF) == y
 
 
 # -- framing ------------------------------------------------------------------
@@ -138,7 +142,7 @@ def test_sum_blind_flips_keep_the_sum_and_change_the_sha1():
     damaged = flip_bits(frame, flips)
     assert damaged != frame and min(b for b, _ in flips) >= 27
     assert simple_sum(damaged) == simple_sum(frame)
-    assert C.P.checksum(damaged) != C.P.checksum(frame)
+    assert checksum(damaged) != checksum(frame)
 
 
 def test_sum_blind_flips_needs_two_different_bytes():
@@ -204,9 +208,9 @@ def test_seq_exactly_once_through_random_noise():
 
 def test_seq_server_keeps_plain_commands_working():
     with SeqServer(users=USERS) as srv:
-        reply = raw_request(srv.address, b"alice:wonderland")
-        assert C._verified(reply).startswith("OK:")
-        assert C._verified(reply + b"x") is None
+        reply = raw_request(srv.address, b"alice:wonderland").decode()
+    text, _, claimed = reply.rpartition("#")          # every reply carries its own checksum
+    assert text.startswith("OK:") and claimed == checksum(text.encode())
 
 
 def test_tally_counts_duplicates_and_losses():
@@ -243,8 +247,52 @@ def test_quiz_normalises_but_does_not_confuse_types():
         quiz("01", None)
 
 
-@pytest.mark.parametrize("make", [C.tcp_connection_diagram, C.threads_diagram,
-                                  C.handshake_diagram, C.rdt21_diagram])
+@pytest.mark.parametrize("make", [tcp_connection_diagram, threads_diagram,
+                                  handshake_diagram, rdt21_diagram])
 def test_fixed_diagrams_have_text_and_svg(make):
     d = make()
     assert d.text.count("\n") >= 5 and d.svg.startswith("<svg") and d.svg == make().svg
+
+
+# -- the package: what notebooks import, and which way the imports point --------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_name_a_notebook_imports_from_course_is_exported():
+    import mailkit.course
+
+    names = set()
+    for path in sorted(ROOT.glob("notebooks/*.ipynb")) + sorted(ROOT.glob("labs/*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                for imported in re.findall(r"from mailkit\.course import ([\w, ]+)", "".join(cell["source"])):
+                    names |= {n.strip() for n in imported.split(",")}
+    assert {"quiz", "raw_request", "FakeClock", "Server2017Style", "SeqServer"} <= names
+    assert names <= set(mailkit.course.__all__)
+    assert all(hasattr(mailkit.course, n) for n in mailkit.course.__all__)
+
+
+def _mailkit_imports(path: Path) -> set[str]:
+    """The mailkit modules *path* imports (relative imports resolved)."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(p for p in (base, node.module) if p)
+            found |= {module} | {f"{module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {m for m in found if m == "mailkit" or m.startswith("mailkit.")}
+
+
+@pytest.mark.parametrize("front_end", ["mailkit/pictures", "mailkit/forms.py", "mailkit/widgets",
+                                       "mailkit/trace.py", "mailkit/text.py"])
+def test_lower_layers_do_not_import_the_course_or_the_cli(front_end):
+    path = ROOT / front_end
+    files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    for f in files:
+        upward = {m for m in _mailkit_imports(f)
+                  if m.split(".")[1:2] and m.split(".")[1] in ("course", "labs", "cli")}
+        assert not upward, f"{f.relative_to(ROOT)} imports {sorted(upward)}"

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from mailkit import checksum
-from mailkit.course_new import exercises as X
+from mailkit.course import exercises as X
 
 
 def stub(*args):

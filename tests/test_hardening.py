@@ -24,6 +24,7 @@ import random
 import select
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -32,34 +33,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import raw_request
+from conftest import CHEAP_SCRYPT_N, raw_request, wait_for
 from legacy2017 import Client2017
 from mailkit import REPLIES, MailClient, MailServer, NoisyLink, ServerError
+from mailkit.course import FakeClock
 from mailkit.protocol import MAX_REQUEST_BYTES, make_frame
-from mailkit.server import LoginThrottle
+from mailkit.limits import MAX_TRACKED, ClassLimits, LoginThrottle
 from mailkit.store import MailStore, SessionExpired
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS = {"alice": "wonderland", "bob": "builder", "carol": "lamb"}
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def wait_for(predicate, timeout: float, step: float = 0.05) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # -- slow and idle clients ------------------------------------------------------
@@ -72,7 +57,10 @@ def test_100_silent_and_trickling_clients_do_not_stop_a_normal_client():
     the silent ones are closed after the idle timeout, the trickling ones at
     the request deadline."""
     idle, deadline = 1.5, 4.0
-    with MailServer(USERS, idle_timeout=idle) as server:
+    # 100 from one address: more than a class server lets one address open
+    # (32: see test_class_server.py), so this one allows 128.
+    with MailServer(USERS, scrypt_n=CHEAP_SCRYPT_N, idle_timeout=idle,
+                    limits=ClassLimits(per_address=128)) as server:
         server.REQUEST_DEADLINE_S = deadline
         address = server.address
         client = MailClient(*address, timeout=10)
@@ -159,7 +147,7 @@ with MailServer({"alice": "wonderland"}) as server:
         c.sendall(b"alice:wonderland")
         c.shutdown(socket.SHUT_WR)
     time.sleep(1.0)                          # a second with no file descriptor to spare
-    warnings, alive = Count.n, server._loop_thread.is_alive()
+    warnings, alive = Count.n, server.running
     for fd in filler[:20]:
         os.close(fd)
     replies = []
@@ -181,6 +169,77 @@ def test_out_of_file_descriptors_pauses_accepting_then_serves_the_waiting_client
     assert result["alive"]
     assert 1 <= result["warnings"] <= 30, f"{result['warnings']} warnings in a second"
     assert all(r.startswith("OK:") for r in result["replies"]), result["replies"]
+
+
+START_SCRIPT = r"""
+import errno, json, os, resource, socket, threading
+from mailkit import MailServer
+
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+server = MailServer({"alice": "x"}, scrypt_n=16)
+results = []
+for spare in (0, 1, 2, 3):                 # socket, selector, wake-up pair: fail at each step
+    filler = []
+    try:
+        while True:
+            filler.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    for fd in filler[:spare]:
+        os.close(fd)
+    try:
+        server.start()
+        results.append("started")
+    except OSError as exc:
+        results.append(errno.errorcode.get(exc.errno, str(exc.errno)))
+    results.append([server.running, threading.active_count()])
+    for fd in filler[spare:]:
+        os.close(fd)
+    server.stop()
+with server:                               # descriptors free again: it starts and serves
+    with socket.create_connection(server.address) as c:
+        c.sendall(b"alice:x")
+        c.shutdown(socket.SHUT_WR)
+        results.append(c.recv(1024).decode()[:3])
+print(json.dumps(results))
+"""
+
+
+def test_start_raises_when_it_cannot_start_and_leaves_nothing_running():
+    """Out of file descriptors at each step of start(): it raises EMFILE
+    (it does not return a server whose loop thread died), ``running`` is
+    False, no thread is left; with descriptors free again it serves."""
+    out = subprocess.run([sys.executable, "-c", START_SCRIPT], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    results = json.loads(out.stdout)
+    attempts, states, served = results[0:8:2], results[1:8:2], results[8]
+    assert attempts[:3] == ["EMFILE"] * 3, attempts
+    assert all(state == [False, 1] for state in states[:3]), states
+    assert served == "OK:"
+
+
+def test_if_the_event_loop_dies_running_turns_false_and_stop_raises_it(caplog):
+    """aiosmtpd's Controller contract: a loop thread that dies is logged,
+    ``running`` says so, and the owner gets the error from stop()."""
+    class Fatal(BaseException):
+        """Not an Exception: the loop's per-connection guard lets it through."""
+
+    class Doomed(MailServer):
+        def dispatch(self, conn, peer, received):
+            raise Fatal("the event loop died here")
+
+    server = Doomed(USERS, scrypt_n=CHEAP_SCRYPT_N).start()
+    with socket.create_connection(server.address, timeout=10) as sock:
+        sock.sendall(b"alice:wonderland")
+        sock.shutdown(socket.SHUT_WR)
+        assert wait_for(lambda: not server.running, 5)
+        assert "the event loop died" in caplog.text
+        with pytest.raises(Fatal, match="the event loop died here"):
+            server.stop()
+        assert sock.recv(1024) == b""          # its connection was closed, not left hanging
+    server.stop()                              # raised once; the second stop() is quiet
+    server.close()
 
 
 # -- crash safety ---------------------------------------------------------------
@@ -269,22 +328,29 @@ def test_sigkill_during_1000_sends_loses_no_acknowledged_mail(tmp_path, kill_aft
 # -- abuse ------------------------------------------------------------------------
 
 
-def test_password_guessing_is_locked_out_as_documented():
-    """The policy (LoginThrottle): after 5 wrong passwords for one user within
-    60 s, that user's logins are refused for 30 s, the right password too,
-    with a reply that says so; other users are not affected."""
-    assert (LoginThrottle.MAX_FAILURES, LoginThrottle.WINDOW_S, LoginThrottle.LOCKOUT_S) == (5, 60.0, 30.0)
+def test_password_guessing_is_slowed_down_as_documented():
+    """The policy (mailkit.limits.LoginThrottle): 3 wrong passwords for one
+    user from one address are free, then that address waits 1, 2, 4 ... s
+    (at most 60) for that user, the right password too, with a reply that
+    says so; other users are not affected, nor is the user at another
+    address (test_class_server.py, over two addresses)."""
+    assert (LoginThrottle.FREE, LoginThrottle.BASE_DELAY_S, LoginThrottle.MAX_DELAY_S) == (3, 1.0, 60.0)
     clock = FakeClock()
-    with MailServer(USERS) as server:
-        server.throttle = LoginThrottle(clock=clock)
+    store = MailStore(scrypt_n=CHEAP_SCRYPT_N)
+    with MailServer(USERS, store=store, limits=ClassLimits(clock=clock)) as server:
         replies = [raw_request(server.address, f"alice:guess{i}".encode()).decode() for i in range(20)]
-        assert replies[:5] == [REPLIES.LOGIN_FAILED] * 5
-        assert all(r.startswith("KO: too many wrong passwords for alice; try again in") for r in replies[5:])
+        assert replies[:4] == [REPLIES.LOGIN_FAILED] * 4
+        assert all(r == "KO: too many wrong passwords for alice from your address; try again in 1 s"
+                   for r in replies[4:])                             # refused unchecked: no more delay
         right = raw_request(server.address, b"alice:wonderland").decode()
-        assert right.startswith("KO: too many wrong passwords")       # refused while locked
+        assert right.startswith("KO: too many wrong passwords")       # from this address: waits
         assert raw_request(server.address, b"bob:builder").startswith(b"OK:")  # others are not
-        clock.now += LoginThrottle.LOCKOUT_S + 1
+        clock.now += 1
+        assert raw_request(server.address, b"alice:guess").decode() == REPLIES.LOGIN_FAILED
+        assert raw_request(server.address, b"alice:wonderland").decode().endswith("try again in 2 s")
+        clock.now += 2
         assert raw_request(server.address, b"alice:wonderland").startswith(b"OK:")
+        assert raw_request(server.address, b"alice:guess").decode() == REPLIES.LOGIN_FAILED  # forgiven
 
 
 def test_the_throttle_forgets_what_no_longer_matters():
@@ -292,19 +358,19 @@ def test_the_throttle_forgets_what_no_longer_matters():
     clock = FakeClock()
     throttle = LoginThrottle(clock=clock)
     for i in range(50_000):
-        throttle.failed(f"made-up-{i}")
+        throttle.failed(f"made-up-{i}", f"10.0.{i % 250}.1")
         clock.now += 0.02                                  # 50 guesses a second for 1,000 s
-    assert len(throttle._failures) + len(throttle._locked_until) <= 2 * LoginThrottle.MAX_TRACKED
-    for _ in range(LoginThrottle.MAX_FAILURES):            # and it still locks out
-        throttle.failed("alice")
-    assert throttle.wait_time("alice") == LoginThrottle.LOCKOUT_S
+    assert throttle.tracked() <= 2 * (MAX_TRACKED + MAX_TRACKED // 2)   # two tables, pruned at 1.5x
+    for _ in range(LoginThrottle.FREE + 1):                # and it still slows guessing down
+        throttle.failed("alice", "10.0.0.66")
+    assert throttle.wait_time("alice", "10.0.0.66") == LoginThrottle.BASE_DELAY_S
 
 
 def test_session_ids_are_unguessable():
     """Ids come from ``secrets``: all different, every digit equally likely in
     every position, not reproducible by seeding ``random``; and 20,000 guesses
     against 100 live sessions find none."""
-    with MailStore() as store:
+    with MailStore(scrypt_n=CHEAP_SCRYPT_N) as store:
         store.add_user("alice", "pw")
         random.seed(7)
         ids = [store.create_session("alice") for _ in range(3_000)]
@@ -319,7 +385,7 @@ def test_session_ids_are_unguessable():
     ints = sorted(map(int, ids))
     assert len({b - a for a, b in zip(ints, ints[1:])}) > 2_900        # no arithmetic pattern
 
-    server = MailServer(USERS)                          # respond() needs no socket
+    server = MailServer(USERS, scrypt_n=CHEAP_SCRYPT_N)                          # respond() needs no socket
     live = {server.store.create_session("bob") for _ in range(100)}
     rng = random.Random(1)
     hits = 0
@@ -333,9 +399,9 @@ def test_session_ids_are_unguessable():
     assert hits == 0
 
 
-def test_sessions_expire_when_idle_and_live_while_used():
+def test_sessions_expire_when_idle_and_live_while_used(tmp_path):
     clock = FakeClock()
-    with MailStore(session_ttl=60, clock=clock) as store:
+    with MailStore(tmp_path / "mail.db", session_ttl=60, clock=clock, scrypt_n=CHEAP_SCRYPT_N) as store:
         store.add_user("alice", "pw")
         sid = store.create_session("alice")
         for _ in range(20):                              # used every 50 s: lives 1,000 s
@@ -346,13 +412,14 @@ def test_sessions_expire_when_idle_and_live_while_used():
             store.session_user(sid)
         stale = [store.create_session("alice") for _ in range(50)]
         clock.now += 61
-        store.create_session("alice")                    # a login clears out expired sessions
-        assert store._one("SELECT COUNT(*) FROM sessions")[0] == 1
+        fresh = store.create_session("alice")            # a login clears out expired sessions
+        with sqlite3.connect(tmp_path / "mail.db") as db:     # the file, as another process sees it
+            assert db.execute("SELECT id FROM sessions").fetchall() == [(fresh,)]
         assert stale
 
 
 def test_a_session_cannot_touch_another_users_mail():
-    with MailServer(USERS) as server:
+    with MailServer(USERS, scrypt_n=CHEAP_SCRYPT_N) as server:
         alice, bob, carol = (MailClient(*server.address) for _ in range(3))
         alice.login("alice", USERS["alice"])
         bob.login("bob", USERS["bob"])
@@ -385,7 +452,7 @@ def test_a_session_cannot_touch_another_users_mail():
 @pytest.mark.parametrize("half_close", [True, False], ids=["half-closed", "2017-style"])
 @pytest.mark.parametrize("size", [MAX_REQUEST_BYTES + 1, 2 * MAX_REQUEST_BYTES, 8 * MAX_REQUEST_BYTES])
 def test_frames_over_the_limit_get_a_clear_error(size, half_close):
-    with MailServer(USERS, idle_timeout=0.3) as server:
+    with MailServer(USERS, scrypt_n=CHEAP_SCRYPT_N, idle_timeout=0.3) as server:
         alice = MailClient(*server.address, timeout=15)
         sid = alice.login("alice", USERS["alice"])
         head = f"{sid}:email:bob:big:".encode()
@@ -400,7 +467,7 @@ def test_frames_over_the_limit_get_a_clear_error(size, half_close):
 
 
 def test_the_client_reports_an_oversized_mail_clearly():
-    with MailServer(USERS) as server:
+    with MailServer(USERS, scrypt_n=CHEAP_SCRYPT_N) as server:
         alice = MailClient(*server.address, timeout=15)
         alice.login("alice", USERS["alice"])
         with pytest.raises(ServerError, match="over the limit"):
@@ -429,7 +496,7 @@ def test_2017_clients_through_5_percent_noise_deliver_every_mail_once():
     on KO), each through its own NoisyLink that corrupts 5% of the command
     frames: every one of 200 mails arrives exactly once."""
     per_client, seeds = 50, (11, 12, 13, 14)
-    with MailServer(USERS, idle_timeout=0.3) as server:
+    with MailServer(USERS, scrypt_n=CHEAP_SCRYPT_N, idle_timeout=0.3) as server:
         links = [NoisyLink(server.address, rate=0.05, seed=s, idle_timeout=0.3).start() for s in seeds]
         try:
             failures = []

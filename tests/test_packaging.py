@@ -8,6 +8,7 @@ silently: a malformed line is simply ignored.
 """
 
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -21,10 +22,13 @@ from rattler import MatchSpec
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = ROOT / "pyproject.toml"
 ENVIRONMENT = ROOT / "environment.yml"
-SANITIZE = ROOT / "tests" / "nbval-sanitize.cfg"
+BINDER = ROOT / "binder" / "environment.yml"
+SANITIZE = ROOT / "tests" / "nbval-sanitize.cfg"          # a link to the package's file
+PACKAGE_SANITIZE = ROOT / "mailkit" / "labs" / "nbval-sanitize.cfg"
 
 # Conda packages that the environment needs but pip does not list as extras.
 CONDA_ONLY = {"python", "pip"}
+PROJECT = "mailkit"
 
 
 def normalize(name: str) -> str:
@@ -47,33 +51,49 @@ def load_pyproject() -> dict:
         return tomllib.load(f)
 
 
-def load_environment() -> dict:
-    with ENVIRONMENT.open() as f:
+def load_environment(path: Path = ENVIRONMENT) -> dict:
+    with path.open() as f:
         return yaml.safe_load(f)
 
 
 def pip_requirements(extra: str) -> dict[str, Requirement]:
-    """The requirements of one extra, by normalized name."""
+    """The requirements of one extra, by normalized name, with a reference
+    to mailkit's own extras (``mailkit[notebooks,labs]``) expanded as pip
+    expands it."""
     extras = load_pyproject()["project"]["optional-dependencies"]
     assert extra in extras, f"pyproject.toml has no [project.optional-dependencies] {extra!r}"
     reqs: dict[str, Requirement] = {}
+    listed: set[str] = set()
     for line in extras[extra]:
         req = Requirement(line)
-        name = normalize(req.name)
-        assert name not in reqs, f"pyproject.toml extra {extra!r} lists {req.name!r} twice"
-        reqs[name] = req
+        if normalize(req.name) == PROJECT:
+            assert req.extras and extra not in req.extras, (
+                f"pyproject.toml extra {extra!r}: {line!r} must name other extras, not itself"
+            )
+            parts = [pip_requirements(sub) for sub in sorted(req.extras)]
+        else:
+            name = normalize(req.name)
+            assert name not in listed, f"pyproject.toml extra {extra!r} lists {req.name!r} twice"
+            listed.add(name)
+            parts = [{name: req}]
+        for part in parts:
+            for name, r in part.items():
+                assert str(reqs.setdefault(name, r)) == str(r), (
+                    f"pyproject.toml extra {extra!r}: {name!r} is {str(reqs[name])!r} in one place "
+                    f"and {str(r)!r} in another"
+                )
     return reqs
 
 
-def conda_specs() -> dict[str, MatchSpec]:
+def conda_specs(path: Path = ENVIRONMENT) -> dict[str, MatchSpec]:
     """The conda dependencies of environment.yml (not the pip: section), by normalized name."""
     specs: dict[str, MatchSpec] = {}
-    for dep in load_environment()["dependencies"]:
+    for dep in load_environment(path)["dependencies"]:
         if isinstance(dep, dict):  # the pip: section
             continue
         spec = MatchSpec(dep, strict=True)
         name = normalize(spec.name.normalized)
-        assert name not in specs, f"environment.yml lists {name!r} twice"
+        assert name not in specs, f"{path.name} lists {name!r} twice"
         specs[name] = spec
     return specs
 
@@ -83,17 +103,32 @@ def test_core_has_no_runtime_dependencies():
     assert deps == [], f"mailkit's core is stdlib only, but [project] dependencies lists {deps}"
 
 
-def test_dev_extra_is_notebooks_plus_labs_plus_test():
+def test_dev_extra_is_notebooks_plus_labs_plus_test_named_once():
+    """dev names the other extras instead of copying them, so it cannot drift."""
+    extras = load_pyproject()["project"]["optional-dependencies"]
+    assert [Requirement(line).name for line in extras["dev"]] == [PROJECT], (
+        f"the dev extra should be one reference to mailkit's other extras, got {extras['dev']}"
+    )
+    named = set().union(*(Requirement(line).extras for line in extras["dev"]))
+    assert named == set(extras) - {"dev"}, f"dev names {sorted(named)}, the other extras are {sorted(set(extras) - {'dev'})}"
     dev = pip_requirements("dev")
     parts = pip_requirements("notebooks") | pip_requirements("labs") | pip_requirements("test")
-    missing = sorted(parts.keys() - dev.keys())
-    extra = sorted(dev.keys() - parts.keys())
-    assert not missing, f"in the notebooks, labs or test extra but not in dev: {missing}"
-    assert not extra, f"in the dev extra but in none of notebooks, labs, test: {extra}"
-    for name in sorted(dev):
-        assert str(dev[name]) == str(parts[name]), (
-            f"{name!r}: dev says {str(dev[name])!r}, notebooks/labs/test say {str(parts[name])!r}"
-        )
+    assert dev == parts
+
+
+def test_a_self_reference_is_expanded(tmp_path, monkeypatch):
+    """pip_requirements reads a reference to mailkit's own extras as pip does:
+    the union of those extras, a package listed in two of them once."""
+    monkeypatch.setattr(sys.modules[__name__], "load_pyproject", lambda: {"project": {"optional-dependencies": {
+        "a": ["pytest>=8", "tqdm>=4.66"], "b": ["pytest>=8", "pyyaml>=6"], "all": ["mailkit[a,b]"],
+        "clash": ["mailkit[a]", "pytest>=7"], "loop": ["mailkit[loop]"],
+    }}})
+    assert {n: str(r) for n, r in pip_requirements("all").items()} == {
+        "pytest": "pytest>=8", "tqdm": "tqdm>=4.66", "pyyaml": "pyyaml>=6"}
+    with pytest.raises(AssertionError, match="'pytest' is 'pytest>=8' in one place"):
+        pip_requirements("clash")
+    with pytest.raises(AssertionError, match="must name other extras"):
+        pip_requirements("loop")
 
 
 def test_environment_is_conda_forge_and_installs_mailkit():
@@ -147,12 +182,49 @@ def test_python_bound_matches_requires_python():
     )
 
 
+# Binder: the students' environment, the notebooks and labs extras without the test tools.
+
+def test_binder_environment_is_notebooks_plus_labs_without_test_tools():
+    student = pip_requirements("notebooks") | pip_requirements("labs")
+    binder = conda_specs(BINDER)
+    names = set(binder) - CONDA_ONLY
+    assert names == set(student), (
+        f"binder/environment.yml lacks {sorted(set(student) - names)} and should not have "
+        f"{sorted(names - set(student))} (it is the notebooks and labs extras of pyproject.toml)"
+    )
+    test_only = set(pip_requirements("test")) - set(student)
+    assert {"playwright", "py-rattler"} <= test_only and not names & test_only
+    for name, req in sorted(student.items()):
+        assert lower_bound(binder[name].version or "", f"binder/environment.yml {name!r}") == \
+            lower_bound(str(req.specifier), f"pyproject.toml {name!r}"), f"{name}: lower bounds differ"
+    assert binder["python"].version == conda_specs()["python"].version
+    env = load_environment(BINDER)
+    assert env["channels"] == ["conda-forge"]
+    assert not [dep for dep in env["dependencies"] if isinstance(dep, dict)], \
+        "binder/postBuild installs mailkit; a pip: section would install it before the repository is there"
+    post_build = ROOT / "binder" / "postBuild"
+    assert post_build.stat().st_mode & 0o111, "binder/postBuild must be executable"
+    assert "pip install --no-deps -e ." in post_build.read_text()
+
+
 # The sanitize file, read the way nbval reads it.
 
 def sanitize_pairs() -> list[tuple[str, str]]:
     from nbval.plugin import get_sanitize_patterns
 
     return get_sanitize_patterns(SANITIZE.read_text())
+
+
+def test_one_sanitize_file_shipped_in_the_package():
+    """`make test` (through tests/nbval-sanitize.cfg) and mailkit.labs read
+    the same file, and a wheel carries it."""
+    from mailkit.labs.sanitize import SANITIZE_CFG
+
+    assert SANITIZE.resolve() == PACKAGE_SANITIZE.resolve()
+    assert f"--nbval-sanitize-with {SANITIZE.relative_to(ROOT)}" in (ROOT / "Makefile").read_text()
+    assert SANITIZE_CFG == PACKAGE_SANITIZE.read_text()
+    package_data = load_pyproject()["tool"]["setuptools"]["package-data"]
+    assert PACKAGE_SANITIZE.name in package_data["mailkit.labs"]
 
 
 def test_sanitize_file_every_line_is_read():

@@ -9,8 +9,10 @@ import pytest
 
 from mailkit import BitFlipChannel, MailClient, MailServer, NoisyLink, flip_bit, make_frame
 from mailkit.noise import flip_bits
-from mailkit.pictures import frame_html, hexdump_html, ladder, link_diagram, retry_plot, sequence_diagram
-from mailkit.trace import Exchange, Transcript, hexdump
+from mailkit.pictures import (
+    Ladder, Layout, SequenceDiagram, Step, frame_html, hexdump_html, link_diagram, retry_plot, sequence_diagram,
+)
+from mailkit.trace import Exchange, Transcript, hexdump, hexdump_rows
 
 SID = "0123456789"
 
@@ -141,14 +143,14 @@ def test_hexdump_negative_index_counts_from_the_end():
 
 
 def test_ladder_text_svg_and_checks():
-    d = ladder(["a", "b", "c"], [("a", "b", "hello"), ("b", "c", "lost", "lost"),
+    d = Ladder(["a", "b", "c"], [("a", "b", "hello"), ("b", "c", "lost", "lost"),
                                  ("c", "c", "thinks", "note", "a note"), ("c", "a", "ok", "OK")], "t")
     assert d.text.split("\n") == ["t", "a --> b  hello", "b --x c  lost", "c  [thinks]  (a note)", "c --> a  ok"]
     ET.fromstring(d.svg)
     with pytest.raises(ValueError):
-        ladder(["a"], [("a", "z", "x")])
+        Ladder(["a"], [("a", "z", "x")])
     with pytest.raises(ValueError):
-        ladder(["a", "b"], [("a", "b", "x", "purple")])
+        Ladder(["a", "b"], [("a", "b", "x", "purple")])
 
 
 def test_link_diagram_of_a_real_link():
@@ -175,3 +177,53 @@ def test_frame_view_names_the_parts():
     assert v.verifies and "matches" in v.text and "✓ checksum matches" in v.html
     broken = frame_html(make_frame(SID, "count")[:-1] + b"0")
     assert not broken.verifies and "does NOT match" in broken.text
+
+
+# -- one renderer per picture -----------------------------------------------------
+
+
+def test_a_sequence_diagram_is_a_two_actor_ladder():
+    d = sequence_diagram(_exchanges(), "t")
+    ladder = d.ladder
+    assert isinstance(d, SequenceDiagram) and isinstance(ladder, Ladder)
+    assert ladder.actors == ["client", "server"] and d.svg == ladder.svg
+    # a request step and a reply step per attempt; no reply is a lost arrow
+    assert [s.kind for s in ladder.steps] == ["ink", "OK", "flip", "KO", "ink", "lost", "ink", "OK",
+                                              "ink", "ERROR"]
+    assert ladder.steps[2].note.startswith("⚡ flipped on the way: byte 20 bit 3")
+    assert ladder.steps[0].margin == ("connection", "login #1")
+
+
+def test_ladder_layout_moves_the_lifelines_and_the_lost_arrow():
+    steps = [Step("a", "b", "hello", margin=("left",)), ("b", "a", "gone", "lost")]
+    spread = Ladder(["a", "b"], steps).svg
+    fixed = Ladder(["a", "b"], steps, layout=Layout(width=400, xs=(50, 350), lost="the middle")).svg
+    assert '<line x1="90" y1="62" x2="550" y2="72"' in spread
+    assert '<line x1="50" y1="62" x2="350" y2="72"' in fixed and 'width="400"' in fixed
+    # the lost reply stops two thirds of the way, or just short of the middle with the cross on it
+    assert 'x2="243" y2="110"' in spread and '<text x="243" y="116"' in spread     # 550 - 460 * 2 / 3
+    assert 'x2="212" y2="107"' in fixed and '<text x="200" y="113"' in fixed
+    assert ">left</text>" in spread and ">left</text>" in fixed
+    ET.fromstring(fixed)
+
+
+def test_empty_ladder_shows_its_placeholder_only_when_asked():
+    assert "nothing yet" in Ladder(["a", "b"], [], layout=Layout(empty="nothing yet")).svg
+    assert "<text x=\"320\"" not in Ladder(["a", "b"], []).svg
+
+
+def test_hexdump_view_draws_the_rows_of_trace():
+    data = flip_bits(bytes(range(64)), [(17, 0), (40, 6)])
+    view = hexdump_html(data, [(17, 0), (40, 6)])
+    assert view.rows == hexdump_rows(data, [(17, 0), (40, 6)])
+    for row in view.rows:
+        assert f"{row.offset:08x}" in view.html
+        if row.flips:
+            assert f'<span style="color:#d6336c">{row.carets}</span>' in view.html
+
+
+def test_link_diagram_draws_the_flipped_reply_as_it_arrived():
+    from mailkit.noise import LinkEvent
+    ev = LinkEvent(1, make_frame(SID, "count"), (), b"OK: 1 message", ((0, 1),))
+    d = link_diagram([ev])
+    assert "link --> client  MK: 1 message  (flipped bit 1 of byte 0)" in d.text

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from conftest import CHEAP_SCRYPT_N
+from mailkit.course import FakeClock
 from mailkit.protocol import Message
 from mailkit.store import (
     SESSION_TTL_S, MailStore, SessionError, SessionExpired, StoreError,
@@ -23,16 +25,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
 
 
-class FakeClock:
-    """A clock that only moves when a test says so."""
-
-    def __init__(self, now: float = 1_700_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def db_path(tmp_path):
     return tmp_path / "mail.db"
@@ -41,7 +33,7 @@ def db_path(tmp_path):
 @pytest.fixture
 def store(db_path):
     """A file store with users alice and bob (password PASSWORD)."""
-    with MailStore(db_path) as s:
+    with MailStore(db_path, scrypt_n=CHEAP_SCRYPT_N) as s:
         s.add_user("alice", PASSWORD)
         s.add_user("bob", PASSWORD)
         yield s
@@ -98,6 +90,8 @@ def test_bad_username_rejected(store, bad):
 
 
 def test_passwords_are_salted_and_never_stored_in_clear(db_path):
+    """The one test at the real cost (every other store here uses a cheap
+    one): the stored hashes name N=2**14."""
     with MailStore(db_path) as s:
         s.add_user("alice", PASSWORD)
         s.add_user("bob", PASSWORD)
@@ -149,7 +143,7 @@ def test_end_session_is_idempotent(store):
 
 def test_session_expiry_is_sliding(db_path):
     clock = FakeClock()
-    with MailStore(db_path, clock=clock) as s:
+    with MailStore(db_path, clock=clock, scrypt_n=CHEAP_SCRYPT_N) as s:
         s.add_user("alice", "pw")
         sid = s.create_session("alice")
         for _ in range(5):  # used every 29 minutes: lives well past 30 minutes
@@ -169,7 +163,7 @@ def test_session_expiry_is_sliding(db_path):
 
 def test_custom_session_ttl(tmp_path):
     clock = FakeClock()
-    with MailStore(tmp_path / "t.db", session_ttl=90, clock=clock) as s:
+    with MailStore(tmp_path / "t.db", session_ttl=90, clock=clock, scrypt_n=CHEAP_SCRYPT_N) as s:
         s.add_user("alice", "pw")
         sid = s.create_session("alice")
         clock.now += 91
@@ -238,7 +232,7 @@ def test_deliver_to_unknown_recipient(store):
 
 def test_sent_at_comes_from_the_clock(tmp_path):
     clock = FakeClock(1234.5)
-    with MailStore(tmp_path / "c.db", clock=clock) as s:
+    with MailStore(tmp_path / "c.db", clock=clock, scrypt_n=CHEAP_SCRYPT_N) as s:
         s.add_user("alice", "pw")
         assert s.deliver("alice", "alice", "s", "b").sent_at == 1234.5
         assert s.messages("alice")[0].sent_at == 1234.5
@@ -253,7 +247,7 @@ def test_any_text_roundtrips(memory_store, subject, body):
 
 @pytest.fixture(scope="module")
 def memory_store():
-    with MailStore() as s:
+    with MailStore(scrypt_n=CHEAP_SCRYPT_N) as s:
         s.add_user("alice", "pw")
         yield s
 
@@ -263,7 +257,7 @@ def test_data_survives_reopen(store, db_path):
     store.deliver("bob", "alice", "kept", "body")
     sid = store.create_session("alice")
     store.close()
-    with MailStore(db_path) as again:
+    with MailStore(db_path, scrypt_n=CHEAP_SCRYPT_N) as again:
         assert again.users() == ["alice", "bob"]
         assert again.check_password("bob", PASSWORD)
         assert again.session_user(sid) == "alice"
@@ -283,7 +277,7 @@ def test_message_on_disk_when_deliver_returns(store, db_path):
     result = subprocess.run([sys.executable, "-c", code, str(db_path)],
                             env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == -signal.SIGKILL, result.stderr
-    with MailStore(db_path) as fresh:
+    with MailStore(db_path, scrypt_n=CHEAP_SCRYPT_N) as fresh:
         [m] = fresh.messages("alice")
         assert (m.sender, m.subject, m.body) == ("bob", "last words", "sent just before SIGKILL")
 
@@ -295,7 +289,7 @@ def test_file_store_is_durable_by_configuration(store, db_path):
 
 
 def test_close_is_idempotent_and_use_after_close_is_readable(db_path):
-    s = MailStore(db_path)
+    s = MailStore(db_path, scrypt_n=CHEAP_SCRYPT_N)
     s.close()
     s.close()
     with pytest.raises(StoreError, match="is closed"):
@@ -303,12 +297,12 @@ def test_close_is_idempotent_and_use_after_close_is_readable(db_path):
 
 
 def test_newer_schema_is_refused(db_path):
-    MailStore(db_path).close()
+    MailStore(db_path, scrypt_n=CHEAP_SCRYPT_N).close()
     conn = sqlite3.connect(db_path)
     conn.execute("PRAGMA user_version = 99")
     conn.close()
     with pytest.raises(StoreError, match="schema version 99"):
-        MailStore(db_path)
+        MailStore(db_path, scrypt_n=CHEAP_SCRYPT_N)
 
 
 # -- threads ----------------------------------------------------------------
@@ -334,13 +328,13 @@ def test_many_threads_deliver_into_one_file(store, db_path):
     assert _hammer(store, 20, 50) == []
     assert store.count("alice") == 1000
     store.close()
-    with MailStore(db_path) as fresh:
+    with MailStore(db_path, scrypt_n=CHEAP_SCRYPT_N) as fresh:
         subjects = [m.subject for m in fresh.messages("alice")]
     assert sorted(subjects) == sorted(f"{t}:{i}" for t in range(20) for i in range(50))
 
 
 def test_memory_store_works_from_threads():
-    with MailStore(":memory:") as s:
+    with MailStore(":memory:", scrypt_n=CHEAP_SCRYPT_N) as s:
         s.add_user("alice", "pw")
         assert _hammer(s, 8, 25) == []
         assert s.count("alice") == 200

@@ -8,7 +8,7 @@ import pytest
 
 from mailkit.noise import flip_bit
 from mailkit.protocol import make_frame
-from mailkit.trace import Exchange, Transcript, hexdump
+from mailkit.trace import Exchange, HexRow, Transcript, bits_word, flipped_bytes, hexdump, hexdump_rows
 
 FRAME = make_frame("0123456789", "email", "bob", "Hello", "How are you?")
 FLIPPED = flip_bit(FRAME, 17, 3)
@@ -166,3 +166,39 @@ def test_hexdump_names_both_bits_flipped_in_one_byte():
     carets = hexdump(FLIPPED, [(17, 3), (17, 5)]).splitlines()[2]
     notes = carets[carets.rindex("^") + 1:]
     assert re.search(r"\b3\b", notes) and re.search(r"\b5\b", notes), notes
+
+
+# -- hexdump rows (the data behind the text and the coloured hexdump) -------------
+
+def test_hexdump_rows_are_the_lines_of_hexdump():
+    flips = [(0, 1), (17, 3), (17, 5), (20, 0)]
+    rows = hexdump_rows(FLIPPED, flips)
+    assert [r.offset for r in rows] == list(range(0, len(FLIPPED), 16))
+    assert b"".join(r.data for r in rows) == FLIPPED
+    assert rows[1].flips == {17: (3, 5), 20: (0,)} and rows[0].flips == {0: (1,)}
+    assert all(not r.flips and r.carets == "" for r in rows[2:])
+    text = [line for r in rows for line in ([r.line, r.carets] if r.flips else [r.line])]
+    assert "\n".join(text) == hexdump(FLIPPED, flips)
+
+
+def test_hexdump_row_cells():
+    row = hexdump_rows(b"A\x00~\x7f", [(-1, 7)], width=8)[0]
+    assert isinstance(row, HexRow) and row.width == 8
+    assert row.cells() == [(0, "41", "A"), (1, "00", "."), (2, "7e", "~"), (3, "7f", ".")]
+    assert row.flips == {3: (7,)}
+    assert row.carets.endswith("byte 3: bit 7")
+
+
+def test_flipped_bytes_counts_from_the_end_and_leaves_out_what_is_outside():
+    assert flipped_bytes(b"abcdef", [(-1, 0), (2, 4), (2, 1), (2, 4), (6, 0), (-7, 0)]) == {
+        2: (1, 4), 5: (0,)}
+
+
+def test_a_flip_past_the_end_gets_no_caret_even_in_the_last_row():
+    data = bytes(20)                                   # the last row has room for bytes 20..31
+    assert hexdump(data, [(25, 1)]) == hexdump(data)
+
+
+def test_bits_word():
+    assert bits_word((3,)) == "bit 3"
+    assert bits_word((0, 2)) == "bits 0 and 2"

@@ -16,6 +16,7 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
+from conftest import wait_for  # noqa: E402
 from mailkit import (  # noqa: E402
     LoginFailed, MailServer, NotLoggedIn, RetriesExhausted, ServerError, ServerUnreachable,
 )
@@ -86,7 +87,9 @@ def test_parse_address(given, expected):
     assert parse_address(given) == expected
 
 
-@pytest.mark.parametrize("given", ["", "   ", "host:", "host:port", "host:0", "host:70000", ":25", "[::1]x"])
+@pytest.mark.parametrize("given", ["", "   ", "host:", "host:port", "host:0", "host:70000", ":25", "[::1]x",
+                                   "host:25:26", "http://127.0.0.1:2525", "bad host:25", "[nohost]:25",
+                                   "127.0.0.1/24", "-x-:25"])
 def test_parse_address_says_what_it_expected(given):
     with pytest.raises(ValueError, match="HOST"):
         parse_address(given)
@@ -140,6 +143,44 @@ def test_describe_error(error, says):
     message = describe_error(error)
     assert says in message
     assert "Traceback" not in message
+
+
+@pytest.mark.parametrize("given, expected", [("::1", ("::1", 2525)), ("host_1.local.:9", ("host_1.local.", 9))])
+def test_parse_address_takes_bare_ipv6_and_local_names(given, expected):
+    assert parse_address(given) == expected
+
+
+def test_a_name_lookup_failure_is_one_sentence_not_a_retry_story():
+    exc = RetriesExhausted("login", [_exchange(b"", error="gaierror: [Errno -2] Name or service not known")] * 4)
+    message = describe_error(exc)
+    assert "could not be looked up" in message and "stopped answering" not in message
+    message = describe_error(socket.gaierror(-2, "Name or service not known"))
+    assert message == "Cannot find the server: its name could not be looked up (Name or service not known)."
+
+
+def _damaged(frame: bytes, byte: int, bit: int = 1) -> Exchange:
+    wire = bytearray(frame)
+    wire[byte] ^= 1 << bit
+    return Exchange("count", 1, frame, bytes(wire), reply=b"KO", flips=((byte, bit),))
+
+
+def test_a_flip_in_the_checksum_is_marked_as_such():
+    from mailkit import protocol
+
+    frame = protocol.make_frame("0123456789", "count")
+    in_checksum = views.frames_html(Transcript([_damaged(frame, len(frame) - 5)]))
+    plain = html.unescape(re.sub(r"<[^>]+>", "", in_checksum))
+    assert "hit the checksum itself" in plain and "the content arrived intact" in plain
+    lines = plain.splitlines()
+    frame_line = next(i for i, line in enumerate(lines) if "0123456789:count#" in line)
+    caret = lines[frame_line + 1].index("^")
+    assert caret == len(views.INDENT) + len(frame) - 5               # right under the flipped character
+    assert in_checksum.count('class="mailkit-flip"') == 1
+    assert re.search(r"sha1 now " + protocol.checksum(frame.rpartition(b"#")[0]), plain)
+    assert 'class="mailkit-attempt-failed"' in in_checksum and "✖ #1 count" in plain
+
+    in_content = html.unescape(re.sub(r"<[^>]+>", "", views.frames_html(Transcript([_damaged(frame, 2)]))))
+    assert "checksum itself" not in in_content and "a flipped bit" in in_content
 
 
 def test_frames_hide_passwords_and_show_checksums(mail_server, apps):
@@ -232,6 +273,8 @@ def test_sending_to_yourself_refreshes_your_inbox(mail_server, apps):
     ("unknown recipient", "The server said: ERROR: unknown recipient 'zed'."),
     ("no recipient", "Type a recipient"),
     ("server down", "Cannot reach the server"),
+    ("address with two ports", "more than one ':'"),
+    ("a web address", "no http://"),
 ])
 def test_errors_are_sentences_in_the_app(mail_server, apps, capsys, action, says):
     app = apps(mail_server, user="alice")
@@ -241,9 +284,11 @@ def test_errors_are_sentences_in_the_app(mail_server, apps, capsys, action, says
         log_in(app, "x", user="1alice")
     elif action == "no username":
         log_in(app, "x", user="  ")
-    elif action == "bad address":
-        app.ui.server.value = "localhost:mail"
+    elif action in ("bad address", "address with two ports", "a web address"):
+        app.ui.server.value = {"bad address": "localhost:mail", "address with two ports": "127.0.0.1:25:26",
+                               "a web address": "http://127.0.0.1:2525/"}[action]
         log_in(app, "wonderland")
+        assert len(app.transcript) == 0                     # nothing was sent
     else:
         log_in(app, "wonderland")
         if action == "server down":
@@ -256,6 +301,29 @@ def test_errors_are_sentences_in_the_app(mail_server, apps, capsys, action, says
     assert kind == "error" and says in message, message
     assert "mailkit-idle" in app._dom_classes
     assert capsys.readouterr() == ("", "")                  # nothing printed into the cell
+
+
+def test_an_unknown_host_is_one_line_and_never_retried(apps, monkeypatch):
+    """A name that cannot be looked up: one red sentence, no attempt sent,
+    no "stopped answering" advice.  The lookup failure is the real
+    socket.gaierror, raised here without asking a DNS server (tests send
+    nothing beyond the loopback)."""
+    asked = []
+
+    def getaddrinfo(host, *args, **kwargs):
+        asked.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(views.socket, "getaddrinfo", getaddrinfo)
+    app = apps("nohost.invalid:2525", user="alice")
+    log_in(app, "wonderland")
+    kind, message = status(app)
+    assert kind == "error", message
+    assert message == ("✖ There is no server called 'nohost.invalid': the name could not be looked up "
+                       "(Name or service not known). Check the spelling, or type an IP address such as 127.0.0.1.")
+    assert asked == ["nohost.invalid"]                     # looked up once
+    assert len(app.transcript) == 0 and app.client is None  # no attempt, let alone four
+    assert "attempt" not in message and "stopped answering" not in message
 
 
 def test_noise_brings_retries_into_the_transcript(mail_server, apps):
@@ -271,6 +339,7 @@ def test_noise_brings_retries_into_the_transcript(mail_server, apps):
     assert "KO" in text(bob.ui.diagram) and "<svg" in bob.ui.diagram.value
     assert bob.ui.tabs.titles[2] == f"Transcript ({len(bob.transcript)})"
     assert bob.client.channel.rate == 0.6 and bob.client.channel.seed == 0
+    assert text(bob.ui.noise_note) == "noise 0.60, seed 0: about 60% of frames get a flipped bit"
 
     bob.ui.noise.value = 1.0                  # every frame damaged: the retries run out
     bob.ui.refresh.click()
@@ -280,7 +349,7 @@ def test_noise_brings_retries_into_the_transcript(mail_server, apps):
     assert "lower the noise" in message
 
     bob.ui.noise.value = 0.0
-    assert bob.client.channel is None
+    assert bob.client.channel is None and "no noise" in text(bob.ui.noise_note)
     bob.ui.clear.click()
     bob.wait()
     assert "no exchanges yet" in text(bob.ui.frames)
@@ -347,6 +416,9 @@ def test_a_slow_server_makes_the_app_busy_not_the_kernel(apps):
         assert "stopped answering" in message
         assert not app.busy and "mailkit-idle" in app._dom_classes and not app.ui.login.disabled
         assert len(app.transcript) == 2
+        frames = views.frames_html(app.transcript)           # two timeouts: both red, neither green
+        assert frames.count('class="mailkit-attempt-failed"') == 2
+        assert "mailkit-attempt-retried" not in frames and "#1a7f37" not in frames
     finally:
         silent.close()
 
@@ -374,9 +446,7 @@ def test_live_inbox_polls_and_stops_cleanly(mail_server, apps):
     log_in(bob, "builder")
     assert len(poll_threads()) == 1
     compose(alice, "bob", "Live", "no refresh needed")
-    deadline = time.monotonic() + 5
-    while text(bob.ui.count) != "1 message" and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: text(bob.ui.count) == "1 message", 5)
     assert text(bob.ui.count) == "1 message"
     assert status(bob) == ("ok", "✔ New mail: 1 message.")
     bob.ui.live.value = False
@@ -393,28 +463,77 @@ def test_live_inbox_polls_and_stops_cleanly(mail_server, apps):
     assert not poll_threads()
 
 
+def test_live_refresh_stops_in_a_forgotten_tab(mail_server, apps):
+    """Without a click for live_for seconds the polling stops, so a closed
+    tab's kernel goes quiet and Voila's culler can end it."""
+    bob = apps(mail_server, user="bob", poll_interval=0.02, live_for=0.3)
+    log_in(bob, "builder")
+    bob.ui.live.value = True
+    assert len(poll_threads()) == 1
+    deadline = time.monotonic() + 10
+    while bob.ui.live.value and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert bob.ui.live.value is False
+    kind, message = status(bob)
+    assert kind == "info" and message.startswith("ℹ Live refresh stopped after") and "tick live" in message
+    deadline = time.monotonic() + 5
+    while poll_threads() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not poll_threads()
+    polled = len(bob.transcript)
+    bob.ui.live.value = True                           # a click: it starts again
+    assert len(poll_threads()) == 1
+    deadline = time.monotonic() + 5
+    while len(bob.transcript) == polled and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(bob.transcript) > polled
+
+
 def test_close_stops_every_thread(mail_server):
     before = {t.name for t in threading.enumerate()}
     app = MailClientApp(mail_server, user="alice", poll_interval=0.05)
     app.ui.live.value = True
     log_in(app, "wonderland")
     app.close()
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline and {t.name for t in threading.enumerate()} - before:
-        time.sleep(0.02)
+    wait_for(lambda: not {t.name for t in threading.enumerate()} - before, 2)
     assert not {t.name for t in threading.enumerate()} - before
     assert app.comm is None and app.ui.login.comm is None
 
 
 def test_two_apps_side_by_side_print_deterministically(mail_server, apps, monkeypatch):
-    """The notebook's last line: nbval compares this text/plain (ports masked)."""
-    import ipywidgets
+    """The notebook's apps cell: what JupyterLab shows before the notebook
+    runs, and what nbval compares (ports masked), is a tidy text form."""
+    from mailkit.widgets import SideBySide, side_by_side
 
     monkeypatch.delenv(views.ENV_SERVER, raising=False)
-    box = ipywidgets.HBox([apps(mail_server, user="alice"), apps(mail_server, user="bob")])
-    plain = box._repr_mimebundle_()["text/plain"]
-    assert re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", plain) == (
-        "HBox(children=(<MailClientApp alice @ 127.0.0.1:PORT>, <MailClientApp bob @ 127.0.0.1:PORT>))")
+    alice, bob = apps(mail_server, user="alice"), apps(mail_server, user="bob")
+    box = side_by_side(alice, bob)
+    assert isinstance(box, SideBySide) and box.children == (alice, bob)
+    plain = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", box._repr_mimebundle_()["text/plain"])
+    assert plain == ("2 mail clients side by side (they appear when the cell runs):\n"
+                     "  alice @ 127.0.0.1:PORT, not logged in\n"
+                     "  bob @ 127.0.0.1:PORT, not logged in")
+    assert "HBox(" not in plain and "<MailClientApp" not in plain
+    log_in(alice, "wonderland")
+    assert re.sub(r"\d{4,5}", "PORT", alice.text) == "alice @ 127.0.0.1:PORT, logged in"
+    assert alice._repr_mimebundle_()["text/plain"].startswith("Mail client (it appears when the cell runs):")
+
+
+def test_about_this_page_in_the_notebook_and_in_voila(monkeypatch):
+    from mailkit.widgets import about_this_page, page_url
+
+    monkeypatch.delenv(views.ENV_VOILA_URL, raising=False)
+    monkeypatch.delenv(views.ENV_SERVER, raising=False)
+    assert page_url() is None
+    assert "make app" in repr(about_this_page()) and "APP_PORT" in repr(about_this_page())
+
+    monkeypatch.setenv(views.ENV_VOILA_URL, "http://127.0.0.1:9123/?voila-template=lab")
+    assert page_url() == "http://127.0.0.1:9123/"
+    note = about_this_page()
+    assert note._repr_markdown_().startswith("This page: [http://127.0.0.1:9123/](http://127.0.0.1:9123/).")
+    assert "practice mail server of its own" in repr(note) and "make app" not in repr(note)
+    monkeypatch.setenv(views.ENV_SERVER, "teacher.local:2525")
+    assert "class server teacher.local:2525" in repr(about_this_page())
 
 
 def test_the_widgets_have_stable_css_classes(mail_server, apps):
@@ -426,7 +545,7 @@ def test_the_widgets_have_stable_css_classes(mail_server, apps):
         "mailkit-status", "mailkit-count", "mailkit-refresh", "mailkit-logoff", "mailkit-live",
         "mailkit-inbox", "mailkit-message", "mailkit-delete", "mailkit-compose-to",
         "mailkit-compose-subject", "mailkit-compose-body", "mailkit-send", "mailkit-noise",
-        "mailkit-seed", "mailkit-clear", "mailkit-diagram", "mailkit-frames", "mailkit-tabs",
+        "mailkit-seed", "mailkit-clear", "mailkit-diagram", "mailkit-frames", "mailkit-tabs", "mailkit-noise-note",
     } <= classes
 
 

@@ -22,7 +22,9 @@ SOURCE_ENV = "MAILKIT_LABS_SOURCE"   # where `check` looks for the sources when 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mailkit.labs", description=__doc__.split("\n")[0])
+    # The docstring's first line, without its reST backticks (--help is plain text).
+    parser = argparse.ArgumentParser(prog="python -m mailkit.labs",
+                                     description=__doc__.split("\n")[0].replace("``", ""))
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     ls = sub.add_parser("list", help="the labs in a folder, with their checks and points")

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import threading
 
 from mailkit import MailClient, MailServer, NoisyLink
 from mailkit.client import request_once
 from mailkit import protocol as P
-from mailkit._listener import Listener, send_and_close
+from mailkit.listener import Listener, send_and_close
 
 __all__ = [
     "USERS", "GaveUp", "exchange", "Client2017", "run_server", "run_handler",
@@ -101,9 +102,10 @@ class _Serving(Listener):
     READS_REQUESTS = False      # the student's code reads the socket itself
 
     def __init__(self, on_connection, host: str = "127.0.0.1", port: int = 0):
-        super().__init__(host, port)
+        super().__init__(host, port, raw_connections=not self.READS_REQUESTS)
         self._on_connection = on_connection
         self.errors: list[str] = []
+        self._lock = threading.Lock()   # guards errors
 
     def handle(self, conn: socket.socket, peer) -> None:
         try:

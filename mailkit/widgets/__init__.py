@@ -12,10 +12,10 @@ served by Voila (``make app``) is a standalone web page; set
 ``MAILKIT_SERVER=host:port`` to point its form at a class server.
 """
 
-from .app import APP_TIMEOUT_S, POLL_INTERVAL_S, MailClientApp
-from .views import ENV_SERVER, default_address, describe_error, parse_address
+from .app import APP_TIMEOUT_S, POLL_INTERVAL_S, MailClientApp, SideBySide, side_by_side
+from .views import ENV_SERVER, about_this_page, default_address, describe_error, page_url, parse_address
 
 __all__ = [
-    "MailClientApp", "APP_TIMEOUT_S", "POLL_INTERVAL_S", "ENV_SERVER",
-    "default_address", "describe_error", "parse_address",
+    "MailClientApp", "SideBySide", "side_by_side", "about_this_page", "APP_TIMEOUT_S", "POLL_INTERVAL_S",
+    "ENV_SERVER", "default_address", "describe_error", "page_url", "parse_address",
 ]

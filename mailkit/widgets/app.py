@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from types import SimpleNamespace
 
 import ipywidgets as W
@@ -32,19 +33,22 @@ import ipywidgets as W
 from ..client import DEFAULT_RETRIES, MailClient, MailClientError, NotLoggedIn
 from ..noise import BitFlipChannel
 from ..protocol import Message, ProtocolError
+from ..text import plural
 from ..trace import Transcript
 from .background import Poller, Worker
 from .views import (
     default_address, describe_error, diagram_html, frames_html, inbox_label, message_html,
-    parse_address, status_html,
+    parse_address, resolve, status_html,
 )
 
-__all__ = ["MailClientApp", "APP_TIMEOUT_S", "POLL_INTERVAL_S"]
+__all__ = ["MailClientApp", "SideBySide", "side_by_side", "APP_TIMEOUT_S", "POLL_INTERVAL_S"]
 
 log = logging.getLogger("mailkit.widgets")
 
 APP_TIMEOUT_S = 3.0      # a server silent for 3 s is down; with 3 retries a click waits 12 s at worst
 POLL_INTERVAL_S = 5.0    # "live" inbox: a count request every 5 s is light for a class server
+LIVE_FOR_S = 15 * 60.0   # ...until 15 min pass without a click: a forgotten tab stops polling, and
+                         # its kernel goes idle, so that Voila's culler can end it (voila.json)
 WAIT_TIMEOUT_S = 30.0    # app.wait(): longer than the slowest job (4 attempts x 3 s x 2 requests)
 TRANSCRIPT_TAB = 2
 
@@ -71,7 +75,8 @@ class MailClientApp(W.VBox):
 
     def __init__(self, server=None, *, user: str = "", password: str = "", noise: float = 0.0,
                  seed: int = 0, timeout: float = APP_TIMEOUT_S, retries: int = DEFAULT_RETRIES,
-                 background: bool = True, poll_interval: float = POLL_INTERVAL_S, **kwargs):
+                 background: bool = True, poll_interval: float = POLL_INTERVAL_S,
+                 live_for: float = LIVE_FOR_S, **kwargs):
         self.timeout, self.retries = timeout, retries
         self.client: MailClient | None = None
         self.transcript = Transcript()
@@ -83,6 +88,8 @@ class MailClientApp(W.VBox):
         self._transcript_dirty = True
         self._worker = Worker(background)
         self._poller = Poller(poll_interval, self._poll)
+        self.live_for = live_for
+        self._last_action = time.monotonic()
         self.ui = SimpleNamespace()
         children = self._build(user, password, default_address(server), noise, seed, poll_interval)
         kwargs.setdefault("layout", W.Layout(border="1px solid #bbb", padding="6px", margin="2px",
@@ -100,6 +107,21 @@ class MailClientApp(W.VBox):
         who = self.ui.user.value or "?"
         state = ", logged in" if self.client else ""
         return f"<MailClientApp {who} @ {self.ui.server.value}{state}>"
+
+    @property
+    def text(self) -> str:
+        """The app in one line of plain text: who, where, logged in or not."""
+        client = self.client
+        if client is not None:
+            return f"{client.user} @ {client.host}:{client.port}, logged in"
+        return f"{self.ui.user.value or '(no user yet)'} @ {self.ui.server.value}, not logged in"
+
+    def _repr_mimebundle_(self, **kwargs):
+        # What a notebook shows before its cells run (and what nbval compares):
+        # a short text form instead of the widget's constructor call.
+        data = super()._repr_mimebundle_(**kwargs)
+        data["text/plain"] = f"Mail client (it appears when the cell runs):\n  {self.text}"
+        return data
 
     # -- building -------------------------------------------------------------
 
@@ -151,13 +173,15 @@ class MailClientApp(W.VBox):
                                     layout=W.Layout(width="120px")), "mailkit-seed")
         ui.clear = _tagged(W.Button(description="Clear", icon="eraser", layout=W.Layout(width="auto")),
                            "mailkit-clear")
+        # Written by the kernel when it has taken the noise in: what the next requests will meet.
+        ui.noise_note = _tagged(W.HTML(), "mailkit-noise-note")
         ui.diagram = _tagged(W.HTML(), "mailkit-diagram")
         ui.frames = _tagged(W.HTML(), "mailkit-frames")
 
         ui.tabs = _tagged(W.Tab([
             W.VBox([ui.inbox_note, ui.inbox_box]),
             W.VBox([ui.to, ui.subject, ui.body, ui.send]),
-            W.VBox([W.HBox([ui.noise, ui.seed, ui.clear], layout=W.Layout(flex_flow="row wrap")),
+            W.VBox([W.HBox([ui.noise, ui.seed, ui.clear], layout=W.Layout(flex_flow="row wrap")), ui.noise_note,
                     W.HTML("<b>Sequence diagram</b> (the last exchanges)"), ui.diagram,
                     W.HTML("<b>Frames</b> (attempt, command, size, reply; then the frame as sent)"),
                     ui.frames]),
@@ -186,6 +210,7 @@ class MailClientApp(W.VBox):
         """Run *job* (which returns a success message or None) in the worker.
         Unless *quiet* (the live poll), the app is busy until it ends."""
         if not quiet:
+            self._last_action = time.monotonic()
             with self._lock:
                 if self._busy:
                     return
@@ -242,6 +267,7 @@ class MailClientApp(W.VBox):
             if not user:
                 raise ValueError("Type a user name first.")
             host, port = parse_address(address)
+            resolve(host, port)                       # an unknown name: one line, no retries
             client = MailClient(host, port, timeout=self.timeout, retries=self.retries, channel=self._channel)
             client.transcript = self.transcript       # one transcript across logins
             session = client.login(user, password)
@@ -251,7 +277,7 @@ class MailClientApp(W.VBox):
             if self.ui.live.value:
                 self._poller.start()
             n = self._load_inbox()
-            return f"Logged in as {user} (session {session}): {_plural(n, 'message')}."
+            return f"Logged in as {user} (session {session}): {plural(n, 'message')}."
 
         self._run(f"Logging in as {user or '?'}", job)
 
@@ -274,7 +300,7 @@ class MailClientApp(W.VBox):
     def _on_refresh(self, _button=None) -> None:
         def job():
             n = self._load_inbox()
-            return f"Inbox refreshed: {_plural(n, 'message')}."
+            return f"Inbox refreshed: {plural(n, 'message')}."
 
         self._run("Refreshing the inbox", job)
 
@@ -288,7 +314,7 @@ class MailClientApp(W.VBox):
         def job():
             n = self._session().delete(m.sender, m.subject)
             self._load_inbox()
-            return f"Deleted {_plural(n, 'message')} from {m.sender} with subject {m.subject!r}."
+            return f"Deleted {plural(n, 'message')} from {m.sender} with subject {m.subject!r}."
 
         self._run(f"Deleting {m.subject!r}", job)
 
@@ -318,13 +344,17 @@ class MailClientApp(W.VBox):
         self._set_busy(self._busy)
 
     def _set_noise(self, _change=None) -> None:
-        rate = float(self.ui.noise.value)
-        self._channel = BitFlipChannel(rate, seed=int(self.ui.seed.value)) if rate > 0 else None
+        rate, seed = float(self.ui.noise.value), int(self.ui.seed.value)
+        self._channel = BitFlipChannel(rate, seed=seed) if rate > 0 else None
         client = self.client
         if client is not None:
             client.channel = self._channel
+        self.ui.noise_note.value = (
+            "<i>no noise: every frame arrives as sent</i>" if rate == 0 else
+            f"<i>noise {rate:.2f}, seed {seed}: about {rate:.0%} of frames get a flipped bit</i>")
 
     def _on_live(self, change) -> None:
+        self._last_action = time.monotonic()
         if change["new"] and self.client is not None:
             self._poller.start()
         else:
@@ -335,6 +365,11 @@ class MailClientApp(W.VBox):
         client = self.client
         if client is None or self._busy:
             return
+        if time.monotonic() - self._last_action > self.live_for:
+            self.ui.live.value = False                # stops this poller (see _on_live)
+            self._say("info", f"Live refresh stopped after {self.live_for / 60:g} min without a click: "
+                              "tick live to start it again.")
+            return
 
         def job():
             if self.client is not client:             # logged off meanwhile
@@ -342,7 +377,7 @@ class MailClientApp(W.VBox):
             if client.count() == self._count:
                 return None
             n = self._load_inbox()
-            return f"New mail: {_plural(n, 'message')}."
+            return f"New mail: {plural(n, 'message')}."
 
         self._run("Polling", job, quiet=True)
 
@@ -372,7 +407,7 @@ class MailClientApp(W.VBox):
         self.messages, self._count = messages, count
         ui.inbox.options = [(inbox_label(m), i) for i, m in enumerate(messages)]
         ui.inbox.value = messages.index(keep) if keep in messages else None
-        ui.count.value = "" if count is None else f"<b>{_plural(count, 'message')}</b>"
+        ui.count.value = "" if count is None else f"<b>{plural(count, 'message')}</b>"
         ui.inbox_box.layout.display = "" if messages else "none"
         if self.client is None:
             ui.inbox_note.value = "<i>Log in to see your inbox.</i>"
@@ -427,5 +462,19 @@ class MailClientApp(W.VBox):
             log.exception("drawing the transcript failed")
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+class SideBySide(W.HBox):
+    """Mail-client apps in a row, whose text form (what a notebook shows
+    before it runs) lists them one per line."""
+
+    def _repr_mimebundle_(self, **kwargs):
+        data = super()._repr_mimebundle_(**kwargs)
+        apps = [app for app in self.children if isinstance(app, MailClientApp)]
+        lines = [f"  {app.text}" for app in apps]
+        data["text/plain"] = "\n".join([f"{len(apps)} mail clients side by side (they appear when the cell runs):",
+                                        *lines])
+        return data
+
+
+def side_by_side(*apps: MailClientApp) -> SideBySide:
+    """Show *apps* next to each other (they wrap onto new rows on a narrow page)."""
+    return SideBySide(list(apps), layout=W.Layout(flex_flow="row wrap"))

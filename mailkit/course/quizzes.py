@@ -1,0 +1,128 @@
+"""Self-check questions: each notebook ends with a few, checked by :func:`quiz`."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+from ..pictures import Shown
+
+__all__ = ["Question", "QUIZZES", "Quiz", "quiz"]
+
+
+@dataclass(frozen=True)
+class Question:
+    accepted: tuple                  # the right answers (after normalising)
+    explanation: str                 # shown once the answer is right
+    hint: str                        # shown when it is not
+
+
+def _norm(answer):
+    if isinstance(answer, bool):
+        return ("bool", answer)
+    if isinstance(answer, (bytes, bytearray)):
+        return ("bytes", bytes(answer))
+    if isinstance(answer, (int, float)):
+        return ("number", round(float(answer), 6))
+    if isinstance(answer, str):
+        return ("text", " ".join(answer.strip().strip("'\"").lower().split()))
+    return ("other", repr(answer))
+
+
+QUIZZES: dict[str, list[Question]] = {
+    "01": [
+        Question((b"",), "recv() returns b'' (no bytes at all) once the other side has "
+                 "closed: that is how a reader knows the reply is over.",
+                 "What does recv() return at the end of a stream? Try it on the closed socket above."),
+        Question(("b",), "A cell runs to the end before the next one can start: a server "
+                 "waiting for connections in the cell itself would block the notebook, "
+                 "and your client cell would never run.",
+                 "Think about what a cell that never finishes does to the cells after it."),
+        Question((2,), "One connection per request: the login is one, the email another.",
+                 "Count the requests; each gets a connection of its own."),
+    ],
+    "02": [
+        Question(("c",), "The session id is the only proof of who you are in every later "
+                 "frame: whoever can guess it can act as you.",
+                 "What does a command frame carry instead of your password?"),
+        Question(("a",), "random's Mersenne Twister is rebuilt from 624 outputs; secrets "
+                 "draws from the operating system's unpredictable source.",
+                 "Look again at clone_random: what did it need?"),
+        Question((False,), "Each hash has its own random salt, so the same password "
+                 "hashes differently for every user (and every time it is set).",
+                 "Compare the two hashes of the same password above."),
+    ],
+    "03": [
+        Question((40,), "A SHA-1 is 160 bits: 40 hexadecimal digits.",
+                 "Count the characters after the '#', or compute len(checksum(b'x'))."),
+        Question(("last", "the last"), "The checksum is always exactly 40 hex digits at the "
+                 "end, so the last '#' is the separator and any '#' before it is content.",
+                 "Which '#' can never be part of a field?"),
+        Question(("b",), "TCP is a byte stream: it keeps no message boundaries, so the "
+                 "receiver reads until the frame is complete (or the sender closes).",
+                 "Did one recv(1024) return the 100 KB frame?"),
+    ],
+    "04": [
+        Question((0.9375,), "1 - 0.5**4 = 0.9375: all four attempts must fail for the "
+                 "mail to be lost, and that happens with probability 0.5**4.",
+                 "The mail is lost only if every one of the 4 attempts is corrupted."),
+        Question(("b",), "A sum only sees the total; a bit lost in one byte and gained "
+                 "in another leaves the total unchanged. SHA-1 changes completely.",
+                 "Look at the two flips of the same bit in two bytes above."),
+        Question((False,), "Anyone can recompute a SHA-1: it detects accidents, not "
+                 "tampering. Against an attacker you need a key (an HMAC) or TLS.",
+                 "Does computing SHA-1 need a secret?"),
+    ],
+    "05": [
+        Question(("c",), "The mail was stored before the reply was lost; the client "
+                 "could not know, sent again, and the server stored it again.",
+                 "Where was the mail when the OK disappeared?"),
+        Question((2,), "Two numbers are enough for a stop-and-wait sender: the receiver "
+                 "only has to tell 'the next one' from 'the one I already have'.",
+                 "How many mails can be unacknowledged at once in stop-and-wait?"),
+        Question(("a",), "TCP's checksum and sequence numbers protect the bytes end to end, "
+                 "within one connection (each hop's link has its own CRC), "
+                 "but a connection that breaks after the server stored the mail leaves the "
+                 "client unsure: SMTP can deliver a message twice (RFC 1047).",
+                 "Can TCP know whether the server stored the mail before the connection broke?"),
+    ],
+}
+
+
+@dataclass(repr=False)
+class Quiz(Shown):
+    """The result of checking a notebook's self-check answers."""
+
+    lines: list[tuple[str, str]]      # (mark, text)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(f"{mark} {text}" for mark, text in self.lines)
+
+    def _repr_html_(self) -> str:
+        colour = {"✓": "#1a7f37", "✗": "#b91c1c", "·": "#6b7280"}
+        rows = "".join(
+            f'<div style="color:{colour[m]}"><b>{m}</b> {html.escape(t)}</div>' for m, t in self.lines
+        )
+        return f'<div style="font-family:sans-serif;line-height:1.5">{rows}</div>'
+
+
+def quiz(notebook: str, *answers) -> Quiz:
+    """Check the answers to a notebook's self-check questions.
+
+    An answer left as ``None`` is "not answered yet"; a right one shows why
+    it is right; a wrong one gets a hint (never the answer)."""
+    questions = QUIZZES[notebook]
+    if len(answers) != len(questions):
+        raise ValueError(f"notebook {notebook} has {len(questions)} questions, got {len(answers)} answers")
+    lines = []
+    for i, (q, answer) in enumerate(zip(questions, answers), 1):
+        if answer is None:
+            lines.append(("·", f"Question {i}: not answered yet (set answer_{i} above, then run this cell again)"))
+        elif _norm(answer) in {_norm(a) for a in q.accepted}:
+            lines.append(("✓", f"Question {i}: right. {q.explanation}"))
+        else:
+            lines.append(("✗", f"Question {i}: not yet ({answer!r}). Hint: {q.hint}"))
+    done = sum(m == "✓" for m, _ in lines)
+    lines.append(("·", f"{done} of {len(questions)} right"))
+    return Quiz(lines)
