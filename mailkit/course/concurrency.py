@@ -70,8 +70,8 @@ class OneAtATimeServer:
                 conn.sendall(_answer(b"".join(chunks)))
             except OSError:
                 return
-        with self._lock:
-            self.served += 1
+            with self._lock:        # counted before close(): a client that saw its reply end
+                self.served += 1    # (b'') finds it counted
 
     def _accept_loop(self) -> None:
         while not self._stopping:
