@@ -8,7 +8,7 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .notebook import Check, Lab, NotANotebook, assemble, read_notebook
+from .notebook import Check, Lab, NotANotebook, assemble, read_notebook, setup_sources
 from .runner import DEFAULT_CELL_TIMEOUT_S, CellResult, RunResult, run_notebook
 
 __all__ = ["CheckResult", "LabResult", "check_notebook", "feedback_for"]
@@ -37,6 +37,8 @@ class LabResult:
     notes: list[str] = field(default_factory=list)   # about the whole submission
     seconds: float = 0.0
     problem: str = ""       # "not a notebook", "missing", "timed out", "did not run", or ""
+    sandboxed: bool = False  # the kernel ran in the sandbox
+    flags: list[str] = field(default_factory=list)   # for the instructor: why to look at this one
 
     @property
     def points(self) -> float:
@@ -68,9 +70,11 @@ def failed_lab(student: str, lab: Lab, *, problem: str, note: str, hidden: bool 
 
 
 def check_notebook(path: str | Path, lab: Lab, *, student: str = "", hidden: bool = False,
-                   cell_timeout: float = DEFAULT_CELL_TIMEOUT_S) -> LabResult:
+                   cell_timeout: float = DEFAULT_CELL_TIMEOUT_S, sandbox: bool = False,
+                   limits=None, hide: list = (), tmp_root=None) -> LabResult:
     """Check the notebook at *path* against *lab*'s checks (hidden ones too
-    if *hidden*); never raises for anything wrong with the notebook."""
+    if *hidden*); never raises for anything wrong with the notebook.  With
+    *sandbox* the kernel runs in :mod:`mailkit.labs.sandbox` (grading)."""
     path = Path(path)
     student = student or path.stem
     try:
@@ -79,7 +83,9 @@ def check_notebook(path: str | Path, lab: Lab, *, student: str = "", hidden: boo
         return failed_lab(student, lab, problem="not a notebook", note=str(exc),
                           hidden=hidden, notebook=path.name)
     assembled, roles, notes = assemble(lab, nb, hidden=hidden)
-    run = run_notebook(assembled, cell_timeout=cell_timeout)
+    run = run_notebook(assembled, cell_timeout=cell_timeout, sandbox=sandbox, limits=limits,
+                       probe_setup=setup_sources(lab), hide=[*hide, lab.path.parent, path.parent],
+                       tmp_root=tmp_root)
     result = LabResult(student, lab.id, path.name, notes=notes, seconds=run.seconds)
     checks = {c.name: c for c in lab.checks}
     for index, role in enumerate(roles):
