@@ -68,6 +68,23 @@ def canonical(outputs: list[dict]) -> str:
     return "".join(parts)
 
 
+def start_time(pid: int) -> str:
+    """When process *pid* started (clock ticks since boot): with the pid, it
+    names one process, even after the pid is reused."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _note_pid(name: str, pid: int) -> None:
+    """Write down a process this run started (in the run's private folder,
+    the harness's working directory), so that whoever checks that a run
+    left nothing behind looks at these and only these."""
+    with open(name, "a") as f:
+        f.write(f"{pid} {start_time(pid)}\n")
+
+
 class Kernel:
     """A kernel this harness started, sandboxed or not, and a client for it."""
 
@@ -94,7 +111,7 @@ class Kernel:
             cmd[1:1] = ["--info-fd", str(info_w)]
         else:
             argv[4] = conn
-            cmd, preexec, cwd = argv, sandbox.die_with_parent, str(self.dir)
+            cmd, preexec, cwd = argv, sandbox.child_of_this_process(), str(self.dir)
             env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", JPY_PARENT_PID=str(os.getpid()))
             for name in list(env):
                 if name.startswith(("MAILKIT_LABS", "PYTEST", "JPY_")):
@@ -104,6 +121,7 @@ class Kernel:
                                      preexec_fn=preexec, start_new_session=True,
                                      pass_fds=(info_w,) if sandboxed else ())
         self.sandboxed, self.child = sandboxed, None
+        _note_pid("kernel.pids", self.proc.pid)
         self.procfs = None     # the sandbox's own /proc: every process of its PID namespace, and no other
         if sandboxed:
             os.close(info_w)
@@ -111,6 +129,7 @@ class Kernel:
                 raw = status.read(4096)
             try:
                 self.child = int(json.loads(raw[:raw.index(b"}") + 1])["child-pid"])
+                _note_pid("kernel.pids", self.child)
             except (ValueError, KeyError, TypeError):
                 self.child = None
         self.client = BlockingKernelClient()
@@ -317,6 +336,7 @@ def run_probe(source: str, setup: list[str], kernel: RemoteKernel, seed: int) ->
 def main(report: str) -> int:
     job = json.loads(sys.stdin.read())
     sandbox.die_with_parent()
+    _note_pid("harness.pids", os.getpid())
     if job.get("sandbox"):
         sandbox.enter_network_namespace()
     from .sanitize import sanitize

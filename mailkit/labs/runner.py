@@ -74,7 +74,10 @@ def job_cells(nb: nbformat.NotebookNode) -> list[dict]:
         meta = meta if isinstance(meta, dict) else {}
         item = {"source": cell.source}
         if "check" in meta:
-            item["reference"] = canonical(cell.get("outputs", []))
+            # A released notebook carries each check's reference in its
+            # metadata too: running the notebook replaces the outputs, not that.
+            reference = meta.get("reference")
+            item["reference"] = reference if isinstance(reference, str) else canonical(cell.get("outputs", []))
             if meta.get("hidden"):
                 item["probe"] = True
         cells.append(item)
@@ -118,7 +121,7 @@ def _run_once(job: dict, *, deadline: float) -> RunResult:
             proc = subprocess.Popen([sys.executable, "-m", "mailkit.labs.harness", str(report)],
                                     env=env, cwd=private, stdin=subprocess.PIPE, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                    preexec_fn=_sandbox.die_with_parent)
+                                    preexec_fn=_sandbox.child_of_this_process())
             try:
                 proc.stdin.write(json.dumps(job).encode())
                 proc.stdin.close()

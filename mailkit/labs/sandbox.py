@@ -147,8 +147,12 @@ def bwrap_command(command: list[str], *, uid: int, run_dir: Path, limits: Limits
 
 def preexec(limits: Limits):
     """A Popen preexec_fn that sets the run's rlimits (inherited through bwrap
-    and setpriv by the kernel and everything it starts)."""
+    and setpriv by the kernel and everything it starts), and SIGKILL when
+    the process that starts it dies."""
+    parent_dies = child_of_this_process()
+
     def apply() -> None:
+        parent_dies()
         mb = 1024 * 1024
         for what, value in ((resource.RLIMIT_AS, limits.memory_mb * mb),
                             (resource.RLIMIT_NPROC, limits.processes),
@@ -178,12 +182,23 @@ def enter_network_namespace() -> None:
         fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | _IFF_UP))
 
 
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
 def die_with_parent() -> None:
     """Ask Linux to SIGKILL this process when its parent dies (prctl
     PR_SET_PDEATHSIG): a killed grader takes its harnesses with it, and each
     harness its sandbox."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, 9, 0, 0, 0)   # PR_SET_PDEATHSIG, SIGKILL
-    except OSError:
-        pass
+    _LIBC.prctl(1, 9, 0, 0, 0)   # PR_SET_PDEATHSIG, SIGKILL
+
+
+def child_of_this_process():
+    """A Popen preexec_fn: the child dies with this process (the parent
+    check closes the window in which the parent died before the prctl)."""
+    parent = os.getpid()
+
+    def apply() -> None:
+        die_with_parent()
+        if os.getppid() != parent:
+            os._exit(1)
+    return apply
