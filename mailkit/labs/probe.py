@@ -93,20 +93,20 @@ class LocalKernel:
         return self.eval(f"{name}({params})")
 
 
-_current: tuple | None = None     # (kernel, seed) while the harness runs a probe
+_state = threading.local()     # .current: (kernel, seed) while the harness runs a probe (per thread)
 
 
 def use(kernel, seed: int) -> None:
     """The harness: run the next probes against *kernel* with *seed* (None: stop)."""
-    global _current
-    _current = None if kernel is None else (kernel, seed)
+    _state.current = None if kernel is None else (kernel, seed)
 
 
 def hidden_check(fn):
     """Run *fn(kernel, rng)* now: against the grader's kernel proxy when the
     harness runs this cell, else against the calling notebook's own names."""
-    if _current is not None:
-        kernel, seed = _current
+    current = getattr(_state, "current", None)
+    if current is not None:
+        kernel, seed = current
     else:
         kernel, seed = LocalKernel(sys._getframe(1).f_globals), NOTEBOOK_SEED
     fn(kernel, random.Random(f"{seed}/{fn.__name__}"))
