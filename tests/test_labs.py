@@ -535,3 +535,138 @@ def test_feedback_diff_of_a_check_printed_in_several_outputs():
                  nbformat.v4.new_output("stream", name="stdout", text="three\n")]
     got = [nbformat.v4.new_output("stream", name="stdout", text="one\ntwo\nTHREE\n")]
     assert _diff(canonical(reference), canonical(got)) == "expected: three\ngot:      THREE"
+
+
+# -- wrong solutions: each graded below full, and the check that catches it -----------
+
+def _solution(lab_id: str, name: str) -> str:
+    lab = load_lab(LABS / f"{lab_id}.ipynb")
+    return next(c.source for c in lab.nb.cells if is_solution(c) and solution_name(c) == name)
+
+
+def _wrong(lab_id: str, name: str, *edits: tuple[str, str]) -> dict[str, str]:
+    source = _solution(lab_id, name)
+    for old, new in edits:
+        assert old in source, (lab_id, old)
+        source = source.replace(old, new)
+    return {name: source}
+
+
+# (lab, what is wrong, {solution cell: code}, a check that must fail)
+WRONG = [
+    ("01-handshake-client", "no half-close",
+     _wrong("01-handshake-client", "login", ("        sock.shutdown(socket.SHUT_WR)\n", "")), "reply-in-pieces"),
+    ("01-handshake-client", "one recv(1024)",
+     _wrong("01-handshake-client", "login", ("while chunk := sock.recv(1024):\n            reply += chunk",
+                                             "reply = sock.recv(1024)")), "reply-in-pieces"),
+    ("01-handshake-client", "ASCII only",
+     _wrong("01-handshake-client", "login", ('.encode("utf-8")', '.encode("ascii")')), "special-password"),
+    ("01-handshake-client", "returns None on KO",
+     _wrong("01-handshake-client", "login", ("raise LoginFailed(text)", "return None")), "wrong-password"),
+    ("02-framing", "checksum of Latin-1 bytes",
+     _wrong("02-framing", "make_frame", ('.encode("utf-8")', '.encode("utf-8", "replace").decode().encode("latin-1", "replace")')),
+     "random-frames"),
+    ("02-framing", "escapes the last field too",
+     _wrong("02-framing", "make_frame", ("*(escape_field(f) for f in fields[:-1]), *fields[-1:]",
+                                         "*(escape_field(f) for f in fields)")), "random-frames"),
+    ("02-framing", "splits at the first #",
+     _wrong("02-framing", "parse_frame", ('content, sep, digest = data.rpartition(b"#")',
+                                          'content, sep, digest = data.partition(b"#")')), "special-characters"),
+    ("02-framing", "never checks the checksum",
+     _wrong("02-framing", "parse_frame", ("if not sep or hashlib.sha1(content).hexdigest().encode(\"ascii\") != digest:",
+                                          "if not sep:")), "random-damage"),
+    ("03-retry", "no retry after an empty reply",
+     _wrong("03-retry", "send_with_retry", ('if reply and reply.strip() != b"KO":', 'if reply.strip() != b"KO":')),
+     "lost-reply"),
+    ("03-retry", "one attempt too few",
+     _wrong("03-retry", "send_with_retry", ("for attempt in range(1 + retries):", "for attempt in range(retries):")),
+     "gives-up"),
+    ("03-retry", "ignores the retries parameter",
+     _wrong("03-retry", "send_with_retry", ("for attempt in range(1 + retries):", "for attempt in range(4):")),
+     "lost-reply"),
+    ("03-retry", "retries an ERROR reply",
+     _wrong("03-retry", "send_with_retry", ('if reply and reply.strip() != b"KO":',
+                                            'if reply and not reply.startswith((b"KO", b"ERROR")):')),
+     "no-retry-on-errors"),
+    ("04-server", "one recv per request",
+     _wrong("04-server", "MiniServer", ("        while True:\n            try:\n                chunk = conn.recv(65536)",
+                                        "        for _ in range(1):\n            try:\n                chunk = conn.recv(65536)")),
+     "hard-clients"),
+    ("04-server", "KO for an unknown session",
+     _wrong("04-server", "MiniServer", ('return b"ERROR: unknown session id"', 'return b"KO"')), "errors"),
+    ("04-server", "logoff keeps the session",
+     _wrong("04-server", "MiniServer", ("del self.sessions[session_id]", "pass")), "client-2017"),
+    ("04-server", "counts everyone's mail",
+     _wrong("04-server", "MiniServer", ('f"OK: {len(self.inbox[user])} messages"',
+                                        'f"OK: {sum(map(len, self.inbox.values()))} messages"')), "mailkit-client"),
+    ("05-no-duplicates", "one expected number for every session",
+     _wrong("05-no-duplicates", "sequenced", ("session = frame[:10]", "session = b'all'")), "damaged-and-sessions"),
+    ("05-no-duplicates", "the sender never switches number",
+     _wrong("05-no-duplicates", "sequenced", ("self.seq = 1 - self.seq\n", "")), "same-mail-twice"),
+    ("05-no-duplicates", "carries out resends again",
+     _wrong("05-no-duplicates", "sequenced", ("if seq != self.expected.get(session, 0) and session in self.last_reply:",
+                                              "if False:")), "random-losses"),
+    ("05-no-duplicates", "no resend after KO",
+     _wrong("05-no-duplicates", "sequenced", ("            if slash and seq == str(self.seq).encode():",
+                                              "            if reply == b\"KO\":\n                break\n"
+                                              "            if slash and seq == str(self.seq).encode():")),
+     "damaged-and-sessions"),
+]
+
+# Solutions that call mailkit's own implementation: full marks, but flagged.
+KIT = [
+    ("01-handshake-client", {"login": "def login(host, port, user, password):\n"
+                                      "    from mailkit import MailClient\n"
+                                      "    return MailClient(host, port).login(user, password)\n"}, "MailClient"),
+    ("02-framing", {"make_frame": "def make_frame(session_id, command, *fields):\n"
+                                  "    return mailkit_make_frame(session_id, command, *fields)\n"},
+     "mailkit_make_frame"),
+    ("04-server", _wrong("04-server", "MiniServer", ("    def respond(self, request):\n",
+                                                      "    def respond(self, request):\n"
+                                                      "        if not hasattr(self, 'kit'):\n"
+                                                      "            from mailkit import MailServer\n"
+                                                      "            self.kit = MailServer(self.users)\n"
+                                                      "        return self.kit.respond(request)[1].encode()\n")),
+     "MailServer"),
+]
+
+
+@pytest.fixture(scope="module")
+def wrong_gradebook(released, tmp_path_factory):
+    subs = tmp_path_factory.mktemp("wrong")
+    for i, (lab_id, _, code, _) in enumerate(WRONG + [(lab, "kit", code, "") for lab, code, _ in KIT]):
+        nb = nbformat.read(released / f"{lab_id}.ipynb", as_version=4)
+        source = nbformat.read(LABS / f"{lab_id}.ipynb", as_version=4)
+        nb = paste_solutions(nb, source)
+        for cell in nb.cells:
+            if is_solution(cell) and solution_name(cell) in code:
+                cell.source = code[solution_name(cell)]
+        (subs / f"s{i:02d}").mkdir()
+        nbformat.write(nb, subs / f"s{i:02d}" / f"{lab_id}.ipynb")
+    return grade(subs, LABS, jobs=2, cell_timeout=TIMEOUT_S, progress=False)
+
+
+@pytest.mark.slow
+@needs_sandbox
+@pytest.mark.parametrize("index", range(len(WRONG)), ids=[f"{lab}: {what}" for lab, what, _, _ in WRONG])
+def test_a_wrong_solution_is_graded_below_full(wrong_gradebook, index):
+    lab_id, what, _, catcher = WRONG[index]
+    result = wrong_gradebook.result(f"s{index:02d}", lab_id)
+    failed = [c.name for c in result.checks if not c.passed]
+    assert catcher in failed, (what, failed)
+    assert result.points < result.max_points
+
+
+def test_at_least_four_wrong_solutions_per_lab():
+    assert {lab: sum(1 for w in WRONG if w[0] == lab) for lab in LAB_IDS} == {lab: 4 for lab in LAB_IDS}
+
+
+@pytest.mark.slow
+@needs_sandbox
+@pytest.mark.parametrize("index", range(len(KIT)), ids=[lab for lab, _, _ in KIT])
+def test_calling_mailkits_own_implementation_is_flagged(wrong_gradebook, index):
+    lab_id, _, name = KIT[index]
+    result = wrong_gradebook.result(f"s{len(WRONG) + index:02d}", lab_id)
+    assert any(f"uses mailkit's {name}" in flag for flag in result.flags), result.flags
+    honest = wrong_gradebook.result("s00", "01-handshake-client")
+    assert honest.flags == []

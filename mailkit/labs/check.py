@@ -83,10 +83,14 @@ def check_notebook(path: str | Path, lab: Lab, *, student: str = "", hidden: boo
         return failed_lab(student, lab, problem="not a notebook", note=str(exc),
                           hidden=hidden, notebook=path.name)
     assembled, roles, notes = assemble(lab, nb, hidden=hidden)
+    code_cells = [c for c in assembled.cells if c.cell_type == "code"]
+    flags = kit_calls(lab, [(role, cell.source) for role, cell in zip(roles, code_cells)
+                            if role.kind in ("solution", "extra")])
     run = run_notebook(assembled, cell_timeout=cell_timeout, sandbox=sandbox, limits=limits,
                        probe_setup=setup_sources(lab), hide=[*hide, lab.path.parent, path.parent],
                        tmp_root=tmp_root)
-    result = LabResult(student, lab.id, path.name, notes=notes, seconds=run.seconds)
+    result = LabResult(student, lab.id, path.name, notes=notes, seconds=run.seconds, flags=flags,
+                       sandboxed=run.sandboxed)
     checks = {c.name: c for c in lab.checks}
     for index, role in enumerate(roles):
         cell = run.cells.get(index)
@@ -109,6 +113,33 @@ def check_notebook(path: str | Path, lab: Lab, *, student: str = "", hidden: boo
         tail = run.log.strip().splitlines()[-1:] or ["no output"]
         result.notes.insert(0, f"the notebook did not run: {tail[0]}")
     return result
+
+
+def kit_calls(lab: Lab, cells) -> list[str]:
+    """Why to look at a submission that uses mailkit's own implementation of
+    what the lab asks for: the names the lab's metadata lists
+    (``{"mailkit": {"kit": {"names": [...], "attributes": [...]}}}``) used in
+    the student's solution cells or the cells they added."""
+    import ast
+    kit = lab.nb.metadata.get("mailkit", {}).get("kit", {})
+    names, attributes = set(kit.get("names", ())), set(kit.get("attributes", ()))
+    found = []
+    for role, source in cells:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        used = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id in names:
+                used.add(node.id)
+            elif isinstance(node, ast.Attribute) and node.attr in attributes | names:
+                used.add(node.attr)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mailkit"):
+                used.update(a.name for a in node.names if a.name in names | attributes)
+        where = f"solution cell {role.name!r}" if role.kind == "solution" else "a cell the student added"
+        found += [f"uses mailkit's {name} in {where}" for name in sorted(used)]
+    return found
 
 
 def _exception_line(cell: CellResult) -> str:
