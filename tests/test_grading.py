@@ -254,6 +254,7 @@ def run(graded, request):
     capture = request.getfixturevalue("capsys_module")
     code = main(["grade", str(subs), "--source", str(ROOT / "labs"), "--out", str(root / "gradebook.csv"),
                  "--html", str(root / "gradebook.html"), "--canvas", str(root / "canvas.csv"),
+                 "--feedback", str(root / "feedback"),
                  "--jobs", "2", "--timeout", str(TIMEOUT_S)])
     out, err = capture()
     return code, out, err, root, before
@@ -336,6 +337,18 @@ def test_feedback(run):
     assert "your cell 'login' failed: SyntaxError" in feedback["fay"]
     assert "not a notebook" in feedback["gus"]
     assert feedback["hal"] == "no notebook for 01-handshake-client"
+
+
+def test_feedback_files_one_per_student_and_lab(run):
+    root = run[3]
+    files = sorted(p.relative_to(root / "feedback").as_posix() for p in (root / "feedback").rglob("*.txt"))
+    assert files == [f"{s}/01-handshake-client.txt" for s in sorted(EXPECTED)]
+    ben = (root / "feedback" / "ben" / "01-handshake-client.txt").read_text()
+    assert ben.startswith("Lab 1: Handshake client (01-handshake-client): 3/9 points")
+    assert "PASS  right-password    2/2" in ben and "FAIL  wrong-password    0/2" in ben
+    assert "expected: alice -> LoginFailed" in ben               # a visible check's difference
+    assert "FAIL  special-password  0/2 (hidden)\n      hidden check failed: it raised UnicodeEncodeError" in ben
+    assert "logged in as" not in ben and "hidden_check" not in ben   # no hidden expected value, no code
 
 
 def test_hidden_check_feedback_does_not_tell_how_to_pass(run):
@@ -498,6 +511,7 @@ def test_grade_refuses_without_the_sandbox(tmp_path, monkeypatch, capsys):
     with open(out, newline="") as f:
         row = next(csv.DictReader(f))
     assert (row["sandbox"], row["total"]) == ("UNSANDBOXED", "9")
+    assert row["flags"] == ""
 
 
 def test_a_2017_lab_1_without_half_close_or_with_one_recv_loses_the_hidden_points(tmp_path):

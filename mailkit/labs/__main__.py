@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     gr.add_argument("--out", required=True, metavar="CSV", help="the gradebook as CSV")
     gr.add_argument("--html", metavar="HTML", help="the gradebook as an HTML page too")
     gr.add_argument("--canvas", metavar="CSV", help="the totals as a CSV that Canvas's gradebook import takes")
+    gr.add_argument("--feedback", metavar="DIR",
+                    help="one file per student and lab, DIR/STUDENT/LAB.txt: each check, pass or fail, and a hint")
     gr.add_argument("--jobs", type=int, default=1, metavar="N", help="notebooks graded at once (default 1)")
     gr.add_argument("--timeout", type=float, default=DEFAULT_CELL_TIMEOUT_S, metavar="S",
                     help=f"seconds a cell may run (default {DEFAULT_CELL_TIMEOUT_S:g})")
@@ -190,14 +192,15 @@ def _check(args) -> int:
 
 def _grade(args) -> int:
     from .grading import grade
-    from .gradebook import write_canvas_csv, write_csv, write_html
+    from .gradebook import write_canvas_csv, write_csv, write_feedback, write_html
     journal = Path(args.journal or f"{args.out}.journal")
     if args.fresh:
         journal.unlink(missing_ok=True)
     limits = Limits(memory_mb=args.memory, processes=args.processes, cpu_s=args.cpu, disk_mb=args.disk)
     if args.unsafe_no_sandbox:
         print("warning: --unsafe-no-sandbox: students' code runs with your permissions", file=sys.stderr)
-    private = [Path(args.out).resolve().parent] + ([Path(args.html).resolve().parent] if args.html else [])
+    private = [Path(p).resolve().parent for p in (args.out, args.html, args.canvas) if p]
+    private += [Path(args.feedback).resolve()] if args.feedback else []
     book = grade(args.submissions, args.source, jobs=args.jobs, cell_timeout=args.timeout,
                  labs=args.lab, progress=not args.quiet, sandbox=not args.unsafe_no_sandbox,
                  limits=limits, journal=journal, private=private)
@@ -206,6 +209,8 @@ def _grade(args) -> int:
         write_html(book, args.html)
     if args.canvas:
         write_canvas_csv(book, args.canvas)
+    if args.feedback:
+        write_feedback(book, args.feedback)
     if book.ignored:
         print(f"ignored (not in a student's folder): {', '.join(book.ignored)}", file=sys.stderr)
     print(book.summary())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .grading import Gradebook
 
-__all__ = ["write_csv", "write_html", "write_canvas_csv", "check_columns", "write_atomically"]
+__all__ = ["write_csv", "write_html", "write_canvas_csv", "write_feedback", "check_columns", "write_atomically"]
 
 
 def _num(x: float) -> str:
@@ -123,3 +123,35 @@ def write_canvas_csv(book: Gradebook, path: str | Path) -> Path:
         w.writerow([student, "", "", student, "",
                     *(_num(by_lab[lab.id].points) if lab.id in by_lab else "" for lab in book.labs)])
     return write_atomically(path, f.getvalue())
+
+
+def write_feedback(book: Gradebook, folder: str | Path) -> list[Path]:
+    """One text file per student and lab, ``FOLDER/STUDENT/LAB.txt``, to hand
+    back: each check with PASS or FAIL, its points and what to look at.  A
+    hidden check says only its name and how it failed, never what it
+    expected or its code; the instructor's flags are not in it."""
+    folder = Path(folder)
+    titles = {lab.id: lab.title for lab in book.labs}
+    written = []
+    for r in book.results:
+        lines = [f"{titles.get(r.lab, r.lab)} ({r.lab}): {_num(r.points)}/{_num(r.max_points)} points", ""]
+        if r.notebook:
+            lines[0] += f" for {r.notebook}"
+        lines += [f"note: {note}" for note in r.notes]
+        width = max((len(c.name) for c in r.checks), default=10)
+        for c in r.checks:
+            hidden = " (hidden)" if c.hidden else ""
+            lines.append(f"{'PASS' if c.passed else 'FAIL'}  {c.name:<{width}}  "
+                         f"{_num(c.points)}/{_num(c.max_points)}{hidden}")
+            if not c.passed and r.problem not in ("missing", "not a notebook"):
+                lines += [f"      {line}" for line in c.feedback.splitlines()]
+        student_dir = folder / _safe(r.student)
+        student_dir.mkdir(parents=True, exist_ok=True)
+        written.append(write_atomically(student_dir / f"{_safe(r.lab)}.txt", "\n".join(lines) + "\n"))
+    return written
+
+
+def _safe(name: str) -> str:
+    """A file name from a student's folder name or a lab id."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".")
+    return cleaned or "_"
