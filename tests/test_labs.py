@@ -321,8 +321,14 @@ def test_sequence_numbers_round_trip():
     assert split_seq(request) == (1, frame)
     with pytest.raises(ValueError, match="checksum"):
         split_seq(request.replace(b"a:b", b"a;b"))
-    with pytest.raises(ValueError, match="expected 0/ or 1/"):
+    with pytest.raises(ValueError, match="expected 0/, 1/ or S/"):
         split_seq(add_seq(1, frame)[2:].rpartition(b"#")[0] + b"#" + frame.rpartition(b"#")[2])
+    from mailkit.labs.support import SYN_REPLY, syn
+    assert syn("0123456789").startswith(b"S/0123456789#")
+    assert split_seq(syn("0123456789")) == ("S", b"0123456789")
+    assert SYN_REPLY == b"S/OK"
+    with pytest.raises(ValueError, match="checksum"):
+        split_seq(syn("0123456789").replace(b"S/0", b"S/1"))
 
 
 def test_client_2017_and_bench():
@@ -607,10 +613,18 @@ WRONG = [
      _wrong("05-no-duplicates", "sequenced", ("if seq != self.expected.get(session, 0) and session in self.last_reply:",
                                               "if False:")), "random-losses"),
     ("05-no-duplicates", "no resend after KO",
-     _wrong("05-no-duplicates", "sequenced", ("            if slash and seq == str(self.seq).encode():",
-                                              "            if reply == b\"KO\":\n                break\n"
-                                              "            if slash and seq == str(self.seq).encode():")),
+     _wrong("05-no-duplicates", "sequenced", ("                if reply.startswith(prefix):",
+                                              "                if reply == b\"KO\":\n                    break\n"
+                                              "                if reply.startswith(prefix):")),
      "damaged-and-sessions"),
+    ("05-no-duplicates", "keeps its number after GaveUp (issue 15)",
+     _wrong("05-no-duplicates", "sequenced", ("            self.seq = None         # was it carried out?",
+                                              "            pass                    # was it carried out?")),
+     "gave-up-and-restart"),
+    ("05-no-duplicates", "no SYN: a restarted sender starts at 0 (issue 15)",
+     _wrong("05-no-duplicates", "sequenced", ("self.seq = None             # no number agreed yet", "self.seq = 0"),
+            ("            if seq == \"S\":", "            if seq == \"S\" and False:")),
+     "gave-up-and-restart"),
 ]
 
 # Solutions that call mailkit's own implementation: full marks, but flagged.
@@ -658,7 +672,8 @@ def test_a_wrong_solution_is_graded_below_full(wrong_gradebook, index):
 
 
 def test_at_least_four_wrong_solutions_per_lab():
-    assert {lab: sum(1 for w in WRONG if w[0] == lab) for lab in LAB_IDS} == {lab: 4 for lab in LAB_IDS}
+    counts = {lab: sum(1 for w in WRONG if w[0] == lab) for lab in LAB_IDS}
+    assert min(counts.values()) >= 4, counts
 
 
 @pytest.mark.slow
