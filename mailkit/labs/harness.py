@@ -77,6 +77,17 @@ def start_time(pid: int) -> str:
         return ""
 
 
+def _reap() -> None:
+    """Reap the sandbox's orphans (this process is their subreaper)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def _note_pid(name: str, pid: int) -> None:
     """Write down a process this run started (in the run's private folder,
     the harness's working directory), so that whoever checks that a run
@@ -238,13 +249,26 @@ class Kernel:
             pass
 
     def processes(self) -> int:
-        """How many processes the sandbox's PID namespace holds now (-1: unknown)."""
+        """How many live processes the sandbox's PID namespace holds now
+        (-1: unknown); a zombie is dead, waiting for its parent to reap it."""
         if self.procfs is None:
             return -1
         try:
-            return sum(name.isdigit() for name in os.listdir(self.procfs))
+            names = [name for name in os.listdir(self.procfs) if name.isdigit()]
         except OSError:
             return 0
+        alive = 0
+        for name in names:
+            try:
+                fd = os.open(f"{name}/stat", os.O_RDONLY, dir_fd=self.procfs)
+                try:
+                    state = os.read(fd, 512).rpartition(b")")[2].split()[0]
+                finally:
+                    os.close(fd)
+            except (OSError, IndexError):
+                continue            # gone while we looked
+            alive += state not in (b"Z", b"X")
+        return alive
 
     def close(self) -> tuple[int, int]:
         """Stop the kernel and everything the run started; return how many
@@ -258,8 +282,10 @@ class Kernel:
         left = self.processes()
         deadline = time.monotonic() + 5.0
         while left > 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
+            time.sleep(0.01)
+            _reap()
             left = self.processes()
+        _reap()
         if self.procfs is not None:
             os.close(self.procfs)
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -336,6 +362,7 @@ def run_probe(source: str, setup: list[str], kernel: RemoteKernel, seed: int) ->
 def main(report: str) -> int:
     job = json.loads(sys.stdin.read())
     sandbox.die_with_parent()
+    sandbox.become_subreaper()
     _note_pid("harness.pids", os.getpid())
     if job.get("sandbox"):
         sandbox.enter_network_namespace()

@@ -192,6 +192,12 @@ def die_with_parent() -> None:
     _LIBC.prctl(1, 9, 0, 0, 0)   # PR_SET_PDEATHSIG, SIGKILL
 
 
+def become_subreaper() -> None:
+    """Orphans of this process's descendants come to it (PR_SET_CHILD_SUBREAPER),
+    not to init: the harness reaps a dead sandbox at once."""
+    _LIBC.prctl(36, 1, 0, 0, 0)
+
+
 def child_of_this_process():
     """A Popen preexec_fn: the child dies with this process (the parent
     check closes the window in which the parent died before the prctl)."""
