@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="do not run each source's checks against its solution first")
 
     chk = sub.add_parser("check", help="check one notebook: points and feedback per check",
-                         description="Run a student's notebook under pytest --nbval (strict), with the "
+                         description="Run a student's notebook in a kernel of its own (outputs compared as nbval does), with the "
                                      "check cells taken from the lab's source, and print each check's "
                                      "result, points and feedback. Exit status 0 if every check passed.")
     chk.add_argument("notebook", metavar="NOTEBOOK")

@@ -1,6 +1,8 @@
-"""Check one student's notebook: assemble it with the source's check cells,
-run it under nbval, and turn nbval's verdict on each cell into points and
-feedback a student can read."""
+"""Check one student's notebook: assemble it with the source's setup and
+check cells, run it in the harness (a kernel of its own, sandboxed when
+grading; visible checks compared with their reference outputs as nbval
+does, hidden checks judged by the grader), and turn each cell's verdict into
+points and feedback a student can read."""
 
 from __future__ import annotations
 

@@ -41,6 +41,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 MAX_OUTPUT = 200_000          # characters of output kept per cell
 KERNEL_STARTUP_S = 30.0
 INTERRUPT_GRACE_S = 3.0
+PROBE_BUDGET_CELLS = 2        # a hidden check's calls into the kernel take at most 2 cell time limits in all
 
 
 def strip_ansi(text: str) -> str:
@@ -301,6 +302,7 @@ class RemoteKernel:
 
     def __init__(self, kernel: Kernel, timeout: float):
         self._kernel, self._timeout = kernel, timeout
+        self.budget_end = float("inf")      # a probe's calls share one budget (set by run_probe)
 
     def exec(self, code: str) -> None:
         self._run(code + "\n__mk_r = ('ok', 'None')")
@@ -317,9 +319,13 @@ class RemoteKernel:
         wrapped = ("try:\n" + "".join(f"    {line}\n" for line in code.splitlines())
                    + "except BaseException as __mk_e:\n"
                    "    __mk_r = ('raised', type(__mk_e).__name__, str(__mk_e)[:300])\n")
-        done = self._kernel.execute(wrapped, self._timeout, user_expressions={"r": "__mk_r"})
+        left = self.budget_end - time.monotonic()
+        if left <= 0:
+            raise Raised("Timeout", "the hidden check ran out of time")
+        timeout = min(self._timeout, left)
+        done = self._kernel.execute(wrapped, timeout, user_expressions={"r": "__mk_r"})
         if done["timed_out"]:
-            raise Raised("Timeout", f"no answer in {self._timeout:g} s")
+            raise Raised("Timeout", f"no answer in {timeout:g} s")
         if done["status"] in ("dead", "unresponsive"):
             raise Raised("KernelDied", "the kernel died or stopped responding")
         text = done["expressions"].get("r", {}).get("data", {}).get("text/plain", "")
@@ -341,6 +347,7 @@ def run_probe(source: str, setup: list[str], kernel: RemoteKernel, seed: int) ->
     namespace: dict = {"__name__": "__mailkit_probe__"}
     out = io.StringIO()
     probe.use(kernel, seed)
+    kernel.budget_end = time.monotonic() + PROBE_BUDGET_CELLS * kernel._timeout
     error = None
     try:
         with contextlib.redirect_stdout(out):

@@ -244,7 +244,7 @@ def assemble(lab: Lab, student: nbformat.NotebookNode, *, hidden: bool = True,
     cell (with *hidden*, hidden ones too), in the source's order.
 
     Returns ``(notebook, roles, notes)``: *roles* gives the role of each code
-    cell in order (nbval's "Cell N" is ``roles[N]``), *notes* says what was
+    cell in order (the harness's cell N is ``roles[N]``), *notes* says what was
     missing from the student's notebook.
     """
     by_key, by_id = {}, {}
