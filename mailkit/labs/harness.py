@@ -132,7 +132,7 @@ class Kernel:
                                      stdout=subprocess.DEVNULL, stderr=self.log,
                                      preexec_fn=preexec, start_new_session=True,
                                      pass_fds=(info_w,) if sandboxed else ())
-        self.sandboxed, self.child = sandboxed, None
+        self.sandboxed, self.child, self.seen = sandboxed, None, -1
         _note_pid("kernel.pids", self.proc.pid)
         self.procfs = None     # the sandbox's own /proc: every process of its PID namespace, and no other
         if sandboxed:
@@ -238,6 +238,8 @@ class Kernel:
         self.client.control_channel.send(msg)
 
     def kill(self) -> None:
+        if not self.dead:
+            self.seen = max(self.seen, self.processes())   # what the run had started, just before its end
         self.dead = True
         if self.proc.poll() is None:
             try:
@@ -274,7 +276,7 @@ class Kernel:
     def close(self) -> tuple[int, int]:
         """Stop the kernel and everything the run started; return how many
         processes the sandbox held before, and how many are left after (0)."""
-        seen = self.processes()
+        self.seen = max(self.seen, self.processes())
         try:
             self.client.stop_channels()
         except Exception:
@@ -290,7 +292,7 @@ class Kernel:
         if self.procfs is not None:
             os.close(self.procfs)
         shutil.rmtree(self.dir, ignore_errors=True)
-        return seen, left
+        return self.seen, left
 
 
 class RemoteKernel:
