@@ -534,13 +534,13 @@ def test_check_without_the_source_is_not_fooled_by_the_students_own_outputs(rele
 def test_feedback_diff_of_a_check_printed_in_several_outputs():
     """Issue 15: when a check's reference is several outputs, the diff
     repeated "expected" lines and flagged lines that matched."""
-    from mailkit.labs.check import _diff
+    from mailkit.labs.check import diff_text
     from mailkit.labs.harness import canonical
     reference = [nbformat.v4.new_output("stream", name="stdout", text="one\n"),
                  nbformat.v4.new_output("stream", name="stdout", text="two\n"),
                  nbformat.v4.new_output("stream", name="stdout", text="three\n")]
     got = [nbformat.v4.new_output("stream", name="stdout", text="one\ntwo\nTHREE\n")]
-    assert _diff(canonical(reference), canonical(got)) == "expected: three\ngot:      THREE"
+    assert diff_text(canonical(reference), canonical(got)) == "expected: three\ngot:      THREE"
 
 
 # -- wrong solutions: each graded below full, and the check that catches it -----------

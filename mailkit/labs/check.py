@@ -13,7 +13,7 @@ from pathlib import Path
 from .notebook import Check, Lab, NotANotebook, assemble, read_notebook, setup_sources
 from .runner import DEFAULT_CELL_TIMEOUT_S, CellResult, RunResult, run_notebook
 
-__all__ = ["CheckResult", "LabResult", "check_notebook", "feedback_for"]
+__all__ = ["CheckResult", "LabResult", "check_notebook", "feedback_for", "diff_text", "kit_calls"]
 
 FEEDBACK_LINES = 6   # the first lines of a difference or a traceback: enough to act on
 
@@ -167,14 +167,14 @@ def feedback_for(check: Check, cell: CellResult | None, run: RunResult, cell_tim
     if cell.message == "Cell outputs differ":
         if check.hidden:
             return "hidden check failed: its output differs from the reference"
-        return "output differs from the reference:\n" + _diff(cell.expected, cell.got)
+        return "output differs from the reference:\n" + diff_text(cell.expected, cell.got)
     exc = _exception_line(cell) or cell.message
     if check.hidden:
         return f"hidden check failed: it raised {exc.split(':')[0]}"
     return exc
 
 
-def _diff(expected: str, got: str) -> str:
+def diff_text(expected: str, got: str) -> str:
     lines = list(difflib.unified_diff(expected.splitlines(), got.splitlines(),
                                       "expected", "got", n=0, lineterm=""))
     body = [("expected: " if ln[0] == "-" else "got:      ") + ln[1:]
