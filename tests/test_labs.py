@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -21,6 +22,12 @@ from mailkit.labs.notebook import (
     student_version,
 )
 from mailkit.labs.sanitize import patterns
+from mailkit.labs import sandbox
+
+# Grading runs sandboxed (bubblewrap, as root): CI installs it (.ci/run) and
+# must run these; elsewhere they skip if the machine cannot sandbox.
+needs_sandbox = pytest.mark.skipif(bool(sandbox.available()) and os.environ.get("CI") != "true",
+                                   reason=f"no sandbox here: {sandbox.available()}")
 
 ROOT = Path(__file__).resolve().parent.parent
 LABS = ROOT / "labs"
@@ -218,6 +225,7 @@ def test_assemble_notes_a_missing_solution_cell():
 
 
 @pytest.mark.slow
+@needs_sandbox
 @pytest.mark.parametrize("lab_id", LAB_IDS)
 def test_every_check_fails_on_the_stub(gradebook, lab_id):
     result = gradebook.result("stub", lab_id)
@@ -229,10 +237,13 @@ def test_every_check_fails_on_the_stub(gradebook, lab_id):
         if not c.hidden:
             assert "NotImplementedError" in c.feedback, c
         else:
-            assert c.feedback == "hidden check failed: it raised NotImplementedError"
+            assert c.feedback.startswith("hidden check failed: "), c
+            assert c.feedback in ("hidden check failed: it raised NotImplementedError",
+                                  "hidden check failed: its output differs from the reference"), c
 
 
 @pytest.mark.slow
+@needs_sandbox
 @pytest.mark.parametrize("lab_id", LAB_IDS)
 def test_solution_pasted_back_passes(gradebook, lab_id):
     result = gradebook.result("pasted", lab_id)
@@ -310,8 +321,14 @@ def test_sequence_numbers_round_trip():
     assert split_seq(request) == (1, frame)
     with pytest.raises(ValueError, match="checksum"):
         split_seq(request.replace(b"a:b", b"a;b"))
-    with pytest.raises(ValueError, match="expected 0/ or 1/"):
+    with pytest.raises(ValueError, match="expected 0/, 1/ or S/"):
         split_seq(add_seq(1, frame)[2:].rpartition(b"#")[0] + b"#" + frame.rpartition(b"#")[2])
+    from mailkit.labs.support import SYN_REPLY, syn
+    assert syn("0123456789").startswith(b"S/0123456789#")
+    assert split_seq(syn("0123456789")) == ("S", b"0123456789")
+    assert SYN_REPLY == b"S/OK"
+    with pytest.raises(ValueError, match="checksum"):
+        split_seq(syn("0123456789").replace(b"S/0", b"S/1"))
 
 
 def test_client_2017_and_bench():
@@ -405,3 +422,266 @@ def test_a_second_failed_start_still_fails_and_other_failures_are_not_retried(mo
     monkeypatch.setattr(runner, "_run_once", fake)
     assert runner.run_notebook(nbformat.v4.new_notebook(), deadline=5) is wrong
     assert len(calls) == 1
+
+
+# -- hidden checks are judged by the grader ------------------------------------------
+
+
+@pytest.mark.parametrize("lab_id", LAB_IDS)
+def test_hidden_checks_carry_at_least_40_percent(lab_id):
+    lab = load_lab(LABS / f"{lab_id}.ipynb")
+    hidden = sum(c.points for c in lab.checks if c.hidden)
+    assert hidden >= 0.4 * lab.max_points, (hidden, lab.max_points)
+
+
+class _PerThreadStdout:
+    """sys.stdout for probes run in threads: each thread prints into its own buffer."""
+
+    def __init__(self, fallback):
+        import threading
+        self.local, self.fallback = threading.local(), fallback
+
+    def write(self, text):
+        return getattr(self.local, "buffer", self.fallback).write(text)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab_id", LAB_IDS)
+def test_the_solution_passes_its_hidden_checks_for_20_drawn_inputs(lab_id, monkeypatch):
+    """Each hidden check is a probe with inputs drawn from the run's seed:
+    the lab's own solution passes it for 20 different seeds, printing the
+    reference output each time (so the output does not depend on the draw).
+    The 20 run at once (they wait on sockets, not on the CPU)."""
+    import io
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+    from mailkit.labs.harness import canonical
+    from mailkit.labs.probe import run_locally
+    from mailkit.labs.sanitize import sanitize
+    lab = load_lab(LABS / f"{lab_id}.ipynb")
+    namespace: dict = {}
+    for cell in lab.nb.cells:
+        if cell.cell_type == "code" and not is_check(cell):
+            exec(compile(cell.source, lab_id, "exec"), namespace)
+    stdout = _PerThreadStdout(sys.stdout)
+    monkeypatch.setattr(sys, "stdout", stdout)
+    # The probes' mail servers hash every password (scrypt, ~50 ms of CPU
+    # each, on purpose); what is checked here is not the hash: a cheaper
+    # default cost for the servers they make (MailServer's scrypt_n) keeps
+    # 20 draws per check within seconds.
+    from mailkit import MailServer
+    monkeypatch.setitem(MailServer.__init__.__kwdefaults__, "scrypt_n", 2 ** 8)
+
+    def one(source: str, seed: int) -> str:
+        stdout.local.buffer = io.StringIO()
+        run_locally(source, dict(namespace), seed)
+        return stdout.local.buffer.getvalue()
+
+    hidden = [c for c in lab.nb.cells if is_check(c) and c.metadata["mailkit"].get("hidden")]
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        for cell in hidden:
+            outputs = list(pool.map(one, [cell.source] * 20, range(20)))
+            for seed, out in enumerate(outputs):
+                assert sanitize(out) == sanitize(canonical(cell.outputs)), (cell.metadata, seed)
+
+
+@pytest.mark.slow
+@needs_sandbox
+def test_the_sources_setup_cells_run_not_the_students(tmp_path):
+    """A correct lab 2 whose student deleted the "unused" imports of the setup cell: full marks."""
+    from mailkit.labs.check import check_notebook
+    lab = load_lab(LABS / "02-framing.ipynb")
+    nb = paste_solutions(student_version(lab), lab.nb)
+    for cell in nb.cells:
+        if cell.get("id") == "setup":
+            cell.source = "# cleaned up: nothing here was used\n"
+    nbformat.write(nb, tmp_path / "02-framing.ipynb")
+    result = check_notebook(tmp_path / "02-framing.ipynb", lab, hidden=True, sandbox=True)
+    assert [c.name for c in result.checks if not c.passed] == []
+    assert result.points == lab.max_points
+
+
+@pytest.mark.slow
+def test_check_without_the_source_is_not_fooled_by_the_students_own_outputs(released, tmp_path, capsys):
+    """The student runs a wrong login(), saves, and checks offline: the
+    reference is the released one (kept in the cells' metadata), not the
+    outputs the student's run left in the notebook."""
+    from mailkit.labs.notebook import is_check as check_cell
+    lab = load_lab(LABS / "01-handshake-client.ipynb")
+    nb = nbformat.read(released / "01-handshake-client.ipynb", as_version=4)
+    wrong = next(c.source for c in lab.nb.cells if is_solution(c)).replace(
+        "raise LoginFailed(text)", "return None")
+    for cell in nb.cells:
+        if is_solution(cell):
+            cell.source = wrong
+        elif check_cell(cell) and cell.metadata["mailkit"]["check"] == "wrong-password":
+            # what the student's own run saved: the wrong output
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                                   text="alice -> logged in?! None\nmallory -> logged in?! None\n")]
+    (tmp_path / "student").mkdir()
+    nbformat.write(nb, tmp_path / "student" / "01-handshake-client.ipynb")
+    code = main(["check", str(tmp_path / "student" / "01-handshake-client.ipynb"), "--source",
+                 str(tmp_path / "student" / "01-handshake-client.ipynb")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert [ln.split()[:3] for ln in out.splitlines() if ln.startswith("  FAIL")] == [
+        ["FAIL", "wrong-password", "0/2"]]
+
+
+def test_feedback_diff_of_a_check_printed_in_several_outputs():
+    """Issue 15: when a check's reference is several outputs, the diff
+    repeated "expected" lines and flagged lines that matched."""
+    from mailkit.labs.check import diff_text
+    from mailkit.labs.harness import canonical
+    reference = [nbformat.v4.new_output("stream", name="stdout", text="one\n"),
+                 nbformat.v4.new_output("stream", name="stdout", text="two\n"),
+                 nbformat.v4.new_output("stream", name="stdout", text="three\n")]
+    got = [nbformat.v4.new_output("stream", name="stdout", text="one\ntwo\nTHREE\n")]
+    assert diff_text(canonical(reference), canonical(got)) == "expected: three\ngot:      THREE"
+
+
+# -- wrong solutions: each graded below full, and the check that catches it -----------
+
+def _solution(lab_id: str, name: str) -> str:
+    lab = load_lab(LABS / f"{lab_id}.ipynb")
+    return next(c.source for c in lab.nb.cells if is_solution(c) and solution_name(c) == name)
+
+
+def _wrong(lab_id: str, name: str, *edits: tuple[str, str]) -> dict[str, str]:
+    source = _solution(lab_id, name)
+    for old, new in edits:
+        assert old in source, (lab_id, old)
+        source = source.replace(old, new)
+    return {name: source}
+
+
+# (lab, what is wrong, {solution cell: code}, a check that must fail)
+WRONG = [
+    ("01-handshake-client", "no half-close",
+     _wrong("01-handshake-client", "login", ("        sock.shutdown(socket.SHUT_WR)\n", "")), "reply-in-pieces"),
+    ("01-handshake-client", "one recv(1024)",
+     _wrong("01-handshake-client", "login", ("while chunk := sock.recv(1024):\n            reply += chunk",
+                                             "reply = sock.recv(1024)")), "reply-in-pieces"),
+    ("01-handshake-client", "ASCII only",
+     _wrong("01-handshake-client", "login", ('.encode("utf-8")', '.encode("ascii")')), "special-password"),
+    ("01-handshake-client", "returns None on KO",
+     _wrong("01-handshake-client", "login", ("raise LoginFailed(text)", "return None")), "wrong-password"),
+    ("02-framing", "checksum of Latin-1 bytes",
+     _wrong("02-framing", "make_frame", ('.encode("utf-8")', '.encode("utf-8", "replace").decode().encode("latin-1", "replace")')),
+     "random-frames"),
+    ("02-framing", "escapes the last field too",
+     _wrong("02-framing", "make_frame", ("*(escape_field(f) for f in fields[:-1]), *fields[-1:]",
+                                         "*(escape_field(f) for f in fields)")), "random-frames"),
+    ("02-framing", "splits at the first #",
+     _wrong("02-framing", "parse_frame", ('content, sep, digest = data.rpartition(b"#")',
+                                          'content, sep, digest = data.partition(b"#")')), "special-characters"),
+    ("02-framing", "never checks the checksum",
+     _wrong("02-framing", "parse_frame", ("if not sep or hashlib.sha1(content).hexdigest().encode(\"ascii\") != digest:",
+                                          "if not sep:")), "random-damage"),
+    ("03-retry", "no retry after an empty reply",
+     _wrong("03-retry", "send_with_retry", ('if reply and reply.strip() != b"KO":', 'if reply.strip() != b"KO":')),
+     "lost-reply"),
+    ("03-retry", "one attempt too few",
+     _wrong("03-retry", "send_with_retry", ("for attempt in range(1 + retries):", "for attempt in range(retries):")),
+     "gives-up"),
+    ("03-retry", "ignores the retries parameter",
+     _wrong("03-retry", "send_with_retry", ("for attempt in range(1 + retries):", "for attempt in range(4):")),
+     "lost-reply"),
+    ("03-retry", "retries an ERROR reply",
+     _wrong("03-retry", "send_with_retry", ('if reply and reply.strip() != b"KO":',
+                                            'if reply and not reply.startswith((b"KO", b"ERROR")):')),
+     "no-retry-on-errors"),
+    ("04-server", "one recv per request",
+     _wrong("04-server", "MiniServer", ("        while True:\n            try:\n                chunk = conn.recv(65536)",
+                                        "        for _ in range(1):\n            try:\n                chunk = conn.recv(65536)")),
+     "hard-clients"),
+    ("04-server", "KO for an unknown session",
+     _wrong("04-server", "MiniServer", ('return b"ERROR: unknown session id"', 'return b"KO"')), "errors"),
+    ("04-server", "logoff keeps the session",
+     _wrong("04-server", "MiniServer", ("del self.sessions[session_id]", "pass")), "client-2017"),
+    ("04-server", "counts everyone's mail",
+     _wrong("04-server", "MiniServer", ('f"OK: {len(self.inbox[user])} messages"',
+                                        'f"OK: {sum(map(len, self.inbox.values()))} messages"')), "mailkit-client"),
+    ("05-no-duplicates", "one expected number for every session",
+     _wrong("05-no-duplicates", "sequenced", ("session = frame[:10]", "session = b'all'")), "damaged-and-sessions"),
+    ("05-no-duplicates", "the sender never switches number",
+     _wrong("05-no-duplicates", "sequenced", ("self.seq = 1 - self.seq\n", "")), "same-mail-twice"),
+    ("05-no-duplicates", "carries out resends again",
+     _wrong("05-no-duplicates", "sequenced", ("if seq != self.expected.get(session, 0) and session in self.last_reply:",
+                                              "if False:")), "random-losses"),
+    ("05-no-duplicates", "no resend after KO",
+     _wrong("05-no-duplicates", "sequenced", ("                if reply.startswith(prefix):",
+                                              "                if reply == b\"KO\":\n                    break\n"
+                                              "                if reply.startswith(prefix):")),
+     "damaged-and-sessions"),
+    ("05-no-duplicates", "keeps its number after GaveUp (issue 15)",
+     _wrong("05-no-duplicates", "sequenced", ("            self.seq = None         # was it carried out?",
+                                              "            pass                    # was it carried out?")),
+     "gave-up-and-restart"),
+    ("05-no-duplicates", "no SYN: a restarted sender starts at 0 (issue 15)",
+     _wrong("05-no-duplicates", "sequenced", ("self.seq = None             # no number agreed yet", "self.seq = 0"),
+            ("            if seq == \"S\":", "            if seq == \"S\" and False:")),
+     "gave-up-and-restart"),
+]
+
+# Solutions that call mailkit's own implementation: full marks, but flagged.
+KIT = [
+    ("01-handshake-client", {"login": "def login(host, port, user, password):\n"
+                                      "    from mailkit import MailClient\n"
+                                      "    return MailClient(host, port).login(user, password)\n"}, "MailClient"),
+    ("02-framing", {"make_frame": "def make_frame(session_id, command, *fields):\n"
+                                  "    return mailkit_make_frame(session_id, command, *fields)\n"},
+     "mailkit_make_frame"),
+    ("04-server", _wrong("04-server", "MiniServer", ("    def respond(self, request):\n",
+                                                      "    def respond(self, request):\n"
+                                                      "        if not hasattr(self, 'kit'):\n"
+                                                      "            from mailkit import MailServer\n"
+                                                      "            self.kit = MailServer(self.users)\n"
+                                                      "        return self.kit.respond(request)[1].encode()\n")),
+     "MailServer"),
+]
+
+
+@pytest.fixture(scope="module")
+def wrong_gradebook(released, tmp_path_factory):
+    subs = tmp_path_factory.mktemp("wrong")
+    for i, (lab_id, _, code, _) in enumerate(WRONG + [(lab, "kit", code, "") for lab, code, _ in KIT]):
+        nb = nbformat.read(released / f"{lab_id}.ipynb", as_version=4)
+        source = nbformat.read(LABS / f"{lab_id}.ipynb", as_version=4)
+        nb = paste_solutions(nb, source)
+        for cell in nb.cells:
+            if is_solution(cell) and solution_name(cell) in code:
+                cell.source = code[solution_name(cell)]
+        (subs / f"s{i:02d}").mkdir()
+        nbformat.write(nb, subs / f"s{i:02d}" / f"{lab_id}.ipynb")
+    return grade(subs, LABS, jobs=2, cell_timeout=TIMEOUT_S, progress=False)
+
+
+@pytest.mark.slow
+@needs_sandbox
+@pytest.mark.parametrize("index", range(len(WRONG)), ids=[f"{lab}: {what}" for lab, what, _, _ in WRONG])
+def test_a_wrong_solution_is_graded_below_full(wrong_gradebook, index):
+    lab_id, what, _, catcher = WRONG[index]
+    result = wrong_gradebook.result(f"s{index:02d}", lab_id)
+    failed = [c.name for c in result.checks if not c.passed]
+    assert catcher in failed, (what, failed)
+    assert result.points < result.max_points
+
+
+def test_at_least_four_wrong_solutions_per_lab():
+    counts = {lab: sum(1 for w in WRONG if w[0] == lab) for lab in LAB_IDS}
+    assert min(counts.values()) >= 4, counts
+
+
+@pytest.mark.slow
+@needs_sandbox
+@pytest.mark.parametrize("index", range(len(KIT)), ids=[lab for lab, _, _ in KIT])
+def test_calling_mailkits_own_implementation_is_flagged(wrong_gradebook, index):
+    lab_id, _, name = KIT[index]
+    result = wrong_gradebook.result(f"s{len(WRONG) + index:02d}", lab_id)
+    assert any(f"uses mailkit's {name}" in flag for flag in result.flags), result.flags
+    honest = wrong_gradebook.result("s00", "01-handshake-client")
+    assert honest.flags == []

@@ -17,6 +17,25 @@ import sys
 from pathlib import Path
 
 from .runner import DEFAULT_CELL_TIMEOUT_S
+from .sandbox import Limits
+
+GRADE_EPILOG = """\
+threat model (docs/instructor.md has the whole of it):
+  A submission is hostile code. Its kernel runs in a sandbox (bubblewrap, as
+  root: apt-get install bubblewrap): a throwaway uid, its own PID, mount and
+  network namespaces, only /usr, Python and mailkit readable, writes only to
+  its own tmpfs, limits on memory, processes, CPU and disk. It cannot read
+  the sources, other submissions, the gradebook or your files; everything it
+  started is killed when its run ends. Hidden checks run in the grader, with
+  inputs drawn per run, against the student's code through the kernel and
+  over a loopback only that run shares: printing or forging outputs earns no
+  hidden points. Visible checks compare outputs the student already knows, so
+  a kernel can fake those: hidden checks carry at least 40% of each lab.
+  Not covered: kernel exploits, CPU side channels, a student copying another's
+  solution. Without bubblewrap, grade refuses unless --unsafe-no-sandbox.
+  Results go to the journal as each notebook finishes; after a crash, run
+  the same command again: it resumes. The gradebook is written atomically.
+"""
 
 SOURCE_ENV = "MAILKIT_LABS_SOURCE"   # where `check` looks for the sources when --source is not given
 
@@ -46,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="do not run each source's checks against its solution first")
 
     chk = sub.add_parser("check", help="check one notebook: points and feedback per check",
-                         description="Run a student's notebook under pytest --nbval (strict), with the "
+                         description="Run a student's notebook in a kernel of its own (outputs compared as nbval does), with the "
                                      "check cells taken from the lab's source, and print each check's "
                                      "result, points and feedback. Exit status 0 if every check passed.")
     chk.add_argument("notebook", metavar="NOTEBOOK")
@@ -57,24 +76,45 @@ def main(argv: list[str] | None = None) -> int:
                      help=f"seconds a cell may run (default {DEFAULT_CELL_TIMEOUT_S:g})")
 
     gr = sub.add_parser("grade", help="grade a folder of submissions (one subfolder per student)",
-                        description="Grade every student's notebooks, each in a kernel of its own with a "
-                                    "time limit per cell, hidden checks included; write the gradebook.")
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="Grade every student's notebooks, each in a sandboxed kernel of its own "
+                                    "with a time limit per cell, hidden checks included; write the gradebook.",
+                        epilog=GRADE_EPILOG)
     gr.add_argument("submissions", metavar="SUBMISSIONS_DIR")
     gr.add_argument("--source", required=True, help="folder of the labs' source notebooks")
     gr.add_argument("--out", required=True, metavar="CSV", help="the gradebook as CSV")
     gr.add_argument("--html", metavar="HTML", help="the gradebook as an HTML page too")
+    gr.add_argument("--canvas", metavar="CSV", help="the totals as a CSV that Canvas's gradebook import takes")
+    gr.add_argument("--feedback", metavar="DIR",
+                    help="one file per student and lab, DIR/STUDENT/LAB.txt: each check, pass or fail, and a hint")
     gr.add_argument("--jobs", type=int, default=1, metavar="N", help="notebooks graded at once (default 1)")
     gr.add_argument("--timeout", type=float, default=DEFAULT_CELL_TIMEOUT_S, metavar="S",
                     help=f"seconds a cell may run (default {DEFAULT_CELL_TIMEOUT_S:g})")
     gr.add_argument("--lab", action="append", metavar="LAB",
                     help="grade only this lab (id or file name; may be repeated); default: every lab handed in")
     gr.add_argument("--quiet", action="store_true", help="no progress bar")
+    limits = Limits()
+    gr.add_argument("--memory", type=int, default=limits.memory_mb, metavar="MB",
+                    help=f"address space of each process of a submission (default {limits.memory_mb})")
+    gr.add_argument("--processes", type=int, default=limits.processes, metavar="N",
+                    help=f"processes and threads of a submission (default {limits.processes})")
+    gr.add_argument("--cpu", type=int, default=limits.cpu_s, metavar="S",
+                    help=f"CPU seconds of each process of a submission (default {limits.cpu_s})")
+    gr.add_argument("--disk", type=int, default=limits.disk_mb, metavar="MB",
+                    help=f"size of a submission's home and /tmp (default {limits.disk_mb})")
+    gr.add_argument("--journal", metavar="FILE",
+                    help="where each result is written as it comes (default: CSV + '.journal'); "
+                         "a later run with the same journal resumes")
+    gr.add_argument("--fresh", action="store_true", help="ignore (and replace) the journal of an earlier run")
+    gr.add_argument("--unsafe-no-sandbox", action="store_true",
+                    help="grade even where the sandbox is missing: students' code runs with YOUR "
+                         "permissions; the gradebook says UNSANDBOXED")
 
     args = parser.parse_args(argv)
     from .notebook import LabError   # after parsing, so --help is quick
     try:
         return COMMANDS[args.cmd](args)
-    except (LabError, FileNotFoundError, ValueError) as exc:
+    except (LabError, FileNotFoundError, ValueError) as exc:   # SandboxUnavailable is a ValueError
         print(f"mailkit.labs: {exc}", file=sys.stderr)
         return 2
 
@@ -152,12 +192,25 @@ def _check(args) -> int:
 
 def _grade(args) -> int:
     from .grading import grade
-    from .gradebook import write_csv, write_html
+    from .gradebook import write_canvas_csv, write_csv, write_feedback, write_html
+    journal = Path(args.journal or f"{args.out}.journal")
+    if args.fresh:
+        journal.unlink(missing_ok=True)
+    limits = Limits(memory_mb=args.memory, processes=args.processes, cpu_s=args.cpu, disk_mb=args.disk)
+    if args.unsafe_no_sandbox:
+        print("warning: --unsafe-no-sandbox: students' code runs with your permissions", file=sys.stderr)
+    private = [Path(p).resolve().parent for p in (args.out, args.html, args.canvas) if p]
+    private += [Path(args.feedback).resolve()] if args.feedback else []
     book = grade(args.submissions, args.source, jobs=args.jobs, cell_timeout=args.timeout,
-                 labs=args.lab, progress=not args.quiet)
+                 labs=args.lab, progress=not args.quiet, sandbox=not args.unsafe_no_sandbox,
+                 limits=limits, journal=journal, private=private)
     write_csv(book, args.out)
     if args.html:
         write_html(book, args.html)
+    if args.canvas:
+        write_canvas_csv(book, args.canvas)
+    if args.feedback:
+        write_feedback(book, args.feedback)
     if book.ignored:
         print(f"ignored (not in a student's folder): {', '.join(book.ignored)}", file=sys.stderr)
     print(book.summary())

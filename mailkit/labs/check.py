@@ -1,6 +1,8 @@
-"""Check one student's notebook: assemble it with the source's check cells,
-run it under nbval, and turn nbval's verdict on each cell into points and
-feedback a student can read."""
+"""Check one student's notebook: assemble it with the source's setup and
+check cells, run it in the harness (a kernel of its own, sandboxed when
+grading; visible checks compared with their reference outputs as nbval
+does, hidden checks judged by the grader), and turn each cell's verdict into
+points and feedback a student can read."""
 
 from __future__ import annotations
 
@@ -8,10 +10,10 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .notebook import Check, Lab, NotANotebook, assemble, read_notebook
+from .notebook import Check, Lab, NotANotebook, assemble, read_notebook, setup_sources
 from .runner import DEFAULT_CELL_TIMEOUT_S, CellResult, RunResult, run_notebook
 
-__all__ = ["CheckResult", "LabResult", "check_notebook", "feedback_for"]
+__all__ = ["CheckResult", "LabResult", "check_notebook", "feedback_for", "diff_text", "kit_calls"]
 
 FEEDBACK_LINES = 6   # the first lines of a difference or a traceback: enough to act on
 
@@ -37,6 +39,8 @@ class LabResult:
     notes: list[str] = field(default_factory=list)   # about the whole submission
     seconds: float = 0.0
     problem: str = ""       # "not a notebook", "missing", "timed out", "did not run", or ""
+    sandboxed: bool = False  # the kernel ran in the sandbox
+    flags: list[str] = field(default_factory=list)   # for the instructor: why to look at this one
 
     @property
     def points(self) -> float:
@@ -68,9 +72,11 @@ def failed_lab(student: str, lab: Lab, *, problem: str, note: str, hidden: bool 
 
 
 def check_notebook(path: str | Path, lab: Lab, *, student: str = "", hidden: bool = False,
-                   cell_timeout: float = DEFAULT_CELL_TIMEOUT_S) -> LabResult:
+                   cell_timeout: float = DEFAULT_CELL_TIMEOUT_S, sandbox: bool = False,
+                   limits=None, hide: list = (), tmp_root=None) -> LabResult:
     """Check the notebook at *path* against *lab*'s checks (hidden ones too
-    if *hidden*); never raises for anything wrong with the notebook."""
+    if *hidden*); never raises for anything wrong with the notebook.  With
+    *sandbox* the kernel runs in :mod:`mailkit.labs.sandbox` (grading)."""
     path = Path(path)
     student = student or path.stem
     try:
@@ -79,8 +85,14 @@ def check_notebook(path: str | Path, lab: Lab, *, student: str = "", hidden: boo
         return failed_lab(student, lab, problem="not a notebook", note=str(exc),
                           hidden=hidden, notebook=path.name)
     assembled, roles, notes = assemble(lab, nb, hidden=hidden)
-    run = run_notebook(assembled, cell_timeout=cell_timeout)
-    result = LabResult(student, lab.id, path.name, notes=notes, seconds=run.seconds)
+    code_cells = [c for c in assembled.cells if c.cell_type == "code"]
+    flags = kit_calls(lab, [(role, cell.source) for role, cell in zip(roles, code_cells)
+                            if role.kind in ("solution", "extra")])
+    run = run_notebook(assembled, cell_timeout=cell_timeout, sandbox=sandbox, limits=limits,
+                       probe_setup=setup_sources(lab), hide=[*hide, lab.path.parent, path.parent],
+                       tmp_root=tmp_root)
+    result = LabResult(student, lab.id, path.name, notes=notes, seconds=run.seconds, flags=flags,
+                       sandboxed=run.sandboxed)
     checks = {c.name: c for c in lab.checks}
     for index, role in enumerate(roles):
         cell = run.cells.get(index)
@@ -103,6 +115,33 @@ def check_notebook(path: str | Path, lab: Lab, *, student: str = "", hidden: boo
         tail = run.log.strip().splitlines()[-1:] or ["no output"]
         result.notes.insert(0, f"the notebook did not run: {tail[0]}")
     return result
+
+
+def kit_calls(lab: Lab, cells) -> list[str]:
+    """Why to look at a submission that uses mailkit's own implementation of
+    what the lab asks for: the names the lab's metadata lists
+    (``{"mailkit": {"kit": {"names": [...], "attributes": [...]}}}``) used in
+    the student's solution cells or the cells they added."""
+    import ast
+    kit = lab.nb.metadata.get("mailkit", {}).get("kit", {})
+    names, attributes = set(kit.get("names", ())), set(kit.get("attributes", ()))
+    found = []
+    for role, source in cells:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        used = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id in names:
+                used.add(node.id)
+            elif isinstance(node, ast.Attribute) and node.attr in attributes | names:
+                used.add(node.attr)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mailkit"):
+                used.update(a.name for a in node.names if a.name in names | attributes)
+        where = f"solution cell {role.name!r}" if role.kind == "solution" else "a cell the student added"
+        found += [f"uses mailkit's {name} in {where}" for name in sorted(used)]
+    return found
 
 
 def _exception_line(cell: CellResult) -> str:
@@ -128,14 +167,14 @@ def feedback_for(check: Check, cell: CellResult | None, run: RunResult, cell_tim
     if cell.message == "Cell outputs differ":
         if check.hidden:
             return "hidden check failed: its output differs from the reference"
-        return "output differs from the reference:\n" + _diff(cell.expected, cell.got)
+        return "output differs from the reference:\n" + diff_text(cell.expected, cell.got)
     exc = _exception_line(cell) or cell.message
     if check.hidden:
         return f"hidden check failed: it raised {exc.split(':')[0]}"
     return exc
 
 
-def _diff(expected: str, got: str) -> str:
+def diff_text(expected: str, got: str) -> str:
     lines = list(difflib.unified_diff(expected.splitlines(), got.splitlines(),
                                       "expected", "got", n=0, lineterm=""))
     body = [("expected: " if ln[0] == "-" else "got:      ") + ln[1:]

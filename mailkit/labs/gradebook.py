@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import csv
 import html
+import io
+import os
 from pathlib import Path
 
 from .grading import Gradebook
 
-__all__ = ["write_csv", "write_html", "check_columns"]
+__all__ = ["write_csv", "write_html", "write_canvas_csv", "write_feedback", "check_columns", "write_atomically"]
 
 
 def _num(x: float) -> str:
@@ -25,18 +27,39 @@ def check_columns(book: Gradebook) -> list[tuple[str, str]]:
     return [(lab.id, c.name) for lab in book.labs for c in lab.checks]
 
 
-def write_csv(book: Gradebook, path: str | Path) -> Path:
+def write_atomically(path: str | Path, text: str) -> Path:
+    """Write *text* to a temporary file beside *path*, then rename it over
+    *path*: a reader (or a kill) never sees half a gradebook."""
     path = Path(path)
-    columns = check_columns(book)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["student", "lab", "notebook", *(f"{lab}/{name}" for lab, name in columns),
-                    "total", "max", "feedback"])
-        for r in book.results:
-            points = {(r.lab, c.name): _num(c.points) for c in r.checks}
-            w.writerow([r.student, r.lab, r.notebook, *(points.get(col, "") for col in columns),
-                        _num(r.points), _num(r.max_points), r.feedback()])
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def _sandbox_cell(r) -> str:
+    if r.problem == "missing" or r.problem == "not a notebook":
+        return ""
+    return "yes" if r.sandboxed else "UNSANDBOXED"
+
+
+def write_csv(book: Gradebook, path: str | Path) -> Path:
+    columns = check_columns(book)
+    f = io.StringIO()
+    w = csv.writer(f)
+    w.writerow(["student", "lab", "notebook", *(f"{lab}/{name}" for lab, name in columns),
+                "total", "max", "sandbox", "flags", "feedback"])
+    for r in book.results:
+        points = {(r.lab, c.name): _num(c.points) for c in r.checks}
+        w.writerow([r.student, r.lab, r.notebook, *(points.get(col, "") for col in columns),
+                    _num(r.points), _num(r.max_points), _sandbox_cell(r), "; ".join(r.flags), r.feedback()])
+    return write_atomically(path, f.getvalue())
 
 
 _STYLE = """
@@ -52,7 +75,6 @@ pre { margin: 0; white-space: pre-wrap; font-size: 0.85em; }
 
 
 def write_html(book: Gradebook, path: str | Path) -> Path:
-    path = Path(path)
     e = html.escape
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              "<title>mailkit gradebook</title>", f"<style>{_STYLE}</style></head><body>",
@@ -76,8 +98,60 @@ def write_html(book: Gradebook, path: str | Path) -> Path:
                 cls, mark = ("pass", "✓") if got.passed else ("fail", "✗")
                 parts.append(f'<td class="{cls}" title="{e(got.feedback)}">{mark} {_num(got.points)}</td>')
             parts.append(f'<td class="total">{_num(r.points)}/{_num(r.max_points)}</td>')
-            parts.append(f"<td><pre>{e(r.feedback())}</pre></td></tr>")
+            flags = "".join(f"<br><strong>flagged: {e(f)}</strong>" for f in r.flags)
+            unsafe = "" if r.sandboxed or r.problem in ("missing", "not a notebook") else "<br><strong>UNSANDBOXED</strong>"
+            parts.append(f"<td><pre>{e(r.feedback())}</pre>{flags}{unsafe}</td></tr>")
         parts.append("</table>")
     parts.append("</body></html>")
-    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
-    return path
+    return write_atomically(path, "\n".join(parts) + "\n")
+
+
+def write_canvas_csv(book: Gradebook, path: str | Path) -> Path:
+    """The gradebook as Canvas's gradebook import takes it (Grades → Import):
+    the columns ``Student``, ``ID``, ``SIS User ID``, ``SIS Login ID`` and
+    ``Section`` that identify a student, then one column per lab (a column
+    whose title is not yet an assignment becomes a new one), and a second
+    row ``Points Possible``.  A student is the folder name, put in
+    ``SIS Login ID``: name the folders by the students' Canvas logins (an LMS
+    zip usually is), or fill ``ID`` in before importing."""
+    f = io.StringIO()
+    w = csv.writer(f)
+    w.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", *(lab.title for lab in book.labs)])
+    w.writerow(["Points Possible", "", "", "", "", *(_num(lab.max_points) for lab in book.labs)])
+    for student in book.students:
+        by_lab = {r.lab: r for r in book.results if r.student == student}
+        w.writerow([student, "", "", student, "",
+                    *(_num(by_lab[lab.id].points) if lab.id in by_lab else "" for lab in book.labs)])
+    return write_atomically(path, f.getvalue())
+
+
+def write_feedback(book: Gradebook, folder: str | Path) -> list[Path]:
+    """One text file per student and lab, ``FOLDER/STUDENT/LAB.txt``, to hand
+    back: each check with PASS or FAIL, its points and what to look at.  A
+    hidden check says only its name and how it failed, never what it
+    expected or its code; the instructor's flags are not in it."""
+    folder = Path(folder)
+    titles = {lab.id: lab.title for lab in book.labs}
+    written = []
+    for r in book.results:
+        lines = [f"{titles.get(r.lab, r.lab)} ({r.lab}): {_num(r.points)}/{_num(r.max_points)} points", ""]
+        if r.notebook:
+            lines[0] += f" for {r.notebook}"
+        lines += [f"note: {note}" for note in r.notes]
+        width = max((len(c.name) for c in r.checks), default=10)
+        for c in r.checks:
+            hidden = " (hidden)" if c.hidden else ""
+            lines.append(f"{'PASS' if c.passed else 'FAIL'}  {c.name:<{width}}  "
+                         f"{_num(c.points)}/{_num(c.max_points)}{hidden}")
+            if not c.passed and r.problem not in ("missing", "not a notebook"):
+                lines += [f"      {line}" for line in c.feedback.splitlines()]
+        student_dir = folder / _safe(r.student)
+        student_dir.mkdir(parents=True, exist_ok=True)
+        written.append(write_atomically(student_dir / f"{_safe(r.lab)}.txt", "\n".join(lines) + "\n"))
+    return written
+
+
+def _safe(name: str) -> str:
+    """A file name from a student's folder name or a lab id."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".")
+    return cleaned or "_"

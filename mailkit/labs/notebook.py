@@ -211,6 +211,9 @@ def student_version(lab: Lab) -> nbformat.NotebookNode:
         if is_check(cell):
             if _meta(cell).get("hidden"):
                 continue
+            # the reference where running the notebook does not overwrite it (student's `check`)
+            from .harness import canonical
+            cell.metadata["mailkit"]["reference"] = canonical(cell.get("outputs", []))
         elif cell.cell_type == "code":
             if BEGIN in cell.source:
                 cell.source = stub_source(cell.source)
@@ -235,12 +238,13 @@ def _key(cell) -> tuple[str, str] | None:
 
 def assemble(lab: Lab, student: nbformat.NotebookNode, *, hidden: bool = True,
              ) -> tuple[nbformat.NotebookNode, list[CellRole], list[str]]:
-    """The notebook to check: the student's code cells, every check cell
-    (and, with *hidden*, every hidden check) from the source, in the
-    source's order.
+    """The notebook to check: the student's solution cells and the cells
+    they added, and from the source every setup cell (the student's copies
+    are ignored: deleting an "unused" import costs nothing) and every check
+    cell (with *hidden*, hidden ones too), in the source's order.
 
     Returns ``(notebook, roles, notes)``: *roles* gives the role of each code
-    cell in order (nbval's "Cell N" is ``roles[N]``), *notes* says what was
+    cell in order (the harness's cell N is ``roles[N]``), *notes* says what was
     missing from the student's notebook.
     """
     by_key, by_id = {}, {}
@@ -291,10 +295,8 @@ def assemble(lab: Lab, student: nbformat.NotebookNode, *, hidden: bool = True,
         elif is_check(src):
             if hidden or not _meta(src).get("hidden"):
                 add(src, CellRole("check", str(_meta(src)["check"])), keep_outputs=True)
-        elif id(src) in mine:
-            role = "solution" if is_solution(src) else "setup"
-            add(mine[id(src)], CellRole(role, solution_name(src) if is_solution(src) else src.get("id", "")),
-                keep_outputs=False)
+        elif is_solution(src) and id(src) in mine:
+            add(mine[id(src)], CellRole("solution", solution_name(src)), keep_outputs=False)
         elif is_solution(src):
             notes.append(f"the solution cell {solution_name(src)!r} is missing from the notebook")
         else:
@@ -316,3 +318,10 @@ def _unique_ids(cells: list) -> list:
             cell["id"] = uuid.uuid4().hex[:8]
         seen.add(cell["id"])
     return cells
+
+
+def setup_sources(lab: Lab) -> list[str]:
+    """The source's setup cells (code that is neither a check nor a
+    solution): what a hidden check's probe runs first, in the grader."""
+    return [c.source for c in lab.nb.cells
+            if c.get("cell_type") == "code" and not is_check(c) and not is_solution(c)]

@@ -1,49 +1,46 @@
-"""Run one notebook under ``pytest --nbval`` (strict) in a process of its own.
+"""Run one assembled notebook in a process of its own: the harness
+(:mod:`mailkit.labs.harness`), which starts the kernel (sandboxed when
+grading) and runs each cell with a time limit, comparing a check's output
+with its reference and judging hidden checks itself.
 
-Each run gets a fresh temporary folder (the kernel's working directory), a
-kernel of its own, a timeout per cell (nbval's) and a deadline for the
-whole run (ours).  Whatever happens inside (an infinite loop, a crash, a
-kernel that dies), :func:`run_notebook` returns within the deadline with a
-result per cell that finished; a cell with no result did not pass.
-
-Kernels start in a session of their own, so killing pytest's process group
-does not reach them: every process of a run carries a marker in its
-environment, and whatever still carries it at the end is killed.
+Whatever happens inside (an endless loop, a crash, a kernel that dies or
+ignores interrupts), :func:`run_notebook` returns within its deadline with a
+result per cell that finished; a cell with no result did not pass.  The
+report the harness writes and the job it reads (the student's cells, the
+hidden checks, this run's seed) live where the kernel cannot see them: a
+private folder and a pipe.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import secrets
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from .sanitize import write_sanitize_file
+from . import sandbox as _sandbox
+from .harness import KERNEL_STARTUP_S, canonical
 
-__all__ = ["CellResult", "RunResult", "run_notebook", "DEFAULT_CELL_TIMEOUT_S"]
+__all__ = ["CellResult", "RunResult", "run_notebook", "DEFAULT_CELL_TIMEOUT_S", "job_cells"]
 
 DEFAULT_CELL_TIMEOUT_S = 10.0   # a lab's slowest check takes about a second
-KERNEL_STARTUP_S = 30.0         # a cold kernel on a busy laptop; usually ~1 s
-# nbval waits up to 5 s more for a cell's output after interrupting it.
-NBVAL_GRACE_S = 10.0
-MARKER = "MAILKIT_LABS_RUN"
-KILL_WAIT_S = 2.0               # for killed processes to be gone
+GRACE_S = 5.0                   # per cell: interrupting, and the harness's own work
 
 
 @dataclass
 class CellResult:
     cell: int
     passed: bool
-    message: str = ""        # nbval's: "Cell outputs differ", "Cell execution caused an exception"...
+    message: str = ""        # "Cell outputs differ", "Cell execution caused an exception", "Timeout..."
     traceback: str = ""
     expected: str = ""       # sanitized reference text, when the outputs differ
     got: str = ""
@@ -54,28 +51,56 @@ class RunResult:
     cells: dict[int, CellResult] = field(default_factory=dict)
     seconds: float = 0.0
     killed: bool = False     # the deadline was reached
-    log: str = ""            # the end of pytest's own output
+    log: str = ""            # the end of the harness's own output
+    sandboxed: bool = False
+    processes_seen: int = -1  # processes in the sandbox's PID namespace just before it ended
+    processes_left: int = -1  # ... and after (always 0: the namespace's end kills them)
 
 
 def deadline_for(nb: nbformat.NotebookNode, cell_timeout: float) -> float:
     """Seconds a run may take: start a kernel, then every code cell at its timeout."""
     code = sum(c.cell_type == "code" for c in nb.cells)
-    return KERNEL_STARTUP_S + code * (cell_timeout + NBVAL_GRACE_S)
+    return KERNEL_STARTUP_S + code * (cell_timeout + GRACE_S)
+
+
+def job_cells(nb: nbformat.NotebookNode) -> list[dict]:
+    """The code cells of an assembled notebook as the harness takes them: a
+    check cell carries its reference output; a hidden check is a probe."""
+    cells = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        meta = cell.get("metadata", {}).get("mailkit", {})
+        meta = meta if isinstance(meta, dict) else {}
+        item = {"source": cell.source}
+        if "check" in meta:
+            # A released notebook carries each check's reference in its
+            # metadata too: running the notebook replaces the outputs, not that.
+            reference = meta.get("reference")
+            item["reference"] = reference if isinstance(reference, str) else canonical(cell.get("outputs", []))
+            if meta.get("hidden"):
+                item["probe"] = True
+        cells.append(item)
+    return cells
 
 
 def run_notebook(nb: nbformat.NotebookNode, *, cell_timeout: float = DEFAULT_CELL_TIMEOUT_S,
-                 deadline: float | None = None, name: str = "submission.ipynb") -> RunResult:
-    """Check *nb* with nbval in a new process; return what each cell did.
+                 deadline: float | None = None, sandbox: bool = False,
+                 limits: _sandbox.Limits | None = None, probe_setup: list[str] = (),
+                 hide: list[str | Path] = (), tmp_root: str | Path | None = None) -> RunResult:
+    """Check *nb* in a new harness process; return what each cell did.
 
     A kernel that never started ran none of the student's code: that is the
-    machine's fault, not the student's (jupyter_client can pick ports that a
-    kernel starting at the same moment also picked), so such a run is tried
-    once more.  Its cells still count as failed if the second start fails too.
+    machine's fault, not the student's, so such a run is tried once more.
+    Its cells still count as failed if the second start fails too.
     """
     deadline = deadline_for(nb, cell_timeout) if deadline is None else deadline
-    result = _run_once(nb, cell_timeout=cell_timeout, deadline=deadline, name=name)
+    job = {"cells": job_cells(nb), "cell_timeout": cell_timeout, "sandbox": bool(sandbox),
+           "limits": (limits or _sandbox.Limits()).as_dict(), "probe_setup": list(probe_setup),
+           "hide": [str(h) for h in hide], "tmp": str(tmp_root) if tmp_root else None}
+    result = _run_once(job, deadline=deadline)
     if _kernel_never_started(result):
-        result = _run_once(nb, cell_timeout=cell_timeout, deadline=deadline, name=name)
+        result = _run_once(job, deadline=deadline)
     return result
 
 
@@ -84,45 +109,36 @@ def _kernel_never_started(result: RunResult) -> bool:
         c.message.startswith("the kernel did not start") for c in result.cells.values())
 
 
-def _run_once(nb: nbformat.NotebookNode, *, cell_timeout: float, deadline: float,
-              name: str) -> RunResult:
-    workdir = Path(tempfile.mkdtemp(prefix="mailkit-labs-"))
-    token = uuid.uuid4().hex
+def _run_once(job: dict, *, deadline: float) -> RunResult:
+    job = dict(job, seed=secrets.randbits(62))    # this run's hidden inputs: only in the pipe
+    private = Path(tempfile.mkdtemp(prefix="mailkit-run-", dir=job.get("tmp")))   # 0700, never in a sandbox
     started = time.perf_counter()
-    result = RunResult()
+    result = RunResult(sandboxed=bool(job["sandbox"]))
     try:
-        nbformat.write(nb, workdir / name)
-        (workdir / "pytest.ini").write_text("[pytest]\n")
-        sanitize = write_sanitize_file(workdir / "sanitize.cfg")
-        report = workdir / "report.jsonl"
-        cmd = [
-            sys.executable, "-m", "mailkit.labs._nbval_run", str(report),
-            "-p", "nbval.plugin", "-p", "no:cacheprovider", "-q", "--color=no",
-            "--rootdir", str(workdir), "-c", str(workdir / "pytest.ini"),
-            "--nbval", "--nbval-current-env", "--nbval-sanitize-with", str(sanitize),
-            "--nbval-cell-timeout", str(cell_timeout),
-            "--nbval-kernel-startup-timeout", str(KERNEL_STARTUP_S),
-            name,
-        ]
-        env = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", PYTHONDONTWRITEBYTECODE="1",
-                   **{MARKER: token})
-        env.pop("PYTEST_ADDOPTS", None)
-        log = workdir / "pytest.log"
+        report, log = private / "report.jsonl", private / "harness.log"
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         with open(log, "wb") as out:
-            proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen([sys.executable, "-m", "mailkit.labs.harness", str(report)],
+                                    env=env, cwd=private, stdin=subprocess.PIPE, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=_sandbox.child_of_this_process())
             try:
+                proc.stdin.write(json.dumps(job).encode())
+                proc.stdin.close()
                 proc.wait(timeout=deadline)
-            except subprocess.TimeoutExpired:
-                result.killed = True
+            except (subprocess.TimeoutExpired, BrokenPipeError):
+                result.killed = proc.poll() is None
             finally:
                 _kill_group(proc)
-                _kill_marked(token)
         result.log = log.read_text(errors="replace")[-4000:]
         result.cells = _read_report(report)
+        for line in report.read_text(errors="replace").splitlines() if report.exists() else ():
+            if '"processes_seen"' in line:
+                with_counts = json.loads(line)
+                result.processes_seen = with_counts["processes_seen"]
+                result.processes_left = with_counts["processes_left"]
     finally:
-        _kill_marked(token)
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
         result.seconds = time.perf_counter() - started
     return result
 
@@ -136,6 +152,8 @@ def _read_report(path: Path) -> dict[int, CellResult]:
             rec = json.loads(line)
         except ValueError:
             continue            # the last line of a killed run may be cut short
+        if "cell" not in rec:
+            continue
         cells[rec["cell"]] = CellResult(
             rec["cell"], bool(rec["passed"]), rec.get("message", ""), rec.get("traceback", ""),
             rec.get("expected", ""), rec.get("got", ""))
@@ -143,43 +161,11 @@ def _read_report(path: Path) -> dict[int, CellResult]:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
+    """The harness and, through --die-with-parent and PR_SET_PDEATHSIG, its
+    sandbox: bwrap's end ends the PID namespace and every process in it."""
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError, AttributeError):
+        except (ProcessLookupError, PermissionError):
             proc.kill()
     proc.wait()
-
-
-def _marked(token: str) -> list[int]:
-    needle = f"{MARKER}={token}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0"):
-            pids.append(int(entry.name))
-    return pids
-
-
-def _kill_marked(token: str, *, wait: float = KILL_WAIT_S) -> None:
-    """Kill every process whose environment carries this run's marker (the
-    kernel, and anything the student's code started), and wait until they
-    are gone.  Linux only: elsewhere a kernel exits on its own within a
-    second of losing its parent."""
-    if not Path("/proc").is_dir():
-        return
-    deadline = time.monotonic() + wait
-    while pids := _marked(token):
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.02)

@@ -13,7 +13,7 @@ fails half-way leaves no server behind.
 * :class:`Client2017`: a client that talks like the 2017 one.
 * :func:`run_server` / :func:`run_handler`: serve a student's code on a port.
 * :class:`Bench`: a mail server behind a :class:`~mailkit.noise.NoisyLink`.
-* :func:`add_seq` / :func:`split_seq`: lab 5's sequence numbers.
+* :func:`add_seq` / :func:`split_seq` / :func:`syn`: lab 5's sequence numbers.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from mailkit.listener import Listener, send_and_close
 
 __all__ = [
     "USERS", "GaveUp", "exchange", "Client2017", "run_server", "run_handler",
-    "Bench", "add_seq", "split_seq", "first_number", "deliver_through_noise",
+    "Bench", "add_seq", "split_seq", "syn", "SYN_REPLY", "first_number", "deliver_through_noise",
 ]
 
 
@@ -150,6 +150,9 @@ def run_handler(handler, *, host: str = "127.0.0.1", port: int = 0) -> _Serving:
     return _Handling(handler, host, port)
 
 
+SYN_REPLY = b"S/OK"     # the receiver's answer to a SYN: "I expect 0 next"
+
+
 def add_seq(seq: int, frame: bytes) -> bytes:
     """Lab 5's request: ``SEQ/`` before a frame's content, and a checksum
     over all of it: ``1/0123456789:count#<sha1 of '1/0123456789:count'>``."""
@@ -157,16 +160,30 @@ def add_seq(seq: int, frame: bytes) -> bytes:
     return content + b"#" + P.checksum(content).encode("ascii")
 
 
-def split_seq(request: bytes) -> tuple[int, bytes]:
+def syn(session_id: bytes | str) -> bytes:
+    """Lab 5's SYN: ``S/SESSION_ID`` and its checksum.  It asks the receiver
+    to start this session's numbering again at 0 (it answers
+    :data:`SYN_REPLY`), as TCP's SYN agrees on where a connection's
+    numbering starts.  A sender sends it before its first frame and after it
+    gave up (it cannot know whether the last frame was carried out)."""
+    sid = session_id.encode("ascii") if isinstance(session_id, str) else bytes(session_id)
+    content = b"S/" + sid
+    return content + b"#" + P.checksum(content).encode("ascii")
+
+
+def split_seq(request: bytes) -> tuple[int | str, bytes]:
     """Undo :func:`add_seq`: return ``(seq, frame)``, the frame with its own
-    checksum again.  Raises ``ValueError`` if the checksum does not match or
-    there is no sequence number."""
+    checksum again; for a :func:`syn`, ``("S", session_id)``.  Raises
+    ``ValueError`` if the checksum does not match or there is no sequence
+    number."""
     content, sep, digest = request.rpartition(b"#")
     if not sep or P.checksum(content).encode("ascii") != digest:
         raise ValueError("checksum mismatch")
     seq, slash, inner = content.partition(b"/")
+    if slash and seq == b"S":
+        return "S", inner
     if not slash or seq not in (b"0", b"1"):
-        raise ValueError(f"expected 0/ or 1/ before the frame, got {content[:12]!r}")
+        raise ValueError(f"expected 0/, 1/ or S/ before the frame, got {content[:12]!r}")
     return int(seq), inner + b"#" + P.checksum(inner).encode("ascii")
 
 
@@ -236,12 +253,13 @@ class Bench:
     def connections(self) -> int:
         return len(self.link.events)
 
-    def sequence_numbers(self) -> list[int | None]:
-        """The ``SEQ/`` of every request that crossed the link (None if none)."""
+    def sequence_numbers(self) -> list[int | str | None]:
+        """The ``SEQ/`` of every request that crossed the link: 0, 1, "S"
+        for a SYN, None if none."""
         out = []
         for event in self.link.events:
             seq, slash, _ = event.request.partition(b"/")
-            out.append(int(seq) if slash and seq in (b"0", b"1") else None)
+            out.append(("S" if seq == b"S" else int(seq)) if slash and seq in (b"0", b"1", b"S") else None)
         return out
 
     def report(self) -> str:
