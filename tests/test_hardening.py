@@ -491,10 +491,13 @@ def test_the_server_binds_loopback_unless_told_otherwise():
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="the 2017 client resends after KO on the SAME socket: needs the "
+                   "server to take it (issue 12 A2) and NoisyLink to pass the KO on before the close")
 def test_2017_clients_through_5_percent_noise_deliver_every_mail_once():
-    """Four 2017-style clients (one send, no half-close, up to three retries
-    on KO), each through its own NoisyLink that corrupts 5% of the command
-    frames: every one of 200 mails arrives exactly once."""
+    """Four 2017 clients (one send, no half-close, ONE resend after KO on the
+    same socket), each through its own NoisyLink that corrupts 5% of the
+    command frames (never the resend): every one of 200 mails arrives
+    exactly once."""
     per_client, seeds = 50, (11, 12, 13, 14)
     with MailServer(USERS, scrypt_n=CHEAP_SCRYPT_N, idle_timeout=0.3) as server:
         links = [NoisyLink(server.address, rate=0.05, seed=s, idle_timeout=0.3).start() for s in seeds]
