@@ -28,10 +28,9 @@ import mailkit
 from conftest import USERS
 from legacy2017 import Client2017, Server2017, sha1
 from mailkit import (
-    REPLIES, BitFlipChannel, LoginFailed, MailClient, MailServer, NoisyLink, RetriesExhausted,
-    ServerError,
+    REPLIES, BitFlipChannel, LoginFailed, MailClient, MailServer, NoisyLink, NoReply,
+    RetriesExhausted, ServerError,
 )
-from mailkit.client import NoReply
 from mailkit.protocol import make_frame, parse_messages
 
 NEEDS_SAME_SOCKET_RESEND = "needs the server to take a same-socket resend after KO (issue 12 A2, arch-server)"
