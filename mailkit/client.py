@@ -29,10 +29,13 @@ twice by the client's own doing:
   the mail may arrive twice, and only sequence numbers can tell);
 * NEVER once any reply bytes arrived, and never after a *timeout* with
   no reply for ``login``, ``email``, ``delmsg`` and ``logoff``: a server
-  that is merely slow (a 2017 server serving someone else) may carry out
-  the first copy too, so resending would deliver a second mail or end a
-  second session; :class:`NoReply` is raised instead.  ``help``,
-  ``getmsg``, ``count`` and ``dump`` change nothing and are resent.
+  that is merely slow (busy, or a 2017 server serving someone else) may
+  carry out the first copy too, so resending would deliver a second mail or
+  start a second session (which crashes a 2017 server).  Instead the client
+  waits on the same connection as long as its resends would have taken
+  (``1 + retries`` timeouts), then raises :class:`NoReply` (a
+  :class:`RetriesExhausted`).  ``help``, ``getmsg``, ``count`` and ``dump``
+  change nothing and are resent after one timeout.
 
 Anything else the server names as an error is raised at once, since sending
 it again would give the same answer.  A 2017 server answers a wrong session
@@ -104,18 +107,6 @@ class ServerUnreachable(MailClientError):
     """Nothing listens at the address (the server is not running?)."""
 
 
-class NoReply(MailClientError):
-    """The request went out whole and no reply came in time.  It is not sent
-    again: the server may still carry it out (a second mail, a second session)."""
-
-    def __init__(self, command: str, timeout: float):
-        self.command = command
-        super().__init__(
-            f"{command}: sent, but no reply within {timeout:g} s; not sent again, because the "
-            "server may have carried it out (check before you try again)"
-        )
-
-
 class UnexpectedReply(MailClientError):
     """A reply that is neither the success the protocol names nor an error:
     most likely damaged on its way back (replies carry no checksum)."""
@@ -136,6 +127,17 @@ class RetriesExhausted(MailClientError):
         outcomes = ", ".join(e.outcome if not e.error else e.error for e in attempts)
         n = len(attempts)
         super().__init__(f"{command} failed after {n} attempt{'' if n == 1 else 's'} ({outcomes})")
+
+
+class NoReply(RetriesExhausted):
+    """The request went out whole and no reply came in time.  It is not sent
+    again: the server may still carry it out (a second mail, a second session)."""
+
+    def __init__(self, command: str, attempts: list[Exchange], waited: float):
+        super().__init__(command, attempts)
+        self.waited = waited
+        self.args = (f"{self.args[0]}: sent, but no reply within {waited:g} s; not sent again, "
+                     "because the server may have carried it out (check before you try again)",)
 
 
 class MailClient:
@@ -246,9 +248,12 @@ class MailClient:
             self.transcript.append(exchange)
             progress = _Progress()
             start = time.perf_counter()
+            # A request that will not be sent again after a timeout gets the
+            # patience its resends would have had: 1 + retries timeouts.
+            patience = self.timeout * (1 if command in _READ_ONLY else self.retries + 1)
             try:
                 exchange.reply = _exchange((self.host, self.port), wire, progress, login=command == "login",
-                                           timeout=self.timeout, quiet=self.quiet)
+                                           timeout=self.timeout, first_reply=patience, quiet=self.quiet)
             except ConnectionRefusedError as exc:
                 exchange.error = "connection refused"
                 raise ServerUnreachable(
@@ -259,7 +264,7 @@ class MailClient:
             except TimeoutError as exc:
                 exchange.error = "timed out"
                 if progress.sent and command not in _READ_ONLY:
-                    raise NoReply(command, self.timeout) from exc
+                    raise NoReply(command, attempts, patience) from exc
                 continue
             except OSError as exc:       # broken connection, nothing received: worth another try
                 exchange.error = f"{type(exc).__name__}: {exc}".rstrip(": ")
@@ -280,7 +285,7 @@ class _Progress:
 
 
 def _exchange(address, data: bytes, progress: _Progress, *, login: bool,
-              timeout: float, quiet: float) -> bytes:
+              timeout: float, first_reply: float, quiet: float) -> bytes:
     """One attempt: connect, send, half-close, read the reply until it is
     complete (see the module docstring).  Raises ``OSError`` only if no
     reply byte arrived; bytes that came before a reset are the reply."""
@@ -294,7 +299,7 @@ def _exchange(address, data: bytes, progress: _Progress, *, login: bool,
         reply = bytearray()
         patient = False          # a mailkit listing still coming: wait for the close
         while True:
-            sock.settimeout(quiet if reply and not patient else timeout)
+            sock.settimeout(first_reply if not reply else quiet if not patient else timeout)
             try:
                 chunk = sock.recv(65536)
             except TimeoutError:
