@@ -146,6 +146,26 @@ def noisy_new_client(n: int, seed: int) -> list[str]:
         result, ms = _timed(lambda: client.login("alice", "wonderland"))
         lines.append(f"MailClient -> NoisyLink 5% -> 2017 server: login -> {_short(result)} after {ms:.0f} ms "
                      f"(the link passes a reply on only when the server closes; the 2017 server never does)")
+
+    class LinkThatStopsWaiting(NoisyLink):
+        REQUEST_DEADLINE_S = 0.5         # pass the reply on after 0.5 s without a close
+
+    n = min(n, 60)
+    with Server2017(USERS) as old, LinkThatStopsWaiting(old.address, rate=0.05, seed=seed,
+                                                         idle_timeout=0.3) as link:
+        client = MailClient(*link.address)
+        client.login("alice", "wonderland")
+        start = time.perf_counter()
+        for i in range(n):
+            try:
+                client.send("bob", f"noisy {i}", f"body {i}")
+            except OSError:
+                pass
+        secs = time.perf_counter() - start
+        flipped = sum(bool(e.request_flips) for e in link.events)
+        tally = _tally([f"noisy {i}" for i in range(n)], [m.subject for m in old.mails])
+        lines.append(f"MailClient -> NoisyLink 5% (REQUEST_DEADLINE_S 0.5) -> 2017 server: {flipped} frames "
+                     f"flipped (KO); {tally}; crashed {old.crashed is not None}; {secs:.1f} s")
     return lines
 
 

@@ -346,3 +346,23 @@ def test_mailkit_client_through_a_5_percent_noisy_link_to_a_2017_server(old_serv
         assert any(e.request_flips for e in link.events)
     tally = _tally([f"noisy {i}" for i in range(20)], [m.subject for m in old_server.mails])
     assert (tally["delivered once"], tally["duplicated"], tally["lost"]) == (20, 0, 0)
+
+
+class _LinkThatStopsWaiting(NoisyLink):
+    """A NoisyLink that passes the reply on after at most 0.5 s instead of
+    waiting for the server's close (which a 2017 server never does)."""
+
+    REQUEST_DEADLINE_S = 0.5
+
+
+def test_mailkit_client_through_a_5_percent_noisy_link_that_stops_waiting_for_the_close(old_server):
+    n = 12
+    with _LinkThatStopsWaiting(old_server.address, rate=0.05, seed=5, idle_timeout=0.3) as link:
+        client = MailClient(*link.address)
+        client.login("alice", "wonderland")
+        for i in range(n):
+            assert client.send("bob", f"noisy {i}", f"body {i}") == "OK: Email Sent"
+        assert any(e.request_flips for e in link.events)
+        assert [e.outcome for e in client.transcript].count("KO") >= 1
+    tally = _tally([f"noisy {i}" for i in range(n)], [m.subject for m in old_server.mails])
+    assert (tally["delivered once"], tally["duplicated"], tally["lost"]) == (n, 0, 0)
