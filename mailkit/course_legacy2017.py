@@ -227,7 +227,7 @@ class Server2017:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread is not None and self._thread.is_alive() and self.crashed is None
 
     def __repr__(self) -> str:
         where = "%s:%d" % self.address if self._sock else "stopped"
@@ -283,9 +283,9 @@ class Server2017:
         except _Stopped:
             pass
         except Exception as exc:                        # the real server died here
-            self.crashed = exc
+            self.crashed = exc                          # set first: a client may look once it sees the close
             log.warning("the 2017 server crashed: %s: %s", type(exc).__name__, exc)
-            self._close_all()
+            self._close_all()                           # as the OS does for a dead process
 
     def _accept(self) -> socket.socket:
         while True:

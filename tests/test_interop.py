@@ -65,6 +65,95 @@ def inbox(server, user: str) -> list[str]:
     return [m.subject for m in reader.dump()]
 
 
+# -- the doubles behave as the real 2017 code (PROTOCOL.md, last section) ----------
+
+
+def _still_open(sock: socket.socket) -> bool:
+    """True if the peer has not closed *sock* (nothing to read for 0.3 s)."""
+    sock.settimeout(0.3)
+    try:
+        return sock.recv(1) != b""
+    except TimeoutError:
+        return True
+
+
+def test_the_2017_server_keeps_the_login_and_each_command_connection_open(old_server):
+    login = socket.create_connection(old_server.address, timeout=5)
+    login.sendall(b"alice:wonderland")
+    sid = login.recv(1024).decode().partition(":")[2]
+    assert re.fullmatch(r"\d{10}", sid) and _still_open(login)
+    first = socket.create_connection(old_server.address, timeout=5)
+    first.sendall(f"{sid}:count#{sha1(f'{sid}:count')}".encode())
+    assert first.recv(1024) == b"Total emails recived: 0"
+    assert _still_open(first)                       # open until the next accept()
+    logoff = socket.create_connection(old_server.address, timeout=5)
+    logoff.sendall(f"{sid}:logoff#{sha1(f'{sid}:logoff')}".encode())
+    assert logoff.recv(1024) == b"OK"
+    assert not _still_open(first)                   # closed when the next one came
+    assert not _still_open(login)                   # the session's connection ends at logoff
+    for sock in (login, first, logoff):
+        sock.close()
+
+
+def test_the_2017_server_answers_bare_ko_and_reads_one_recv_1024():
+    with Server2017(USERS) as old_server:
+        _bare_ko_and_one_recv(old_server)
+        assert old_server.crashed is not None and not old_server.running
+
+
+def _bare_ko_and_one_recv(old_server):
+    old = Client2017(*old_server.address, timeout=0.5)
+    old.login("alice", "wonderland")
+
+    def one_recv(text: str) -> bytes:
+        with socket.create_connection(old_server.address, timeout=5) as sock:
+            sock.sendall(text.encode())
+            return sock.recv(1024)
+
+    content = f"{old.session_id}:count"
+    assert one_recv(f"{content}#{sha1(content + 'x')}") == b"KO"            # bad checksum
+    assert one_recv(f"{old.session_id}:nosuch#{sha1(f'{old.session_id}:nosuch')}") == b"KO"
+    assert one_recv(f"0123456789:count#{sha1('0123456789:count')}") == b"KO"  # wrong session id
+    # The 2017 client resends after KO on the same socket; the 2017 server
+    # never reads it (one recv per connection), so the real client hung here.
+    with pytest.raises(TimeoutError):
+        old.send_frame(f"{content}#{sha1(content + 'x')}".encode())
+    assert old.replies[-1] == "KO" and old.sent[-1] == old.sent[-2]
+    assert old_server.crashed is None
+    # A frame over 1024 bytes is cut, and its first 1024 bytes hold no '#':
+    # the server takes them for a login line during a session, and dies.
+    try:
+        assert old.email("bob", "Long", "x" * 3000) == ""
+    except ConnectionError:
+        pass
+    assert max(old_server.sizes) == 1024 and old_server.mails == []
+
+
+def test_the_2017_client_resends_once_after_ko_on_the_same_socket():
+    import threading
+    seen = []
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        def serve():
+            conn, _ = srv.accept()
+            with conn:
+                for reply in (b"KO", b"KO"):
+                    seen.append(conn.recv(1024))
+                    conn.sendall(reply)
+                conn.settimeout(0.3)
+                try:
+                    seen.append(conn.recv(1024))    # b"": it closed after its one resend
+                except TimeoutError:
+                    seen.append(b"still open")
+        thread = threading.Thread(target=serve)
+        thread.start()
+        old = Client2017(*srv.getsockname()[:2])
+        old.session_id = "0123456789"
+        assert old.count() == "KO"
+        thread.join(5)
+    frame = old.frame("count")
+    assert seen == [frame, frame, b""] and old.sent == [frame, frame]
+
+
 # -- the 2017 client against mailkit's server --------------------------------------
 
 
