@@ -78,8 +78,8 @@ DEFAULT_TIMEOUT_S = 5.0    # connect and each read; a server that says nothing f
 QUIET_S = 0.25
 
 _LOGIN_OK = re.compile(rb"OK:\d{%d}\s*" % P.SESSION_ID_LEN)
-# The 2017 server's error replies (PROTOCOL.md, last section): not KO, not ERROR.
 _MAILKIT_LISTING = re.compile(r"OK: \d+ messages?")
+# The 2017 server's error replies (PROTOCOL.md, last section): not KO, not ERROR.
 _ERRORS_2017 = ("Recipient Name Not Recognized", "Sender Name Not Recognized", "KO. Email not found")
 
 
