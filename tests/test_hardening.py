@@ -491,8 +491,6 @@ def test_the_server_binds_loopback_unless_told_otherwise():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the 2017 client resends after KO on the SAME socket: needs the "
-                   "server to take it (issue 12 A2) and NoisyLink to pass the KO on before the close")
 def test_2017_clients_through_5_percent_noise_deliver_every_mail_once():
     """Four 2017 clients (one send, no half-close, ONE resend after KO on the
     same socket), each through its own NoisyLink that corrupts 5% of the

@@ -24,7 +24,6 @@ import sys
 
 import pytest
 
-import mailkit
 from conftest import USERS
 from legacy2017 import Client2017, Server2017, sha1
 from mailkit import (
@@ -33,23 +32,6 @@ from mailkit import (
 )
 from mailkit.protocol import make_frame, parse_messages
 
-NEEDS_SAME_SOCKET_RESEND = "needs the server to take a same-socket resend after KO (issue 12 A2, arch-server)"
-NEEDS_STREAMING_LINK = ("needs NoisyLink to pass a reply on before the server closes "
-                        "(the 2017 server never closes; issue 12 A2/A4, noise.py)")
-
-
-def _servers():
-    """mailkit's servers: the fast one, and the teaching one where it exists."""
-    params = [pytest.param(lambda: MailServer(users=USERS, idle_timeout=0.3), id="MailServer")]
-    if hasattr(mailkit, "SimpleMailServer"):
-        params.append(pytest.param(lambda: mailkit.SimpleMailServer(users=USERS), id="SimpleMailServer"))
-    return params
-
-
-@pytest.fixture(params=_servers())
-def server(request):
-    with request.param() as srv:
-        yield srv
 
 
 @pytest.fixture
@@ -228,7 +210,6 @@ def test_a_client_that_closes_after_ko_is_unaffected(server):
     assert inbox(server, "bob") == ["Once"]
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_SAME_SOCKET_RESEND)
 def test_after_ko_the_server_takes_a_resend_on_the_same_socket(server):
     """The 2017 client's one retry: the same frame again, on the same socket."""
     old = Client2017(*server.address)
@@ -403,7 +384,6 @@ def test_2017_client_through_5_percent_noise_never_duplicates(server):
     assert all(delivered[s] == 1 for s, r in replies.items() if r == REPLIES.EMAIL_SENT)
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_SAME_SOCKET_RESEND + "; " + NEEDS_STREAMING_LINK)
 def test_2017_client_through_5_percent_noise_delivers_every_mail_once(server):
     """The link corrupts the first copy only; the same-socket resend is passed
     on as sent, so every mail must arrive exactly once."""
@@ -425,7 +405,6 @@ def test_mailkit_client_with_5_percent_flips_against_a_2017_server(old_server):
     assert (tally["delivered once"], tally["duplicated"], tally["lost"]) == (n, 0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_STREAMING_LINK)
 def test_mailkit_client_through_a_5_percent_noisy_link_to_a_2017_server(old_server):
     with NoisyLink(old_server.address, rate=0.05, seed=5, idle_timeout=0.3) as link:
         client = MailClient(*link.address, timeout=2)
