@@ -1,5 +1,5 @@
 """The interop table (issue 12): every command, both directions, with the
-faithful 2017 doubles (mailkit/course_legacy2017.py); and mail through a
+faithful 2017 doubles (mailkit/course/legacy2017.py); and mail through a
 NoisyLink at 5%.
 
     python benchmarks/interop.py            # a markdown table on stdout
@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mailkit import BitFlipChannel, MailClient, MailServer, NoisyLink, SimpleMailServer  # noqa: E402
-from mailkit.course_legacy2017 import Client2017, Server2017  # noqa: E402
+from mailkit.course.legacy2017 import Client2017, Server2017  # noqa: E402
 
 USERS = {"alice": "wonderland", "bob": "builder"}
 

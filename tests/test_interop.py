@@ -1,6 +1,6 @@
 """Interop with the real 2017 code, both directions (issue 12, A3-A5).
 
-The doubles (:mod:`mailkit.course_legacy2017`, re-exported by
+The doubles (:mod:`mailkit.course.legacy2017`, re-exported by
 tests/legacy2017.py) behave as the real 2017 client and server did on the
 wire (PROTOCOL.md, last section): the client sends once, reads ONE
 ``recv(1024)`` and resends after ``KO`` on the same socket; the server keeps

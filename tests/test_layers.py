@@ -35,7 +35,6 @@ LAYERS = {
     "mailkit": 3,                       # the package's public face: the core, nothing above it
     "mailkit.pictures": 4, "mailkit.forms": 4, "mailkit.widgets": 4,
     "mailkit.course": 5, "mailkit.labs": 5, "mailkit.course_tcp": 5,
-    "mailkit.course_legacy2017": 5,    # the 2017 client and server doubles (course; tests use them)
 }
 NAMES = {0: "protocol", 1: "store", 2: "servers/client", 3: "noise/trace",
          4: "pictures/forms/widgets", 5: "course/labs"}

@@ -22,7 +22,7 @@ import socket
 import threading
 
 from mailkit import MailClient, MailServer, NoisyLink
-from mailkit.course_legacy2017 import Client2017  # the one 2017 client (PROTOCOL.md)
+from mailkit.course.legacy2017 import Client2017  # the one 2017 client (PROTOCOL.md)
 from mailkit.client import request_once
 from mailkit import protocol as P
 from mailkit.listener import Listener, send_and_close
