@@ -318,20 +318,26 @@ class NoisyLink(Listener):
             sel.register(up, selectors.EVENT_READ)
             chunks: list[bytes] = []
             deadline = time.monotonic() + self.REQUEST_DEADLINE_S
+            last = time.monotonic()           # when a reply byte last came
             while time.monotonic() < deadline:
                 quiet = self.REPLY_LINGER_S if half_closed and stream else self.REPLY_QUIET_S
                 if half_closed and not stream:
                     quiet = None      # a reply to fault: wait for the close, as before
-                waiting = quiet if chunks and quiet is not None else 0.5
+                if chunks and quiet is not None:
+                    left = last + quiet - time.monotonic()
+                    if left <= 0:
+                        break
+                    waiting = min(left, 0.25)   # short waits: stop() is noticed soon
+                else:
+                    waiting = 0.25
                 events = sel.select(timeout=waiting)
-                if not events and chunks and quiet is not None:
-                    break
                 for key, _ in events:
                     if key.fileobj is up:
                         chunk = up.recv(65536)
                         if not chunk:
                             return b"".join(chunks), b"", half_closed
                         chunks.append(chunk)
+                        last = time.monotonic()
                         if stream:
                             conn.sendall(chunk)
                         continue
