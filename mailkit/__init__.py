@@ -26,7 +26,7 @@ Imported on their own, for notebooks:
 import logging
 
 from .client import (
-    LoginFailed, MailClient, MailClientError, NotLoggedIn, RetriesExhausted,
+    LoginFailed, MailClient, MailClientError, NoReply, NotLoggedIn, RetriesExhausted,
     ServerError, ServerUnreachable, UnexpectedReply,
 )
 from .noise import BitFlipChannel, NoisyLink, flip_bit
@@ -48,7 +48,7 @@ __all__ = [
     "COMMANDS", "checksum", "make_frame", "make_handshake", "parse_request", "parse_reply",
     "flip_bit", "hexdump",
     "ProtocolError", "ChecksumMismatch", "MailClientError", "ServerError", "LoginFailed",
-    "NotLoggedIn", "RetriesExhausted", "ServerUnreachable", "UnexpectedReply", "PortInUseError",
+    "NotLoggedIn", "NoReply", "RetriesExhausted", "ServerUnreachable", "UnexpectedReply", "PortInUseError",
 ]
 
 # A library logs, it does not print: without this handler Python's "last

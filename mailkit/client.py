@@ -5,17 +5,53 @@
     client.send("bob", "Hello", "How are you?")
     client.transcript        # every attempt: bytes sent, reply, time
 
-Each request goes out on a new connection.  The client sends it, closes its
-sending side (so the server knows the request is complete) and reads the
-reply until the server closes.  A bare ``KO`` (checksum mismatch) or a
-connection that breaks before a reply is worth another try: the request is
-sent again on a new connection, up to ``retries`` more times.  Anything else
-the server names as an error is raised at once, since sending it again
-would give the same answer.
+Each request goes out on a new connection.  The client sends it and closes
+its sending side (so a mailkit server knows the request is complete).
+
+When is a reply complete?  mailkit's servers close the connection after
+the reply; the 2017 server never does (it keeps the login connection for
+the whole session and a command's connection until the next one arrives;
+see PROTOCOL.md).  So a reply is complete when the server closes, or:
+
+* a login reply, as soon as it reads ``OK:`` and ten digits, or starts
+  with ``KO``;
+* any other reply, once some bytes came and then nothing for
+  :data:`QUIET_S` seconds (every 2017 reply is one ``send``; a mailkit
+  message listing that does not parse yet is waited for until the close).
+
+When is a request sent again?  Only when it cannot have been carried out
+twice by the client's own doing:
+
+* after a reply of exactly ``KO`` (the checksum did not match: the server
+  did nothing), on a new connection, up to ``retries`` more times;
+* after a connection that broke before the request was fully sent, or that
+  closed or was reset with no reply at all (the "lost reply" of notebook 5:
+  the mail may arrive twice, and only sequence numbers can tell);
+* NEVER once any reply bytes arrived, and never after a *timeout* with
+  no reply for ``login``, ``email``, ``delmsg`` and ``logoff``: a server
+  that is merely slow (busy, or a 2017 server serving someone else) may
+  carry out the first copy too, so resending would deliver a second mail or
+  start a second session (which crashes a 2017 server).  Instead the client
+  waits on the same connection as long as its resends would have taken
+  (``1 + retries`` timeouts), then raises :class:`NoReply` (a
+  :class:`RetriesExhausted`).  ``help``, ``getmsg``, ``count`` and ``dump``
+  change nothing and are resent after one timeout.
+
+Anything else the server names as an error is raised at once, since sending
+it again would give the same answer.  A 2017 server answers a wrong session
+id with a bare ``KO`` (the same reply as a damaged frame), so against it an
+expired session ends in :class:`RetriesExhausted` after ``1 + retries``
+attempts, not in a :class:`ServerError`.
+
+The 2017 reply texts (``Total emails recived: 3``, ``Emails From:...``,
+``Email deleated. Subject: ...``, ``Recipient Name Not Recognized: ...``)
+give the same Python results as mailkit's: see :meth:`MailClient.count`,
+:meth:`~MailClient.dump`, :meth:`~MailClient.delete`.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 
@@ -24,14 +60,27 @@ from .protocol import Message, Reply
 from .trace import Exchange, Transcript
 
 __all__ = [
-    "MailClient", "MailClientError", "ServerError", "LoginFailed", "NotLoggedIn",
-    "RetriesExhausted", "ServerUnreachable", "UnexpectedReply", "DEFAULT_RETRIES", "request_once",
+    "MailClient", "MailClientError", "ServerError", "LoginFailed", "NotLoggedIn", "NoReply",
+    "RetriesExhausted", "ServerUnreachable", "UnexpectedReply", "DEFAULT_RETRIES", "QUIET_S",
+    "request_once",
 ]
 
 # PROTOCOL.md names the success reply of these; anything else is a damaged reply.
 _REPLIES_START_WITH_OK = ("email", "logoff")
+# Commands that change nothing on the server: safe to send again after a timeout.
+_READ_ONLY = frozenset({"help", "getmsg", "count", "dump"})
 DEFAULT_RETRIES = 3        # PROTOCOL.md: "up to three times"
 DEFAULT_TIMEOUT_S = 5.0    # connect and each read; a server that says nothing for 5 s is gone
+# A reply from a server that does not close is complete after this much
+# silence once its first bytes came.  The 2017 server sends each reply in one
+# send(), so on any network its bytes come together; 0.25 s is far above a
+# loopback or LAN gap and still keeps a command well under a second.
+QUIET_S = 0.25
+
+_LOGIN_OK = re.compile(rb"OK:\d{%d}\s*" % P.SESSION_ID_LEN)
+_MAILKIT_LISTING = re.compile(r"OK: \d+ messages?")
+# The 2017 server's error replies (PROTOCOL.md, last section): not KO, not ERROR.
+_ERRORS_2017 = ("Recipient Name Not Recognized", "Sender Name Not Recognized", "KO. Email not found")
 
 
 class MailClientError(OSError):
@@ -80,21 +129,33 @@ class RetriesExhausted(MailClientError):
         super().__init__(f"{command} failed after {n} attempt{'' if n == 1 else 's'} ({outcomes})")
 
 
+class NoReply(RetriesExhausted):
+    """The request went out whole and no reply came in time.  It is not sent
+    again: the server may still carry it out (a second mail, a second session)."""
+
+    def __init__(self, command: str, attempts: list[Exchange], waited: float):
+        super().__init__(command, attempts)
+        self.waited = waited
+        self.args = (f"{self.args[0]}: sent, but no reply within {waited:g} s; not sent again, "
+                     "because the server may have carried it out (check before you try again)",)
+
+
 class MailClient:
-    """A client for one user of one server.
+    """A client for one user of one server (mailkit's, or a 2017 one).
 
     *retries* is how many times a request is sent again after ``KO`` or a
     broken connection (so at most ``1 + retries`` attempts).  *channel*, if
     given, is a :class:`mailkit.noise.BitFlipChannel` (or anything with its
     ``transmit(bytes) -> (bytes, flips)``) that may corrupt command frames on
     their way out.  Handshakes carry no checksum in the protocol, so the
-    channel leaves them alone.
+    channel leaves them alone.  *quiet* is :data:`QUIET_S`.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 2525, *,
-                 retries: int = DEFAULT_RETRIES, timeout: float = DEFAULT_TIMEOUT_S, channel=None):
+                 retries: int = DEFAULT_RETRIES, timeout: float = DEFAULT_TIMEOUT_S, channel=None,
+                 quiet: float = QUIET_S):
         self.host, self.port = host, port
-        self.retries, self.timeout, self.channel = retries, timeout, channel
+        self.retries, self.timeout, self.channel, self.quiet = retries, timeout, channel, quiet
         self.user: str | None = None
         self.session_id: str | None = None
         self.transcript = Transcript()
@@ -122,19 +183,25 @@ class MailClient:
 
     def messages_from(self, sender: str) -> list[Message]:
         """Your messages from *sender*, oldest first."""
-        return _listing(self.command("getmsg", sender))
+        return self._listing(self.command("getmsg", sender), sender)
 
     def dump(self) -> list[Message]:
         """All your messages, oldest first."""
-        return _listing(self.command("dump"))
+        return self._listing(self.command("dump"))
 
     def count(self) -> int:
-        """How many messages you have."""
+        """How many messages you have (``OK: 3 messages`` or, from a 2017
+        server, ``Total emails recived: 3``)."""
         return _first_int(self.command("count").text)
 
     def delete(self, sender: str, subject: str) -> int:
-        """Delete your message(s) from *sender* with *subject*; return how many."""
-        return _first_int(self.command("delmsg", sender, subject).text)
+        """Delete your message(s) from *sender* with *subject*; return how many.
+        (A 2017 server says ``Email deleated. Subject: ...`` once per message,
+        and ``KO. Email not found.``, a :class:`ServerError`, for none.)"""
+        text = self.command("delmsg", sender, subject).text
+        if "Email deleated" in text:
+            return text.count("Email deleated")
+        return _first_int(text)
 
     def help(self) -> str:
         """The server's list of commands."""
@@ -152,11 +219,19 @@ class MailClient:
             raise NotLoggedIn(f"log in before '{name}' (client.login(user, password))")
         frame = P.make_frame(self.session_id or "0" * P.SESSION_ID_LEN, name, *fields)
         reply = self._request(name, frame, noisy=True)
-        if reply.kind == "ERROR":
+        if reply.kind == "ERROR" or reply.text.startswith(_ERRORS_2017):
             raise ServerError(reply.text.strip())
         if name in _REPLIES_START_WITH_OK and not reply.text.lstrip().startswith("OK"):
             raise UnexpectedReply(name, reply.text)
         return reply
+
+    def _listing(self, reply: Reply, sender: str | None = None) -> list[Message]:
+        try:
+            if reply.text.startswith(("Emails From:", "All emails recived:")):
+                return _parse_2017_listing(reply.text, self.user or "")
+            return P.parse_messages(reply.text)
+        except P.RemoteProtocolError as exc:
+            raise ServerError(f"the server's reply is not a message listing: {exc}") from None
 
     # -- one request, with retries ------------------------------------------
 
@@ -171,8 +246,14 @@ class MailClient:
             exchange = Exchange(command, attempt, payload, wire, flips=tuple(flips))
             attempts.append(exchange)
             self.transcript.append(exchange)
+            progress = _Progress()
+            start = time.perf_counter()
+            # A request that will not be sent again after a timeout gets the
+            # patience its resends would have had: 1 + retries timeouts.
+            patience = self.timeout * (1 if command in _READ_ONLY else self.retries + 1)
             try:
-                exchange.reply = self._exchange(wire, exchange)
+                exchange.reply = _exchange((self.host, self.port), wire, progress, login=command == "login",
+                                           timeout=self.timeout, first_reply=patience, quiet=self.quiet)
             except ConnectionRefusedError as exc:
                 exchange.error = "connection refused"
                 raise ServerUnreachable(
@@ -180,21 +261,78 @@ class MailClient:
                 ) from exc
             except MailClientError:
                 raise
-            except OSError as exc:       # broken connection: worth another try
+            except TimeoutError as exc:
+                exchange.error = "timed out"
+                if progress.sent and command not in _READ_ONLY:
+                    raise NoReply(command, attempts, patience) from exc
+                continue
+            except OSError as exc:       # broken connection, nothing received: worth another try
                 exchange.error = f"{type(exc).__name__}: {exc}".rstrip(": ")
                 continue
+            finally:
+                exchange.duration = time.perf_counter() - start
             if exchange.reply:
                 reply = P.parse_reply(exchange.reply)
                 if reply.kind != "KO" or not retry_on_ko:
                     return reply
         raise RetriesExhausted(command, attempts)
 
-    def _exchange(self, data: bytes, exchange: Exchange) -> bytes:
-        start = time.perf_counter()
+
+class _Progress:
+    """How far one attempt got: whether the whole request went out."""
+
+    sent = False
+
+
+def _exchange(address, data: bytes, progress: _Progress, *, login: bool,
+              timeout: float, first_reply: float, quiet: float) -> bytes:
+    """One attempt: connect, send, half-close, read the reply until it is
+    complete (see the module docstring).  Raises ``OSError`` only if no
+    reply byte arrived; bytes that came before a reset are the reply."""
+    with socket.create_connection(tuple(address), timeout=timeout) as sock:
+        sock.sendall(data)
+        progress.sent = True
         try:
-            return request_once((self.host, self.port), data, timeout=self.timeout)
-        finally:
-            exchange.duration = time.perf_counter() - start
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        reply = bytearray()
+        patient = False          # a mailkit listing still coming: wait for the close
+        while True:
+            sock.settimeout(first_reply if not reply else quiet if not patient else timeout)
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                if not reply:
+                    raise
+                if not patient and _listing_incomplete(reply):
+                    patient = True
+                    continue
+                return bytes(reply)            # quiet after some bytes: complete
+            except OSError:
+                if reply:
+                    return bytes(reply)
+                raise
+            if not chunk:
+                return bytes(reply)            # the server closed: complete
+            reply += chunk
+            patient = False
+            if len(reply) > P.MAX_REPLY_BYTES:
+                raise MailClientError(f"reply over {P.MAX_REPLY_BYTES} bytes")
+            if login and (_LOGIN_OK.fullmatch(reply) or reply.startswith(b"KO")):
+                return bytes(reply)
+
+
+def _listing_incomplete(reply: bytes) -> bool:
+    """A mailkit listing (``OK: N messages`` ...) whose messages are not all there yet."""
+    text = reply.decode("utf-8", "replace")
+    if not _MAILKIT_LISTING.match(text):
+        return False
+    try:
+        P.parse_messages(text)
+    except P.RemoteProtocolError:
+        return True
+    return False
 
 
 def request_once(address, data: bytes, *, half_close: bool = True,
@@ -204,6 +342,7 @@ def request_once(address, data: bytes, *, half_close: bool = True,
     until the server closes.  ``b""`` means it closed without a reply.
 
     ``half_close=False`` behaves like a 2017 client, which sends and waits.
+    (It still waits for the close: against a 2017 server, use MailClient.)
     """
     with socket.create_connection(tuple(address), timeout=timeout) as sock:
         sock.sendall(data)
@@ -221,11 +360,36 @@ def request_once(address, data: bytes, *, half_close: bool = True,
         return b"".join(chunks)
 
 
-def _listing(reply: Reply) -> list[Message]:
+def _parse_2017_listing(text: str, recipient: str) -> list[Message]:
+    """A 2017 server's getmsg/dump reply as messages (best effort: its
+    format has no lengths, so a body holding a blank-ish line ``\\n \\n``
+    would be cut).  ``getmsg`` names the sender once at the top, ``dump``
+    once per message; the date is ``time.strftime("%c")`` in the server's
+    local time (``sent_at`` 0.0 if it does not parse)."""
+    header, _, rest = text.partition("\n")
+    sender = header.split(":")[1] if header.startswith("Emails From:") else ""
+    messages = []
+    for entry in rest.split("\n \n"):
+        if not entry.strip():
+            continue
+        lines = entry.split("\n")
+        fields: dict[str, str] = {}
+        while lines and lines[0].partition(": ")[0] in ("Sender", "Subject"):
+            key, _, value = lines.pop(0).partition(": ")
+            fields[key] = value
+        if len(lines) < 2 or not lines[0].startswith("Message: ") or "Subject" not in fields:
+            raise P.RemoteProtocolError(f"not a 2017 listing entry: {entry[:40]!r}")
+        body = "\n".join(lines[:-1])[len("Message: "):]
+        messages.append(Message(fields.get("Sender", sender), recipient, fields["Subject"], body,
+                                _parse_2017_date(lines[-1])))
+    return messages
+
+
+def _parse_2017_date(text: str) -> float:
     try:
-        return P.parse_messages(reply.text)
-    except P.RemoteProtocolError as exc:
-        raise ServerError(f"the server's reply is not a message listing: {exc}") from None
+        return time.mktime(time.strptime(text.strip(), "%c"))
+    except (ValueError, OverflowError):
+        return 0.0
 
 
 def _first_int(text: str) -> int:

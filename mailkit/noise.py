@@ -174,14 +174,20 @@ class NoisyLink(Listener):
     ``link.plan_next(...)`` fixes the faults of the next connection instead.
     ``link.events`` records what happened.
 
-    A client that does not half-close (a 2017 one) gets the reply as soon as
-    the server has been quiet for ``REPLY_QUIET_S``; after exactly ``KO`` it
-    may resend on the same connection, once, as the 2017 client does: the
-    resend goes upstream on the same connection too, with faults of its own
-    (a second event).
+    A reply with no fault planned is passed on as its bytes arrive, and the
+    client's bytes go upstream until either side closes, because a 2017
+    server never closes a connection after its reply.  A reply to be
+    flipped, dropped or delayed is collected whole first.  A client that
+    does not half-close (a 2017 one) may resend after exactly ``KO`` on the
+    same connection, once, as the 2017 client does: the resend goes
+    upstream on the same connection too, with faults of its own (a second
+    event).  Against a server that never closes, the link lets go of a
+    connection once the reply has been quiet for ``REPLY_QUIET_S`` (client
+    still sending) or ``REPLY_LINGER_S`` (client half-closed).
     """
 
     REPLY_QUIET_S = 0.1     # the reply is complete when the server said nothing more for this long
+    REPLY_LINGER_S = 2.0    # ... to a half-closed client that already has every byte (2017 servers never close)
     RESEND_WAIT_S = P.KO_RESEND_S   # after a KO, how long to wait for a same-socket resend
 
     def __init__(self, target: tuple[str, int], *, rate: float = 0.0, reply_rate: float = 0.0,
@@ -245,25 +251,35 @@ class NoisyLink(Listener):
         with up:
             for resend in (False, True):
                 event, faults = self._faults(request)
+                # A reply with no fault planned is passed on as it arrives
+                # (a 2017 server never closes); a flip, drop or delay needs it whole.
+                stream = not (faults.drop_reply or faults.delay or faults.reply_pick
+                              or faults.reply_flips)
                 try:
-                    reply = self._forward(conn, up, _apply(request, faults.request_flips),
-                                          half_closed=half_closed)
+                    reply, more, half_closed = self._forward(
+                        conn, up, _apply(request, faults.request_flips),
+                        half_closed=half_closed, stream=stream)
                 except OSError as exc:
                     event.error = f"server unreachable: {exc}"
                     return None
                 event.reply = reply
-                event.reply_flips = faults.flips_for_reply(reply)
-                if faults.delay:
-                    self.stop_requested(faults.delay)
-                if faults.drop_reply:
-                    return None   # close without a reply: the lost OK
-                wire = _apply(reply, event.reply_flips)
+                if stream:
+                    wire = b""                 # already passed on
+                else:
+                    event.reply_flips = faults.flips_for_reply(reply)
+                    if faults.delay:
+                        self.stop_requested(faults.delay)
+                    if faults.drop_reply:
+                        return None   # close without a reply: the lost OK
+                    wire = _apply(reply, event.reply_flips)
                 if resend or half_closed or reply != b"KO":
                     send_and_close(conn, wire)
                     return None
                 # Exactly KO to a client that may resend on this socket (2017).
-                send_and_close(conn, wire, close=False)
-                request = self._read_resend(conn)
+                if wire:
+                    send_and_close(conn, wire, close=False)
+                    conn.setblocking(True)
+                request = more or self._read_resend(conn)
                 if not request:
                     return None
         return None
@@ -274,13 +290,25 @@ class NoisyLink(Listener):
             return conn.recv(65536)
         except OSError:
             return b""
+        finally:
+            try:
+                conn.setblocking(True)
+            except OSError:
+                pass
 
     def _forward(self, conn: socket.socket, up: socket.socket, request: bytes, *,
-                 half_closed: bool) -> bytes:
+                 half_closed: bool, stream: bool) -> tuple[bytes, bytes, bool]:
         """Send *request* upstream and collect the reply, passing on anything
         more the client sends, and its half-close, while the reply comes.
-        The reply is complete when the server closes, or (if the client has
-        not half-closed) when it has been quiet for REPLY_QUIET_S."""
+        With *stream*, each piece of the reply goes on to the client as it
+        arrives.  Returns (the reply, what the client sent after the reply
+        began (a same-socket resend), whether the client has half-closed).
+
+        The reply is complete when the server closes; or, since a 2017
+        server never closes, when it has been quiet for ``REPLY_QUIET_S``
+        (a client that has not half-closed, which may resend after ``KO``)
+        or ``REPLY_LINGER_S`` (a half-closed client, which has had every
+        byte already if streamed); or when the client sends again."""
         with selectors.DefaultSelector() as sel:
             up.sendall(request)
             if half_closed:
@@ -288,24 +316,37 @@ class NoisyLink(Listener):
             else:
                 sel.register(conn, selectors.EVENT_READ)
             sel.register(up, selectors.EVENT_READ)
-            chunks = []
+            chunks: list[bytes] = []
             deadline = time.monotonic() + self.REQUEST_DEADLINE_S
+            last = time.monotonic()           # when a reply byte last came
             while time.monotonic() < deadline:
-                quiet = chunks and not half_closed
-                events = sel.select(timeout=self.REPLY_QUIET_S if quiet else 0.5)
-                if not events and quiet:
-                    break
+                quiet = self.REPLY_LINGER_S if half_closed and stream else self.REPLY_QUIET_S
+                if half_closed and not stream:
+                    quiet = None      # a reply to fault: wait for the close, as before
+                if chunks and quiet is not None:
+                    left = last + quiet - time.monotonic()
+                    if left <= 0:
+                        break
+                    waiting = min(left, 0.25)   # short waits: stop() is noticed soon
+                else:
+                    waiting = 0.25
+                events = sel.select(timeout=waiting)
                 for key, _ in events:
                     if key.fileobj is up:
                         chunk = up.recv(65536)
                         if not chunk:
-                            return b"".join(chunks)
+                            return b"".join(chunks), b"", half_closed
                         chunks.append(chunk)
+                        last = time.monotonic()
+                        if stream:
+                            conn.sendall(chunk)
                         continue
                     try:
                         more = conn.recv(65536)
                     except OSError:
                         more = b""
+                    if chunks:                # after a reply began: a resend, or the client closed
+                        return b"".join(chunks), more, half_closed or not more
                     if more:
                         up.sendall(more)
                     else:                     # the client half-closed: say so upstream
@@ -314,7 +355,7 @@ class NoisyLink(Listener):
                         half_closed = True
                 if self.stop_requested():
                     break
-            return b"".join(chunks)
+            return b"".join(chunks), b"", half_closed
 
 
 def _apply(data: bytes, flips) -> bytes:

@@ -20,12 +20,12 @@ Framing choices (see docs/protocol.md for the full story):
 * Fields are split by the command's arity, so the last field (BODY, or the
   SUBJECT of ``delmsg``) keeps every ``:`` it contains, unescaped.
 * Only a field that is *not* last (the SUBJECT of ``email``) needs an
-  escape, and only for ``:`` (written ``#3A``) and ``#`` (written ``#23``).
-  ``#`` is the escape character because no working 2017 frame could hold a
-  ``#`` in a field (the checksum was split off at the first one), so no text
-  a 2017 client could send is ever read as an escape.  Text without ``#``
-  and ``:``, and every last field, is byte-identical to what a 2017 client
-  sends.
+  escape, and only when it holds a ``:``: then ``:`` is written ``#3A`` and
+  ``#`` is written ``#23``.  A field is read as escaped only if it holds
+  ``#3A``, so a 2017 client's ``Issue #23 fixed`` arrives as sent; the one
+  2017 text read differently is a subject holding ``#3A`` itself (see
+  :func:`unescape_field`).  Text without ``:`` (and without ``#3A``), and
+  every last field, is byte-identical to what a 2017 client sends.
 """
 
 from __future__ import annotations
@@ -213,8 +213,12 @@ def checksum(content: bytes) -> str:
     return hashlib.sha1(content).hexdigest()
 
 
-_ESCAPE = {":": "#3A", "#": "#23"}
-_UNESCAPE_RE = re.compile("#(3A|3a|23)")
+# Two escapes, for a field that is not the last one of its frame.
+_ESCAPE_RE = re.compile("#(23|3A)")
+# What marks a field as escaped: "#3A" (an escaped ':'), or an escaped
+# literal "#3A" ("#233A", "#23233A", ...).  A field without it is read as it
+# is, so a 2017 client's "Issue #23 fixed" or "C# tips" arrives unchanged.
+_ESCAPED_MARK = re.compile("#(?:23)*3A")
 
 
 def parse_2017(frame: bytes) -> tuple[bytes, str, bool]:
@@ -228,15 +232,31 @@ def parse_2017(frame: bytes) -> tuple[bytes, str, bool]:
 
 
 def escape_field(text: str) -> str:
-    """Escape a field that is not the last one of its frame: ``:`` becomes
-    ``#3A`` and ``#`` becomes ``#23``; all other text is left exactly as it is."""
+    """Make *text* safe for a field that is not the last one of its frame.
+
+    Text without ``:`` travels as it is, ``#`` and all, unless it holds the
+    mark of an escaped field (``#3A``, or ``#23``... before ``3A``); then,
+    and whenever it holds a ``:``, every ``#`` becomes ``#23`` and every
+    ``:`` becomes ``#3A``.  Either way ``unescape_field(escape_field(t)) == t``
+    for every text *t*, and the result holds no ``:``.
+    """
+    if ":" not in text and not _ESCAPED_MARK.search(text):
+        return text
     return text.replace("#", "#23").replace(":", "#3A")
 
 
 def unescape_field(text: str) -> str:
-    """Undo :func:`escape_field`.  A ``#`` that does not start ``#3A`` or
-    ``#23`` is kept as it is (a 2017 client's ``C# tips`` stays ``C# tips``)."""
-    return _UNESCAPE_RE.sub(lambda m: "#" if m.group(1) == "23" else ":", text)
+    """Undo :func:`escape_field`.
+
+    A field is escaped only if it holds ``#3A`` (or ``#23``... before
+    ``3A``); any other field is taken as it is.  So the one text a 2017
+    client sends that is not read back as sent is a subject holding ``#3A``
+    (``Flat #3A`` arrives as ``Flat :``): docs/protocol.md explains why no
+    escape can avoid that entirely.
+    """
+    if not _ESCAPED_MARK.search(text):
+        return text
+    return _ESCAPE_RE.sub(lambda m: "#" if m.group(1) == "23" else ":", text)
 
 
 # --------------------------------------------------------------------------

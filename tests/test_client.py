@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 
 import pytest
 
@@ -126,3 +127,101 @@ def test_logoff_then_commands_need_a_new_login(alice):
         alice.count()
     alice.login("alice", USERS["alice"])
     assert alice.count() == 0
+
+
+# -- servers that do not close (the 2017 server), and what is never resent ----------
+
+
+class ScriptedServer:
+    """A listening socket whose connections each run one script
+    ``script(conn)``; the connections are kept open until ``close()``."""
+
+    def __init__(self, *scripts):
+        import threading
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = self.sock.getsockname()[:2]
+        self.requests: list[bytes] = []
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._run, args=(scripts,), daemon=True)
+        self.thread.start()
+
+    def _run(self, scripts):
+        for script in scripts:
+            conn, _ = self.sock.accept()
+            self.conns.append(conn)
+            self.requests.append(conn.recv(65536))
+            script(conn)
+
+    def close(self):
+        self.thread.join(10)
+        for conn in self.conns:
+            conn.close()
+        self.sock.close()
+
+
+def test_a_reply_from_a_server_that_never_closes_is_complete_after_a_quiet_time():
+    srv = ScriptedServer(lambda c: c.sendall(b"OK:0123456789"),          # login: complete at once
+                         lambda c: c.sendall(b"Total emails recived: 7"))  # then quiet, never closed
+    try:
+        client = MailClient(*srv.address, timeout=5)
+        assert client.login("alice", "wonderland") == "0123456789"
+        assert client.count() == 7
+    finally:
+        srv.close()
+    assert [e.attempt for e in client.transcript] == [1, 1]
+
+
+def test_a_mailkit_listing_that_pauses_is_read_until_the_close():
+    import threading
+    from mailkit import Message
+    from mailkit.protocol import format_messages
+    text = format_messages([Message("alice", "bob", "Hi", "body " * 50, 0.0)]).encode()
+
+    def slow(conn):                     # half now, the rest after more than QUIET_S, then close
+        conn.sendall(text[:60])
+        threading.Event().wait(0.6)
+        conn.sendall(text[60:])
+        conn.close()
+
+    srv = ScriptedServer(slow)
+    try:
+        client = MailClient(*srv.address, timeout=5)
+        client.session_id, client.user = "0123456789", "bob"
+        [m] = client.dump()
+        assert (m.sender, m.subject, m.body) == ("alice", "Hi", "body " * 50)
+    finally:
+        srv.close()
+
+
+def test_a_request_is_never_resent_once_reply_bytes_arrived():
+    def half_then_reset(conn):          # some bytes, then a reset (SO_LINGER 0)
+        conn.sendall(b"OK: Em")
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    srv = ScriptedServer(half_then_reset)
+    try:
+        client = MailClient(*srv.address, timeout=5)
+        client.session_id, client.user = "0123456789", "alice"
+        try:
+            client.send("bob", "Once", "only")
+        except OSError:
+            pass
+    finally:
+        srv.close()
+    assert len(srv.requests) == 1 and len(client.transcript) == 1
+
+
+def test_a_2017_listing_parses_to_messages():
+    srv = ScriptedServer(lambda c: c.sendall(
+        b"All emails recived:\nSender: alice\nSubject: Hi\nMessage: two\nlines\nMon Nov 30 10:00:00 2026\n \n"
+        b"Sender: carol\nSubject: Yo\nMessage: x\nnot a date\n \n"))
+    try:
+        client = MailClient(*srv.address, timeout=5)
+        client.session_id, client.user = "0123456789", "bob"
+        first, second = client.dump()
+    finally:
+        srv.close()
+    assert (first.sender, first.recipient, first.subject, first.body) == ("alice", "bob", "Hi", "two\nlines")
+    assert first.sent_at > 0 and second.sent_at == 0.0
+    assert (second.sender, second.subject, second.body) == ("carol", "Yo", "x")

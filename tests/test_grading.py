@@ -528,3 +528,38 @@ def test_a_2017_lab_1_without_half_close_or_with_one_recv_loses_the_hidden_point
         failed = [c.name for c in result.checks if not c.passed]
         assert "reply-in-pieces" in failed, (name, failed)
         assert result.points < result.max_points
+
+
+def test_warm_kernels_start_the_next_notebooks_kernel_and_leave_none(monkeypatch):
+    """Grading starts the next notebook's harness and kernel while the
+    current notebook runs: three notebooks take three harnesses (not three
+    plus spares), each notebook's results are its own, a spare whose
+    settings differ is not used, and no spare outlives the grading."""
+    from mailkit.labs import runner
+    started = []
+
+    class Counted(runner._Harness):
+        def __init__(self, settings):
+            super().__init__(settings)
+            started.append(self)
+    monkeypatch.setattr(runner, "_Harness", Counted)
+
+    def notebook(n):
+        cell = nbformat.v4.new_code_cell(f"print({n} * 2)", execution_count=1, outputs=[
+            nbformat.v4.new_output("stream", name="stdout", text=f"{n * 2}\n")])
+        cell.metadata["mailkit"] = {"check": "double"}
+        wrong = nbformat.v4.new_code_cell("print('x')", execution_count=1, outputs=[
+            nbformat.v4.new_output("stream", name="stdout", text="y\n")])
+        wrong.metadata["mailkit"] = {"check": "wrong"}
+        return nbformat.v4.new_notebook(cells=[cell, wrong])
+
+    with runner.warm_kernels(3):
+        results = [runner.run_notebook(notebook(n), cell_timeout=5, sandbox=True) for n in range(3)]
+        assert len(started) == 4             # the first, a spare for each next one, and one more spare
+        spare = started[-1]
+        assert spare.proc.poll() is None     # waiting with its kernel for a notebook that never comes
+        other = runner.run_notebook(notebook(5), cell_timeout=5, sandbox=True, hide=["/srv/other"])
+    assert [(r.cells[0].passed, r.cells[1].passed) for r in results] == [(True, False)] * 3
+    assert other.cells[0].passed and spare.proc.returncode is not None   # not the spare: other settings
+    assert len(started) == 5
+    assert all(h.proc.returncode is not None and not h.private.exists() for h in started)

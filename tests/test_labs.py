@@ -605,6 +605,16 @@ WRONG = [
     ("04-server", "counts everyone's mail",
      _wrong("04-server", "MiniServer", ('f"OK: {len(self.inbox[user])} messages"',
                                         'f"OK: {sum(map(len, self.inbox.values()))} messages"')), "mailkit-client"),
+    ("04-server", "session ids from random (issue 15)",
+     _wrong("04-server", "MiniServer", ('session_id = "".join(secrets.choice("0123456789") for _ in range(10))',
+                                        'import random\n'
+                                        '            session_id = "".join(random.choice("0123456789") for _ in range(10))')),
+     "unpredictable-ids"),
+    ("04-server", "session ids from random.randrange",
+     _wrong("04-server", "MiniServer", ('session_id = "".join(secrets.choice("0123456789") for _ in range(10))',
+                                        'import random\n'
+                                        '            session_id = str(random.randrange(10 ** 9, 10 ** 10))')),
+     "unpredictable-ids"),
     ("05-no-duplicates", "one expected number for every session",
      _wrong("05-no-duplicates", "sequenced", ("session = frame[:10]", "session = b'all'")), "damaged-and-sessions"),
     ("05-no-duplicates", "the sender never switches number",

@@ -157,8 +157,12 @@ def test_last_field_of_delmsg_keeps_colon_verbatim():
 @pytest.mark.parametrize("subject, on_wire", [
     ("Re: lunch", "Re#3A lunch"),           # ':' in a non-last field travels as #3A
     ("a:b:c", "a#3Ab#3Ac"),
-    ("C# tips", "C#23 tips"),               # '#' there travels as #23
-    ("#3A", "#233A"),
+    ("C# tips", "C# tips"),                 # '#' without ':' travels as it is
+    ("Issue #23 fixed", "Issue #23 fixed"),  # and so does a 2017 client's '#23'
+    ("Re: C#", "Re#3A C#23"),               # with a ':', '#' travels as #23
+    ("#3A", "#233A"),                       # text that would read as escaped is escaped
+    ("Flat #233A", "Flat #23233A"),
+    ("#3a", "#3a"),                         # only '#3A' marks an escaped field
     ("100% sure", "100% sure"),             # '%' is plain text: never touched
     ("50%25 off", "50%25 off"),             # not even where it looks like URL escaping
     ("%3A", "%3A"),
@@ -175,6 +179,33 @@ def test_anything_a_2017_client_could_send_is_byte_identical(subject, body):
     """PROTOCOL.md: text without '#' and ':' travels exactly as a 2017 client
     sends it; the last field travels exactly as it is, whatever it holds."""
     assert P.make_frame(SID, "email", "bob", subject, body) == frame_2017(f"{SID}:email:bob:{subject}:{body}")
+
+
+# A 2017 subject: no ':' (it would end the field), but '#' now gets through.
+subjects_2017 = st.lists(st.one_of(st.characters(codec="utf-8", exclude_characters=":"),
+                                   st.sampled_from(["#", "#23", "#3", "#2", "3A", "23", "A"]))).map("".join)
+ESCAPED_MARK = re.compile("#(?:23)*3A")
+
+
+@settings(max_examples=400, deadline=None)
+@given(subject=subjects_2017, body=any_text)
+def test_a_2017_subject_with_hash_is_read_as_sent_unless_it_holds_the_mark(subject, body):
+    """The #23 question (docs/protocol.md): a 2017 client's frame, '#' and all,
+    is read back exactly as sent, except a subject holding '#3A' (or
+    '#23'... before '3A'), the one documented incompatibility."""
+    parsed = P.parse_request(frame_2017(f"{SID}:email:bob:{subject}:{body}"))
+    assert (parsed.fields[1] == subject) == (not ESCAPED_MARK.search(subject))
+    assert parsed.fields[2] == body
+    if not ESCAPED_MARK.search(subject):   # and mailkit sends the very same bytes
+        assert P.make_frame(SID, "email", "bob", subject, body) == frame_2017(f"{SID}:email:bob:{subject}:{body}")
+
+
+def test_the_one_incompatibility_and_the_reported_case():
+    def read(subject):
+        return P.parse_request(frame_2017(f"{SID}:email:bob:{subject}:b")).fields[1]
+    assert read("Issue #23 fixed") == "Issue #23 fixed"      # issue 12: was "Issue # fixed"
+    assert read("C# and #3a") == "C# and #3a"
+    assert read("Flat #3A") == "Flat :"                     # documented: holds the mark
 
 
 # -- round trips (hypothesis) -----------------------------------------------
@@ -225,6 +256,14 @@ def test_escape_field_roundtrips_and_removes_colons(text):
 @given(text=st.text(st.characters(codec="utf-8", exclude_characters=":#")))
 def test_escape_field_is_identity_without_colon_and_hash(text):
     assert P.escape_field(text) == text
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.one_of(any_text, escape_prone))
+def test_escape_field_changes_text_only_if_it_holds_a_colon_or_the_mark(text):
+    escaped = P.escape_field(text)
+    assert (escaped == text) == (":" not in text and not ESCAPED_MARK.search(text))
+    assert (P.unescape_field(text) == text) or ESCAPED_MARK.search(text)
 
 
 # -- parse_request errors ---------------------------------------------------

@@ -412,12 +412,14 @@ def test_a_slow_server_makes_the_app_busy_not_the_kernel(apps):
         app.ui.login.click()                              # a second click while busy is ignored
         app.wait()
         kind, message = status(app)
-        assert kind == "error" and "login failed after 2 attempts" in message
-        assert "stopped answering" in message
+        # a login that got no reply is not sent again (a slow server may still
+        # take it): one attempt, waited for as long as the retries would take
+        assert kind == "error" and "login failed after 1 attempt" in message
+        assert "not sent again" in message and "stopped answering" in message
         assert not app.busy and "mailkit-idle" in app._dom_classes and not app.ui.login.disabled
-        assert len(app.transcript) == 2
-        frames = views.frames_html(app.transcript)           # two timeouts: both red, neither green
-        assert frames.count('class="mailkit-attempt-failed"') == 2
+        assert len(app.transcript) == 1
+        frames = views.frames_html(app.transcript)           # one timeout: red, not green
+        assert frames.count('class="mailkit-attempt-failed"') == 1
         assert "mailkit-attempt-retried" not in frames and "#1a7f37" not in frames
     finally:
         silent.close()

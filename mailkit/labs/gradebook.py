@@ -114,6 +114,15 @@ def write_canvas_csv(book: Gradebook, path: str | Path) -> Path:
     row ``Points Possible``.  A student is the folder name, put in
     ``SIS Login ID``: name the folders by the students' Canvas logins (an LMS
     zip usually is), or fill ``ID`` in before importing."""
+    # Checked (2026-11-30) against Canvas's own importer, GradebookImporter in
+    # canvas-lms (app/models/gradebook_importer.rb): a header row whose
+    # columns are Student, ID, then SIS User ID and SIS Login ID, with Section
+    # the last student column; a row whose first cell matches /Points Possible/
+    # sets each assignment's points; a student is found by ID, else by SIS
+    # User ID or SIS Login ID, else by name; a title not yet an assignment
+    # makes a new one.  The same columns are listed for instructors in
+    # https://teaching.resources.osu.edu/toolsets/carmencanvas/guides/calculating-final-grades/import-csv-file-carmen-grades
+    # (name OR ID OR SIS User ID, SIS Login ID, Section, then assignments).
     f = io.StringIO()
     w = csv.writer(f)
     w.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", *(lab.title for lab in book.labs)])

@@ -30,7 +30,7 @@ from pathlib import Path
 from . import sandbox as _sandbox
 from .check import CheckResult, LabResult, check_notebook, failed_lab
 from .notebook import Lab, find_labs
-from .runner import DEFAULT_CELL_TIMEOUT_S
+from .runner import DEFAULT_CELL_TIMEOUT_S, warm_kernels
 
 __all__ = ["Gradebook", "grade", "find_submissions", "SandboxUnavailable", "Journal"]
 
@@ -262,7 +262,9 @@ def grade(submissions: str | Path, source: str | Path, *, jobs: int = 1,
 
     bar = _progress(len(tasks), progress)
     try:
-        with ThreadPoolExecutor(max_workers=book.jobs) as pool:
+        # Each job starts its next notebook's kernel while the current one runs
+        # (the first notebook of each job starts its own).
+        with warm_kernels(max(0, len(tasks) - book.jobs)), ThreadPoolExecutor(max_workers=book.jobs) as pool:
             futures = {pool.submit(run, *task): task for task in tasks}
             for future in as_completed(futures):
                 book.results.append(future.result())

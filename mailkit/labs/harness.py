@@ -1,5 +1,5 @@
 """One checking run, in a process of its own: ``python -m mailkit.labs.harness REPORT``
-with the job (JSON) on stdin.
+with the kernel's settings and then the job on stdin (one JSON line each).
 
 The job lists the cells to run in the student's kernel (the source's setup
 cells, the student's solution cells and extras, the visible check cells
@@ -369,7 +369,12 @@ def run_probe(source: str, setup: list[str], kernel: RemoteKernel, seed: int) ->
 
 
 def main(report: str) -> int:
-    job = json.loads(sys.stdin.read())
+    # Two JSON lines on stdin: first the kernel's settings (this process
+    # starts the kernel at once), then the notebook's job.  So the grader
+    # can start a notebook's harness and kernel while the one before is
+    # still running (see runner.warm_kernels): the job, the seed and the
+    # student's cells arrive only when that notebook's turn comes.
+    job = json.loads(sys.stdin.readline())
     sandbox.die_with_parent()
     sandbox.become_subreaper()
     _note_pid("harness.pids", os.getpid())
@@ -377,7 +382,6 @@ def main(report: str) -> int:
         sandbox.enter_network_namespace()
     from .sanitize import sanitize
     limits = sandbox.Limits(**job.get("limits", {}))
-    timeout = float(job["cell_timeout"])
     out = open(report, "a", encoding="utf-8")
 
     def write(record: dict) -> None:
@@ -393,6 +397,11 @@ def main(report: str) -> int:
             write({"cell": 0, "passed": False, "message": why})
             return 0
         write({"kernel_ready_s": round(time.monotonic() - began, 3)})
+        line = sys.stdin.readline()
+        if not line.strip():
+            return 0            # a spare kernel the grader did not need
+        job.update(json.loads(line))
+        timeout = float(job["cell_timeout"])
         remote = RemoteKernel(kernel, timeout)
         for index, cell in enumerate(job["cells"]):
             if kernel.dead:

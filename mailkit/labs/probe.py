@@ -196,6 +196,8 @@ class ScriptedServer:
 
     def __exit__(self, *exc):
         self._stop.set()
+        with contextlib.suppress(OSError):      # wake accept() now, not at its next timeout
+            socket.create_connection(self.address, timeout=1).close()
         self._thread.join(5)
         self._sock.close()
 
@@ -206,6 +208,8 @@ class ScriptedServer:
             except OSError:
                 continue
             with conn:
+                if self._stop.is_set():
+                    break
                 self._serve(conn)
 
     def _serve(self, conn: socket.socket) -> None:

@@ -13,6 +13,7 @@ private folder and a pipe.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -20,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import shutil
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ import nbformat
 from . import sandbox as _sandbox
 from .harness import KERNEL_STARTUP_S, canonical
 
-__all__ = ["CellResult", "RunResult", "run_notebook", "DEFAULT_CELL_TIMEOUT_S", "job_cells"]
+__all__ = ["CellResult", "RunResult", "run_notebook", "warm_kernels", "DEFAULT_CELL_TIMEOUT_S", "job_cells"]
 
 DEFAULT_CELL_TIMEOUT_S = 10.0   # a lab's slowest check takes about a second
 GRACE_S = 5.0                   # per cell: interrupting, and the harness's own work
@@ -97,11 +99,20 @@ def run_notebook(nb: nbformat.NotebookNode, *, cell_timeout: float = DEFAULT_CEL
     deadline = deadline_for(nb, cell_timeout) if deadline is None else deadline
     job = {"cells": job_cells(nb), "cell_timeout": cell_timeout, "sandbox": bool(sandbox),
            "limits": (limits or _sandbox.Limits()).as_dict(), "probe_setup": list(probe_setup),
-           "hide": [str(h) for h in hide], "tmp": str(tmp_root) if tmp_root else None}
+           "hide": _covering(hide), "tmp": str(tmp_root) if tmp_root else None}
     result = _run_once(job, deadline=deadline)
     if _kernel_never_started(result):
         result = _run_once(job, deadline=deadline)
     return result
+
+
+def _covering(folders) -> list[str]:
+    """*folders* without those inside another (covering a folder hides what
+    is below it), sorted: the same for every student's notebook of a class
+    (each student's folder is inside the submissions'), so one spare kernel
+    fits any of them."""
+    paths = sorted({Path(f).resolve() for f in folders})
+    return [str(p) for p in paths if not any(o in p.parents for o in paths)]
 
 
 def _kernel_never_started(result: RunResult) -> bool:
@@ -109,27 +120,110 @@ def _kernel_never_started(result: RunResult) -> bool:
         c.message.startswith("the kernel did not start") for c in result.cells.values())
 
 
+_KERNEL_SETTINGS = ("sandbox", "limits", "hide", "tmp")    # what the harness needs to start a kernel
+
+
+class _Harness:
+    """A harness process, started with its kernel's settings: it starts the
+    kernel at once and waits for its notebook's job."""
+
+    def __init__(self, settings: dict):
+        self.settings = settings
+        self.private = Path(tempfile.mkdtemp(prefix="mailkit-run-", dir=settings.get("tmp")))  # 0700, never in a sandbox
+        self.report, self.log = self.private / "report.jsonl", self.private / "harness.log"
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "mailkit.labs.harness", str(self.report)],
+                                         env=env, cwd=self.private, stdin=subprocess.PIPE, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=_sandbox.child_of_this_process())
+        try:
+            self.proc.stdin.write(json.dumps(settings).encode() + b"\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+
+    def discard(self) -> None:
+        _kill_group(self.proc)
+        shutil.rmtree(self.private, ignore_errors=True)
+
+
+class _Warm:
+    """Spare harnesses (see :func:`warm_kernels`): at most one per grading
+    thread, each started by that thread (a harness dies with the thread that
+    started it), and no more than *budget* in all."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.lock = threading.Lock()
+        self.spares: dict[int, _Harness] = {}       # thread id -> its spare
+
+    def take(self, settings: dict) -> _Harness | None:
+        with self.lock:
+            spare = self.spares.pop(threading.get_ident(), None)
+        if spare is not None and (spare.settings != settings or spare.proc.poll() is not None):
+            spare.discard()
+            spare = None
+        return spare
+
+    def start_next(self, settings: dict) -> None:
+        with self.lock:
+            if self.budget <= 0:
+                return
+            self.budget -= 1
+        spare = _Harness(settings)
+        with self.lock:
+            self.spares[threading.get_ident()] = spare
+
+    def close(self) -> None:
+        with self.lock:
+            spares, self.spares = list(self.spares.values()), {}
+        for spare in spares:
+            spare.discard()
+
+
+_warm: _Warm | None = None
+
+
+@contextlib.contextmanager
+def warm_kernels(count: int):
+    """While grading *count* more notebooks: when a notebook's cells start
+    running, start the next notebook's harness and kernel beside it (a
+    kernel takes ~1 s to start, mostly waiting on imports, while a lab's
+    checks mostly wait on sockets), so the next notebook finds its kernel
+    ready.  A spare kernel is as fresh and as sandboxed as any: it runs no
+    student code until its own notebook's job arrives.  Spares left at the
+    end are stopped."""
+    global _warm
+    previous, _warm = _warm, _Warm(count)
+    try:
+        yield
+    finally:
+        warm, _warm = _warm, previous
+        warm.close()
+
+
 def _run_once(job: dict, *, deadline: float) -> RunResult:
     job = dict(job, seed=secrets.randbits(62))    # this run's hidden inputs: only in the pipe
-    private = Path(tempfile.mkdtemp(prefix="mailkit-run-", dir=job.get("tmp")))   # 0700, never in a sandbox
+    settings = {k: job[k] for k in _KERNEL_SETTINGS}
+    warm = _warm
+    harness = (warm.take(settings) if warm else None) or _Harness(settings)
+    private, report, log, proc = harness.private, harness.report, harness.log, harness.proc
     started = time.perf_counter()
     result = RunResult(sandboxed=bool(job["sandbox"]))
     try:
-        report, log = private / "report.jsonl", private / "harness.log"
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "mailkit.labs.harness", str(report)],
-                                    env=env, cwd=private, stdin=subprocess.PIPE, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    preexec_fn=_sandbox.child_of_this_process())
+        try:
             try:
-                proc.stdin.write(json.dumps(job).encode())
+                proc.stdin.write(json.dumps({k: v for k, v in job.items() if k not in settings}).encode() + b"\n")
                 proc.stdin.close()
-                proc.wait(timeout=deadline)
-            except (subprocess.TimeoutExpired, BrokenPipeError):
-                result.killed = proc.poll() is None
             finally:
-                _kill_group(proc)
+                if warm is not None:
+                    warm.start_next(settings)
+            proc.wait(timeout=deadline)
+        except (subprocess.TimeoutExpired, BrokenPipeError):
+            result.killed = proc.poll() is None
+        finally:
+            _kill_group(proc)
         result.log = log.read_text(errors="replace")[-4000:]
         result.cells = _read_report(report)
         for line in report.read_text(errors="replace").splitlines() if report.exists() else ():
