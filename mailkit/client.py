@@ -345,12 +345,12 @@ def request_once(address, data: bytes, *, half_close: bool = True,
     (It still waits for the close: against a 2017 server, use MailClient.)
     """
     with socket.create_connection(tuple(address), timeout=timeout) as sock:
-        sock.sendall(data)
-        if half_close:
-            try:
+        try:
+            sock.sendall(data)
+            if half_close:
                 sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+        except OSError:
+            pass    # the server answered and closed early (e.g. "too large"): read what it said
         chunks, size = [], 0
         while chunk := sock.recv(65536):
             chunks.append(chunk)

@@ -548,6 +548,15 @@ class MailStore:
             return {"commits": self._commits, "waiting": len(self._queue) + self._in_commit,
                     "writer": self._writer is not None}
 
+    def durability(self) -> dict:
+        """How the writing connection keeps mail safe, as SQLite reports it:
+        ``journal_mode`` ("wal" for a file), ``synchronous`` (2 is FULL: an
+        fsync on every commit) and the ``schema_version``."""
+        with self._lock:
+            return {"journal_mode": self._run("PRAGMA journal_mode").fetchone()[0],
+                    "synchronous": self._run("PRAGMA synchronous").fetchone()[0],
+                    "schema_version": self._run("PRAGMA user_version").fetchone()[0]}
+
     @staticmethod
     def _settle(group: list[_Delivery]) -> None:
         for d in group:

@@ -24,7 +24,6 @@ import hashlib
 import logging
 import os
 import re
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +33,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings, strategies as 
 
 from conftest import CHEAP_SCRYPT_N, wait_for
 from mailkit import REPLIES, MailClient, MailServer, MailStore
+from mailkit.client import request_once
 from mailkit.limits import ClassLimits
 from mailkit.protocol import COMMANDS, MAX_REQUEST_BYTES, RequestReader
 
@@ -217,19 +217,8 @@ def looks_like_a_damaged_frame(data: bytes) -> bool:
 
 
 def exchange(address, data: bytes | Big, half_close: bool) -> bytes:
-    if isinstance(data, Big):
-        data = data.build()
-    with socket.create_connection(address, timeout=15) as sock:
-        try:
-            sock.sendall(data)
-            if half_close:
-                sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass      # the server may have answered and closed already: read what it said
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
+    return request_once(address, data.build() if isinstance(data, Big) else data,
+                        half_close=half_close, timeout=15)
 
 
 # -- the test ---------------------------------------------------------------------

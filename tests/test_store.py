@@ -283,9 +283,13 @@ def test_message_on_disk_when_deliver_returns(store, db_path):
 
 
 def test_file_store_is_durable_by_configuration(store, db_path):
-    assert store._one("PRAGMA journal_mode")[0] == "wal"
-    assert store._one("PRAGMA synchronous")[0] == 2  # FULL: fsync on every commit
-    assert store._one("PRAGMA user_version")[0] >= 1
+    settings = store.durability()
+    assert settings["journal_mode"] == "wal"
+    assert settings["synchronous"] == 2  # FULL: fsync on every commit
+    assert settings["schema_version"] >= 1
+    # WAL is a property of the file: a fresh connection sees it too
+    with sqlite3.connect(db_path) as other:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_close_is_idempotent_and_use_after_close_is_readable(db_path):
