@@ -563,3 +563,26 @@ def test_warm_kernels_start_the_next_notebooks_kernel_and_leave_none(monkeypatch
     assert other.cells[0].passed and spare.proc.returncode is not None   # not the spare: other settings
     assert len(started) == 5
     assert all(h.proc.returncode is not None and not h.private.exists() for h in started)
+
+
+@pytest.mark.skipif(bool(sandbox.available()) and os.environ.get("CI") != "true",
+                    reason=f"no sandbox here: {sandbox.available()}")
+def test_a_readable_folder_under_tmp_is_not_hidden_by_the_sandboxs_own_tmp(monkeypatch, tmp_path):
+    """A clone (and its .venv) may live in /tmp, where the sandbox mounts its
+    own empty /tmp: the folders the kernel must read are bound on top of it,
+    read-only, and the rest of /tmp stays the sandbox's own."""
+    assert str(tmp_path).startswith("/tmp/")
+    (tmp_path / "venv").mkdir()
+    (tmp_path / "venv" / "marker").write_text("readable")
+    (tmp_path / "secret").write_text("not for the kernel")
+    roots = sandbox.readable_roots() + [tmp_path / "venv"]
+    monkeypatch.setattr(sandbox, "readable_roots", lambda: roots)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    script = (f"import os; print(open({str(tmp_path / 'venv' / 'marker')!r}).read()); "
+              f"print(os.path.exists({str(tmp_path / 'secret')!r})); "
+              "open('/tmp/scratch', 'w').write('x'); print('tmp writable')")
+    command = sandbox.bwrap_command([sys.executable, "-c", script], uid=201234, run_dir=run_dir,
+                                    limits=sandbox.Limits())
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["readable", "False", "tmp", "writable"], result.stderr

@@ -106,14 +106,21 @@ def bwrap_command(command: list[str], *, uid: int, run_dir: Path, limits: Limits
     size = str(limits.disk_mb * 1024 * 1024)
     args = ["bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--hostname", "sandbox",
-            "--tmpfs", "/", "--ro-bind", "/usr", "/usr"]
+            "--tmpfs", "/", "--ro-bind", "/usr", "/usr",
+            # The writable tmpfs come first, so that a read-only folder the
+            # kernel needs that lies under one of them (a clone in /tmp, its
+            # .venv) is bound on top of it, not hidden by it.
+            "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
+            "--perms", "0755", "--dir", "/home",
+            "--perms", "1777", "--size", size, "--tmpfs", HOME,
+            "--perms", "0755", "--dir", "/run"]
     for name in ("bin", "lib", "lib32", "lib64", "sbin"):
         target = Path("/") / name
         if target.is_symlink():
             args += ["--symlink", os.readlink(target), str(target)]
         elif target.is_dir():
             args += ["--ro-bind", str(target), str(target)]
-    made: set[str] = set()
+    made: set[str] = {"/", "/tmp", "/home", HOME, "/run"}    # there already, with their own modes
     for root in readable_roots():
         for parent in _parents(root):
             if parent not in made:
@@ -130,10 +137,6 @@ def bwrap_command(command: list[str], *, uid: int, run_dir: Path, limits: Limits
         if any(m == private or m in private.parents for m in mounted):
             args += ["--tmpfs", str(private)]
     args += ["--proc", "/proc", "--dev", "/dev",
-             "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
-             "--perms", "0755", "--dir", "/home",
-             "--perms", "1777", "--size", size, "--tmpfs", HOME,
-             "--perms", "0755", "--dir", "/run",
              "--ro-bind", str(run_dir), RUN_DIR,
              "--chdir", HOME, "--clearenv",
              "--setenv", "HOME", HOME, "--setenv", "USER", "student", "--setenv", "LANG", "C.UTF-8",
