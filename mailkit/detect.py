@@ -36,6 +36,8 @@ import time
 import zlib
 from dataclasses import dataclass, field
 
+from .text import Shown
+
 __all__ = [
     "byte_sum", "internet_checksum", "crc32", "sha1", "CHECKS", "GUARANTEES",
     "flip", "random_flips", "burst", "internet_blind_flips", "Compared", "compare",
@@ -146,18 +148,10 @@ def internet_blind_flips(data: bytes, start: int = 0) -> tuple[tuple[int, int], 
 # Side by side
 
 
-class _Text:
-    text: str
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_pretty_(self, p, cycle) -> None:
-        p.text(self.text)
 
 
 @dataclass(repr=False)
-class Compared(_Text):
+class Compared(Shown):
     """Each check on the original and on the damaged copy: caught or missed."""
 
     rows: list[tuple[str, str, str, bool]]     # name, before, after, caught
@@ -182,7 +176,7 @@ def compare(original: bytes, damaged: bytes, checks=None) -> Compared:
 
 
 @dataclass(repr=False)
-class DetectionTable(_Text):
+class DetectionTable(Shown):
     """How many damaged copies each check missed, per kind of damage."""
 
     size: int
@@ -238,7 +232,7 @@ def detection_table(data: bytes, *, trials: int = 2000, seed: int = 1071,
 
 
 @dataclass(repr=False)
-class CostTable(_Text):
+class CostTable(Shown):
     """Milliseconds per megabyte, per check (measured: varies run to run)."""
 
     ms_per_mb: dict[str, float]

@@ -16,18 +16,11 @@ import threading
 from dataclasses import dataclass, field
 
 from .. import protocol as P
+from ..text import Shown
 
 __all__ = ["Steps", "stream_steps", "LiveArrival", "live_arrival"]
 
 
-class _Text:
-    text: str
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_pretty_(self, p, cycle) -> None:
-        p.text(self.text)
 
 
 def _pair():
@@ -49,7 +42,7 @@ def _wait_until_buffered(sock: socket.socket, n: int, limit: int = 2000) -> None
 
 
 @dataclass(repr=False)
-class Steps(_Text):
+class Steps(Shown):
     lines: list[str] = field(default_factory=list)
 
     @property
@@ -83,7 +76,7 @@ def stream_steps(big: int = 100_000, recv_size: int = 65536) -> Steps:
 
 
 @dataclass(repr=False)
-class LiveArrival(_Text):
+class LiveArrival(Shown):
     size: int
     recv_size: int
     pieces: list[int] = field(default_factory=list)

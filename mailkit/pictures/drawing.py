@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import html
 
+from ..text import Shown  # noqa: F401 - the text form of a picture; re-exported here
+
 __all__ = ["Shown", "COLOURS", "ARROW_KEYS", "esc", "svg_open"]
 
 # One colour per outcome, used by every picture (and by mailkit.forms).
@@ -22,20 +24,6 @@ ARROW_KEYS = {
     "ink": COLOURS["ink"], "flip": COLOURS["flip"], "OK": COLOURS["OK"],
     "KO": COLOURS["KO"], "ERROR": COLOURS["ERROR"],
 }
-
-
-class Shown:
-    """Something a notebook shows, with a text form: ``text`` is what a
-    terminal prints and what nbval compares; subclasses add an SVG or HTML
-    form (``_repr_svg_``, ``_repr_html_``) for Jupyter to draw."""
-
-    text: str
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_pretty_(self, p, cycle) -> None:
-        p.text(self.text)
 
 
 def esc(text: str) -> str:
