@@ -336,15 +336,18 @@ def _listing_incomplete(reply: bytes) -> bool:
 
 
 def request_once(address, data: bytes, *, half_close: bool = True,
-                 timeout: float = DEFAULT_TIMEOUT_S) -> bytes:
+                 timeout: float = DEFAULT_TIMEOUT_S, source_address=None) -> bytes:
     """One request, one reply, as the protocol says: connect to *address*,
     send *data*, close the sending side ("that was all"), read the reply
     until the server closes.  ``b""`` means it closed without a reply.
 
     ``half_close=False`` behaves like a 2017 client, which sends and waits.
+    *source_address* ``(host, port)`` binds our end first (a test speaking
+    from 127.0.0.2 while another "student" uses 127.0.0.3).
     (It still waits for the close: against a 2017 server, use MailClient.)
     """
-    with socket.create_connection(tuple(address), timeout=timeout) as sock:
+    with socket.create_connection(tuple(address), timeout=timeout,
+                                  source_address=source_address) as sock:
         try:
             sock.sendall(data)
             if half_close:

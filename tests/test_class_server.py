@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from mailkit import REPLIES, MailServer, SimpleMailServer
+from mailkit.client import request_once
 from mailkit.course import FakeClock
 from mailkit.limits import ClassLimits
 from mailkit.protocol import make_frame
@@ -47,13 +48,8 @@ def connect(address, source: str, timeout: float = 10.0) -> socket.socket:
 
 def request(address, data: bytes, source: str = HONEST, timeout: float = 10.0) -> str:
     """One request from *source*, half-closed; the reply until the server closes."""
-    with connect(address, source, timeout) as sock:
-        sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks).decode("utf-8", "replace")
+    reply = request_once(address, data, timeout=timeout, source_address=(source, 0))
+    return reply.decode("utf-8", "replace")
 
 
 def login(address, user: str = "alice", source: str = HONEST) -> str:
