@@ -37,6 +37,17 @@ twice by the client's own doing:
   :class:`RetriesExhausted`).  ``help``, ``getmsg``, ``count`` and ``dump``
   change nothing and are resent after one timeout.
 
+  ``resend_after_timeout=True`` turns this off, on purpose: then EVERY
+  request is sent again after ``timeout`` seconds of silence (a
+  retransmission timer, as in rdt3.0), up to ``retries`` times.  A lost
+  request is then recovered, but a timeout shorter than the server's
+  answer delivers a mail twice: notebook 07 shows both.  Only for
+  teaching, or for a server that discards duplicates (sequence numbers).
+
+Every timeout is in the transcript: the attempt's ``error`` reads
+``timed out after 0.2 s`` (how long the client waited for a first reply
+byte), and :attr:`Exchange.timed_out` is true.
+
 Anything else the server names as an error is raised at once, since sending
 it again would give the same answer.  A 2017 server answers a wrong session
 id with a bare ``KO`` (the same reply as a damaged frame), so against it an
@@ -149,13 +160,19 @@ class MailClient:
     ``transmit(bytes) -> (bytes, flips)``) that may corrupt command frames on
     their way out.  Handshakes carry no checksum in the protocol, so the
     channel leaves them alone.  *quiet* is :data:`QUIET_S`.
+
+    *timeout* is per attempt: how long to wait to connect, for the first
+    reply byte, and between reply bytes.  *resend_after_timeout* (off by
+    default) resends every command after one *timeout* with no reply, even
+    ``email``: a timer that can deliver duplicates (see the module docstring).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 2525, *,
                  retries: int = DEFAULT_RETRIES, timeout: float = DEFAULT_TIMEOUT_S, channel=None,
-                 quiet: float = QUIET_S):
+                 quiet: float = QUIET_S, resend_after_timeout: bool = False):
         self.host, self.port = host, port
         self.retries, self.timeout, self.channel, self.quiet = retries, timeout, channel, quiet
+        self.resend_after_timeout = resend_after_timeout
         self.user: str | None = None
         self.session_id: str | None = None
         self.transcript = Transcript()
@@ -250,7 +267,8 @@ class MailClient:
             start = time.perf_counter()
             # A request that will not be sent again after a timeout gets the
             # patience its resends would have had: 1 + retries timeouts.
-            patience = self.timeout * (1 if command in _READ_ONLY else self.retries + 1)
+            resend = self.resend_after_timeout or command in _READ_ONLY
+            patience = self.timeout * (1 if resend else self.retries + 1)
             try:
                 exchange.reply = _exchange((self.host, self.port), wire, progress, login=command == "login",
                                            timeout=self.timeout, first_reply=patience, quiet=self.quiet)
@@ -262,8 +280,9 @@ class MailClient:
             except MailClientError:
                 raise
             except TimeoutError as exc:
-                exchange.error = "timed out"
-                if progress.sent and command not in _READ_ONLY:
+                waited = patience if progress.sent else self.timeout   # else: connecting
+                exchange.error = f"timed out after {waited:g} s"
+                if progress.sent and not resend:
                     raise NoReply(command, attempts, patience) from exc
                 continue
             except OSError as exc:       # broken connection, nothing received: worth another try

@@ -8,7 +8,9 @@ Two tools, one idea:
   byte 17").
 * :class:`NoisyLink` is a TCP relay between *any* client and *any* server
   (a student's own, too).  It can flip bits in requests and in replies, drop
-  a reply (the lost ``OK`` that makes a client send again), and delay.
+  a reply (the lost ``OK`` that makes a client send again), lose a request
+  or a reply *silently* (nothing comes back, not even a close: only a timer
+  notices), and delay with jitter.
 
 Bits are numbered 0 (least significant, value 1) to 7 (value 128).  The same
 seed gives the same flips, run after run.
@@ -120,8 +122,10 @@ class LinkEvent:
     request_flips: tuple[Flip, ...] = ()
     reply: bytes = b""               # as the server sent it
     reply_flips: tuple[Flip, ...] = ()
-    dropped_reply: bool = False
-    delay: float = 0.0
+    dropped_reply: bool = False      # closed without the reply: the client sees the close
+    lost_request: bool = False       # silently: never forwarded, the client hears nothing
+    lost_reply: bool = False         # silently: the server answered, the client hears nothing
+    delay: float = 0.0               # seconds the reply was held back (jitter included)
     error: str = ""
 
     def summary(self) -> str:
@@ -131,11 +135,16 @@ class LinkEvent:
         if self.request_flips:
             parts.append(f"flipped {list(self.request_flips)}")
         rep = self.reply.split(b"\n", 1)[0][:30].decode("utf-8", "replace")
-        parts.append(f"reply {rep!r}")
+        if not self.lost_request:                 # a lost request never reached the server
+            parts.append(f"reply {rep!r}")
         if self.reply_flips:
             parts.append(f"reply flipped {list(self.reply_flips)}")
         if self.dropped_reply:
             parts.append("REPLY DROPPED")
+        if self.lost_request:
+            parts.append("REQUEST LOST (silently)")
+        if self.lost_reply:
+            parts.append("REPLY LOST (silently)")
         if self.error:
             parts.append(self.error)
         return "  ".join(parts)
@@ -152,6 +161,8 @@ class _Faults:
     reply_pick: tuple[float, int] | None = None    # (fraction of the reply, bit)
     drop_reply: bool = False
     delay: float = 0.0
+    lose_request: bool = False
+    lose_reply: bool = False
 
     def flips_for_reply(self, reply: bytes) -> tuple[Flip, ...]:
         if self.reply_flips is not None:
@@ -174,6 +185,21 @@ class NoisyLink(Listener):
     ``link.plan_next(...)`` fixes the faults of the next connection instead.
     ``link.events`` records what happened.
 
+    Silent loss, the loss a timer is for (notebook 07): *loss_rate* is the
+    chance that a request is lost (never forwarded upstream), and
+    *reply_loss_rate* the chance that a reply is lost (the server answered;
+    the client gets nothing); each drawn per connection.  A silent loss does
+    NOT close the client's connection: no reply, no FIN, no RST.  The link
+    holds the connection (one thread) until ``stop()``, a reset from the
+    client, or *hold* seconds (``LOSS_HOLD_S``), then closes it.  It cannot
+    let go sooner: a client that gives up and closes sends a FIN, which is
+    what a half-close sends too (and a client that half-closed sends nothing
+    more when it closes), so holding on is the only way to stay silent.  *jitter* makes the delay of each connection
+    ``delay + uniform(-jitter, +jitter)`` (never below 0), drawn from the
+    link's own seeded random numbers, so a run repeats with its seed.
+    Draws for loss and jitter are made only when those are switched on, so
+    a link without them meets the same luck as before they existed.
+
     A reply with no fault planned is passed on as its bytes arrive, and the
     client's bytes go upstream until either side closes, because a 2017
     server never closes a connection after its reply.  A reply to be
@@ -189,14 +215,27 @@ class NoisyLink(Listener):
     REPLY_QUIET_S = 0.1     # the reply is complete when the server said nothing more for this long
     REPLY_LINGER_S = 2.0    # ... to a half-closed client that already has every byte (2017 servers never close)
     RESEND_WAIT_S = P.KO_RESEND_S   # after a KO, how long to wait for a same-socket resend
+    # A silently lost request or reply: how long the link holds the client's
+    # connection at most.  Longer than any client timeout in the course (the
+    # longest: MailClient's patience, 5 s x 4), so the client gives up first.
+    LOSS_HOLD_S = 30.0
 
     def __init__(self, target: tuple[str, int], *, rate: float = 0.0, reply_rate: float = 0.0,
                  drop_rate: float = 0.0, delay: float = 0.0, seed: int = 0,
                  noisy_handshakes: bool = False, host: str = "127.0.0.1", port: int = 0,
-                 idle_timeout: float | None = None):
+                 idle_timeout: float | None = None, loss_rate: float = 0.0,
+                 reply_loss_rate: float = 0.0, jitter: float = 0.0, hold: float | None = None):
         super().__init__(host, port, idle_timeout=idle_timeout)
+        for name, value in (("rate", rate), ("reply_rate", reply_rate), ("drop_rate", drop_rate),
+                            ("loss_rate", loss_rate), ("reply_loss_rate", reply_loss_rate)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} is a probability between 0 and 1, not {value}")
+        if delay < 0 or jitter < 0:
+            raise ValueError(f"delay and jitter are seconds, 0 or more (not {delay}, {jitter})")
         self.target = tuple(target)
         self.rate, self.reply_rate, self.drop_rate, self.delay = rate, reply_rate, drop_rate, delay
+        self.loss_rate, self.reply_loss_rate, self.jitter = loss_rate, reply_loss_rate, jitter
+        self.hold = self.LOSS_HOLD_S if hold is None else hold
         self.noisy_handshakes = noisy_handshakes
         self.seed = seed
         self._rng = random.Random(seed)
@@ -207,13 +246,31 @@ class NoisyLink(Listener):
     def __repr__(self) -> str:
         where = "%s:%d" % self.address if self.running else "stopped"
         return (f"<NoisyLink {where} -> {self.target[0]}:{self.target[1]}, rate={self.rate}, "
-                f"reply_rate={self.reply_rate}, drop_rate={self.drop_rate}, seed={self.seed}>")
+                f"reply_rate={self.reply_rate}, drop_rate={self.drop_rate}{self._silence()}, "
+                f"seed={self.seed}>")
+
+    def _silence(self) -> str:
+        """The repr's part for silent loss and jitter (empty when off, as before they existed)."""
+        parts = [f", {name}={value}" for name, value in (
+            ("loss_rate", self.loss_rate), ("reply_loss_rate", self.reply_loss_rate),
+            ("delay", self.delay), ("jitter", self.jitter)) if value]
+        return "".join(parts)
 
     def plan_next(self, *, flips=(), reply_flips=(), drop_reply: bool = False,
-                  delay: float = 0.0) -> "NoisyLink":
-        """Fix what happens to the next connection (then the rates apply again)."""
+                  delay: float = 0.0, lose_request: bool = False,
+                  lose_reply: bool = False) -> "NoisyLink":
+        """Fix what happens to the next connection (then the rates apply again).
+
+        *drop_reply* closes the client's connection instead of passing the
+        reply on (the client sees the close); *lose_request* never forwards
+        the request and *lose_reply* never passes the reply on, both
+        silently (the client sees nothing until its own timer fires).
+        *delay* holds the reply back, exactly (no jitter)."""
+        if sum((drop_reply, lose_request, lose_reply)) > 1:
+            raise ValueError("plan one of drop_reply, lose_request, lose_reply, not several")
         with self._events_lock:
-            self._plans.append(_Faults(tuple(flips), tuple(reply_flips), None, drop_reply, delay))
+            self._plans.append(_Faults(tuple(flips), tuple(reply_flips), None, drop_reply, delay,
+                                       lose_request, lose_reply))
         return self
 
     def _faults(self, request: bytes) -> tuple[LinkEvent, _Faults]:
@@ -231,8 +288,20 @@ class NoisyLink(Listener):
                 )
                 hit, pick = rng.random() < self.reply_rate, (rng.random(), rng.randrange(8))
                 faults.reply_pick = pick if hit else None
+                # Drawn only when switched on (see the class docstring).
+                if self.loss_rate:
+                    faults.lose_request = rng.random() < self.loss_rate
+                if self.reply_loss_rate:
+                    faults.lose_reply = rng.random() < self.reply_loss_rate
+                if self.jitter:
+                    faults.delay = max(0.0, self.delay + rng.uniform(-self.jitter, self.jitter))
+                if faults.drop_reply or faults.lose_request:
+                    faults.lose_reply = False        # one fate per reply
+                if faults.lose_request:
+                    faults.drop_reply = False
             event = LinkEvent(number, request, faults.request_flips,
-                              dropped_reply=faults.drop_reply, delay=faults.delay)
+                              dropped_reply=faults.drop_reply, delay=faults.delay,
+                              lost_request=faults.lose_request, lost_reply=faults.lose_reply)
             self.events.append(event)
         return event, faults
 
@@ -242,19 +311,26 @@ class NoisyLink(Listener):
             return None
         conn.setblocking(True)
         request, half_closed = received.data, received.closed
+        event, faults = self._faults(request)
+        if faults.lose_request:
+            self._hold(conn, half_closed)       # the server never hears of it
+            return None
         try:
             up = socket.create_connection(self.target, timeout=self.REQUEST_DEADLINE_S)
         except OSError as exc:
-            event, _ = self._faults(request)
             event.error = f"server unreachable: {exc}"
             return None       # the client sees a closed connection, as through a dead wire
         with up:
             for resend in (False, True):
-                event, faults = self._faults(request)
+                if resend:
+                    event, faults = self._faults(request)
+                    if faults.lose_request:       # a same-socket resend, lost in turn
+                        self._hold(conn, half_closed)
+                        return None
                 # A reply with no fault planned is passed on as it arrives
-                # (a 2017 server never closes); a flip, drop or delay needs it whole.
+                # (a 2017 server never closes); a flip, drop, loss or delay needs it whole.
                 stream = not (faults.drop_reply or faults.delay or faults.reply_pick
-                              or faults.reply_flips)
+                              or faults.reply_flips or faults.lose_reply)
                 try:
                     reply, more, half_closed = self._forward(
                         conn, up, _apply(request, faults.request_flips),
@@ -271,6 +347,10 @@ class NoisyLink(Listener):
                         self.stop_requested(faults.delay)
                     if faults.drop_reply:
                         return None   # close without a reply: the lost OK
+                    if faults.lose_reply:
+                        up.close()
+                        self._hold(conn, half_closed)   # silence: no reply, no close
+                        return None
                     wire = _apply(reply, event.reply_flips)
                 if resend or half_closed or reply != b"KO":
                     send_and_close(conn, wire)
@@ -283,6 +363,34 @@ class NoisyLink(Listener):
                 if not request:
                     return None
         return None
+
+    def _hold(self, conn: socket.socket, half_closed: bool) -> None:
+        """Say nothing on *conn* (no reply, no FIN) until ``stop()``, *hold*
+        seconds, or a reset from the client.  A client's FIN cannot tell us
+        it gave up: a half-close and a close send the same FIN, and once it
+        came, a later ``close()`` sends nothing at all (its kernel keeps
+        the socket in FIN_WAIT_2 and answers nothing we could see without
+        sending bytes, which would no longer be silence).  So the link holds
+        the connection to the end, and lets it go at once on a reset.
+        Waits in steps of at most 0.25 s, so ``stop()`` is noticed soon."""
+        deadline = time.monotonic() + self.hold
+        with selectors.DefaultSelector() as sel:
+            if not half_closed:
+                sel.register(conn, selectors.EVENT_READ)
+            while not self.stop_requested():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                if not sel.get_map():
+                    self.stop_requested(min(left, 0.25))
+                    continue
+                if sel.select(timeout=min(left, 0.25)):
+                    try:
+                        if not conn.recv(65536):
+                            sel.unregister(conn)    # its FIN: closed or half-closed, we cannot tell
+                    except OSError:
+                        return                  # a reset: it is gone, let go
+                    # more bytes (a resend on the same socket): lost as well
 
     def _read_resend(self, conn: socket.socket) -> bytes:
         try:

@@ -39,6 +39,11 @@ class Exchange:
         return self.request != self.intended
 
     @property
+    def timed_out(self) -> bool:
+        """True when the client gave up waiting (``error`` says after how long)."""
+        return self.error.startswith("timed out")
+
+    @property
     def outcome(self) -> str:
         """``OK``, ``KO``, ``ERROR``, or ``no reply``."""
         if self.error or not self.reply:
@@ -72,7 +77,8 @@ class Transcript(list):
             req = e.request.decode("utf-8", "replace").split("#", 1)[0]
             mark = " (bit flipped!)" if e.corrupted else ""
             lines.append(f"  |--{clip(f'{e.command} #{e.attempt}{mark}', inner):-<{inner}}->|")
-            rep = e.reply.decode("utf-8", "replace").split("\n", 1)[0] or "(no reply)"
+            rep = (e.reply.decode("utf-8", "replace").split("\n", 1)[0]
+                   or f"({e.error if e.timed_out else 'no reply'})")
             lines.append(f"  |<-{clip(rep, inner):-<{inner}}--|")
         return "\n".join(lines)
 

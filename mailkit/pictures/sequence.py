@@ -129,11 +129,15 @@ def _reply_kind(reply: bytes) -> str:
 def link_diagram(events, title: str | None = None) -> Ladder:
     """What a :class:`~mailkit.noise.NoisyLink` did, as a ladder with three
     actors: client, link, server (flipped bits in pink, a dropped reply as
-    a dashed arrow ending in a cross)."""
+    a dashed arrow ending in a cross, and so is a silently lost request or
+    reply, with a note)."""
     steps = []
     for ev in events:
         req = _safe_request(ev.request)
         steps.append(("client", "link", f"#{ev.number} {req}"))
+        if getattr(ev, "lost_request", False):
+            steps.append(("link", "server", req, "lost", "lost silently: no reply, no close"))
+            continue
         if ev.request_flips:
             where = ", ".join(f"bit {bit} of byte {b}" for b, bit in ev.request_flips)
             steps.append(("link", "server", req, "flip", f"flipped {where}"))
@@ -146,6 +150,8 @@ def link_diagram(events, title: str | None = None) -> Ladder:
         steps.append(("server", "link", first, kind))
         if ev.dropped_reply:
             steps.append(("link", "client", "(reply dropped)", "lost"))
+        elif getattr(ev, "lost_reply", False):
+            steps.append(("link", "client", first, "lost", "lost silently: no reply, no close"))
         elif ev.reply_flips:
             flipped = _reply_text(flip_bits(ev.reply, ev.reply_flips))
             where = ", ".join(f"bit {bit} of byte {b}" for b, bit in ev.reply_flips)
