@@ -21,7 +21,8 @@ keep working after Run All.  A form given someone else's server that has
 since been stopped says so in one line instead of failing.
 
 Stable CSS classes for browser tests: the containers are
-``mailkit-login-form``, ``mailkit-frame-builder`` and ``mailkit-noise-form``;
+``mailkit-login-form``, ``mailkit-frame-builder``, ``mailkit-noise-form`` and
+``mailkit-pipeline-form``;
 each output area is ``mailkit-form-result``.
 
 How a form writes its result matters for notebooks that are checked by
@@ -42,13 +43,14 @@ import ipywidgets as W
 
 from . import protocol as P
 from .client import MailClient, MailClientError, RetriesExhausted
+from . import pipelining
 from .noise import BitFlipChannel
 from .pictures import COLOURS, frame_html, sequence_diagram
 from .server import MailServer
 from .text import clip, plural
 
 __all__ = ["LoginForm", "login_form", "FrameBuilder", "frame_builder", "NoiseForm", "noise_form",
-           "ServerStopped"]
+           "ServerStopped", "PipelineForm", "pipeline_form"]
 
 
 class ServerStopped(RuntimeError):
@@ -419,3 +421,51 @@ def noise_form(target, user: str, password: str, recipient: str, **kwargs) -> No
     the form then starts a small server of its own (with accounts for
     *user* and *recipient*) when first used."""
     return NoiseForm(target, user, password, recipient, own_server=target is None, **kwargs)
+
+
+# --------------------------------------------------------------------------
+# Pipelining (notebook 07)
+
+
+class PipelineResult(_Message):
+    """Stop-and-wait, Go-Back-N and Selective Repeat on the same settings."""
+
+    def __init__(self, runs, theory: float):
+        self.runs, self.theory = runs, theory
+        lines = [f"theory without loss: {theory:.1f} mails/s"]
+        lines += [repr(run) for run in runs]
+        super().__init__("\n".join(lines))
+
+
+class PipelineForm(_Form):
+    """Sliders for loss, delay (the RTT) and window; *Run* simulates 120
+    mails with stop-and-wait, Go-Back-N and Selective Repeat on a virtual
+    clock (:mod:`mailkit.pipelining`: instant, and the same seed gives the
+    same run), and shows mails per second beside the theory."""
+
+    title = "Pipelining: loss, delay, window"
+    css_class = "mailkit-pipeline-form"
+
+    def __init__(self, *, loss: float = 0.1, rtt_ms: float = 40, window: int = 4, seed: int = 1):
+        self.loss = W.FloatSlider(value=loss, min=0.0, max=0.5, step=0.05, description="loss",
+                                  readout_format=".2f")
+        self.delay = W.IntSlider(value=int(rtt_ms), min=0, max=200, step=10, description="RTT (ms)")
+        self.window = W.IntSlider(value=window, min=1, max=16, step=1, description="window")
+        self.seed_value = seed
+        super().__init__([self.loss, self.delay, self.window], "Run")
+
+    def run(self) -> PipelineResult:
+        rtt, window, loss = self.delay.value / 1000, self.window.value, self.loss.value
+        runs = [pipelining.simulate("gbn", window=1, rtt=rtt, loss=loss, seed=self.seed_value),
+                pipelining.simulate("gbn", window=window, rtt=rtt, loss=loss, seed=self.seed_value),
+                pipelining.simulate("sr", window=window, rtt=rtt, loss=loss, seed=self.seed_value)]
+        return PipelineResult(runs, pipelining.throughput(window, 8000, 1e6, rtt))
+
+    def describe_fields(self) -> list[str]:
+        return [f"loss     {self.loss.value:.2f}", f"RTT      {self.delay.value} ms",
+                f"window   {self.window.value}"]
+
+
+def pipeline_form(**kwargs) -> PipelineForm:
+    """A form with sliders for loss, delay and window (see :class:`PipelineForm`)."""
+    return PipelineForm(**kwargs)

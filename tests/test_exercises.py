@@ -209,3 +209,55 @@ def test_every_course_notebook_ships_two_unsolved_exercises_with_checks(number):
         assert shown.startswith("· not yet: your function still raises NotImplementedError"), shown
         found += 1
     assert found >= 2
+
+
+# -- 07 ---------------------------------------------------------------------
+
+def rto_update(srtt, rttvar, r):
+    rttvar = 3 / 4 * rttvar + 1 / 4 * abs(srtt - r)
+    srtt = 7 / 8 * srtt + 1 / 8 * r
+    return srtt, rttvar, max(1.0, srtt + 4 * rttvar)
+
+
+def test_rto_update():
+    assert X.check_rto_update(rto_update).right
+    assert_stub(X.check_rto_update(stub))
+
+    def new_srtt_first(srtt, rttvar, r):
+        srtt = 7 / 8 * srtt + 1 / 8 * r
+        rttvar = 3 / 4 * rttvar + 1 / 4 * abs(srtt - r)
+        return srtt, rttvar, max(1.0, srtt + 4 * rttvar)
+    assert_wrong(X.check_rto_update(new_srtt_first), "NEW SRTT")
+
+    def no_floor(srtt, rttvar, r):
+        s, v, _ = rto_update(srtt, rttvar, r)
+        return s, v, s + 4 * v
+    assert_wrong(X.check_rto_update(no_floor), "rounds it up to 1 s")
+
+    def swapped_weights(srtt, rttvar, r):
+        rttvar = 7 / 8 * rttvar + 1 / 8 * abs(srtt - r)
+        srtt = 3 / 4 * srtt + 1 / 4 * r
+        return srtt, rttvar, max(1.0, srtt + 4 * rttvar)
+    assert_wrong(X.check_rto_update(swapped_weights), "alpha is 1/8")
+    assert_wrong(X.check_rto_update(lambda s, v, r: None), "three numbers")
+
+
+def utilisation(bits, rate, rtt, window):
+    t = bits / rate
+    return min(1.0, window * t / (rtt + t))
+
+
+def test_utilisation():
+    assert X.check_utilisation(utilisation).right
+    assert_stub(X.check_utilisation(stub))
+    assert_wrong(X.check_utilisation(lambda L, R, rtt, N: N * (L / R) / (rtt + L / R)), "cannot exceed 1")
+    assert_wrong(X.check_utilisation(lambda L, R, rtt, N: min(1.0, N * (L / R) / rtt) if rtt else 1.0),
+                 "RTT + L/R")
+    assert_wrong(X.check_utilisation(lambda L, R, rtt, N: min(1.0, N * (L * 8 / R) / (rtt + L * 8 / R))),
+                 "units")
+    assert_wrong(X.check_utilisation(lambda L, R, rtt, N: "1/6"), "a number")
+
+
+@pytest.mark.parametrize("check", [X.check_rto_update, X.check_utilisation])
+def test_the_stub_line_is_the_same_every_time_07(check):
+    assert check(stub).text == check(stub).text

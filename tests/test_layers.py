@@ -29,6 +29,8 @@ LAYERS = {
     "mailkit.trace": 1,
     "mailkit.pcap": 0,                  # the pcap file format and IPv4/TCP headers, no I/O
     "mailkit.detect": 0,                # byte sum, Internet checksum, CRC-32, SHA-1: pure functions, stdlib only
+    "mailkit.rtt": 0,                   # RFC 6298's SRTT, RTTVAR, RTO on numbers: no sockets, no clock
+    "mailkit.pipelining": 0,            # stop-and-wait, GBN, SR on a virtual clock: pure, stdlib only
     # servers and client (cli is their command-line front)
     "mailkit.listener": 2, "mailkit.responder": 2, "mailkit.server": 2,
     "mailkit.simple_server": 2, "mailkit.client": 2, "mailkit.cli": 2, "mailkit.__main__": 2,
@@ -36,6 +38,7 @@ LAYERS = {
     "mailkit": 3,                       # the package's public face: the core, nothing above it
     "mailkit.pictures": 4, "mailkit.forms": 4, "mailkit.widgets": 4,
     "mailkit.course": 5, "mailkit.labs": 5, "mailkit.course_tcp": 5,
+    "mailkit.course.timers": 5,         # notebook 07's helpers on real sockets
 }
 NAMES = {0: "protocol", 1: "store", 2: "servers/client", 3: "noise/trace",
          4: "pictures/forms/widgets", 5: "course/labs"}

@@ -25,7 +25,10 @@ One module per topic; every name a notebook imports is here too
 * :mod:`~mailkit.course.pieces` - a byte stream arriving in irregular pieces
   (notebook 03);
 * :mod:`~mailkit.course.exercises` - the checks of the "your turn" cells
-  (notebooks 01-05).
+  (notebooks 01-05, 07);
+* :mod:`~mailkit.course.timers` - silent loss, timers, RTT samples, rdt3.0's
+  ladder, pipelining measured for real (notebook 07; the pure parts are
+  :mod:`mailkit.rtt` and :mod:`mailkit.pipelining`).
 
 Error detection side by side (notebook 04) lives in :mod:`mailkit.detect`
 (standard library only).
@@ -43,7 +46,7 @@ from .diagrams import handshake_diagram, rdt21_diagram, tcp_connection_diagram, 
 from .exercises import (
     Verdict, check_blind_flips, check_dispatch, check_internet_checksum, check_new_session_id,
     check_parse_login_reply, check_read_frame, check_receiver, check_recv_all, check_sender,
-    check_split_frame,
+    check_rto_update, check_split_frame, check_utilisation,
 )
 from .kernel import press_ctrl_c_after, stop_everything
 from .legacy2017 import Server2017Style, parse_2017
@@ -64,5 +67,5 @@ __all__ = [
     "time_wait_demo", "reuseport_demo", "Steps", "stream_steps", "LiveArrival", "live_arrival",
     "Verdict", "check_recv_all", "check_dispatch", "check_parse_login_reply", "check_new_session_id",
     "check_split_frame", "check_read_frame", "check_internet_checksum", "check_blind_flips",
-    "check_receiver", "check_sender",
+    "check_receiver", "check_sender", "check_rto_update", "check_utilisation",
 ]

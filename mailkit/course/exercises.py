@@ -1,4 +1,4 @@
-"""Checks for the "your turn" exercises of notebooks 01-05.
+"""Checks for the "your turn" exercises of notebooks 01-05 and 07.
 
 Each ``check_*(fn)`` calls the student's function on test inputs and
 returns a :class:`Verdict`: right, or "not yet" with a hint (never the
@@ -18,14 +18,14 @@ import socket
 import threading
 from dataclasses import dataclass
 
-from .. import detect
+from .. import detect, pipelining, rtt
 from .. import protocol as P
 from .concurrency import OneAtATimeServer, stall_test
 
 __all__ = ["Verdict", "ScriptedStream", "check_recv_all", "check_dispatch",
            "check_parse_login_reply", "check_new_session_id", "check_split_frame",
            "check_read_frame", "check_internet_checksum", "check_blind_flips",
-           "check_receiver", "check_sender"]
+           "check_receiver", "check_sender", "check_rto_update", "check_utilisation"]
 
 
 @dataclass(repr=False)
@@ -450,4 +450,77 @@ def check_sender(fn) -> Verdict:
                 raise _Failed(f"having sent mail {seq}, with reply {reply!r} you returned "
                               f"{got!r}. Hint: {hint}")
         return "damaged, missing, KO and old replies resent; only a verified ack of this number moves on."
+    return _run(hint, body)
+
+
+# -- 07 ---------------------------------------------------------------------
+
+
+def check_rto_update(fn) -> Verdict:
+    """``fn(srtt, rttvar, r)`` returns ``(srtt, rttvar, rto)`` after a
+    sample *r* that is not the first (RFC 6298, section 2.3), with the RFC's
+    1 s floor on RTO."""
+    hint = ("RTTVAR first, from the OLD SRTT: rttvar = 3/4 rttvar + 1/4 |srtt - r|; then "
+            "srtt = 7/8 srtt + 1/8 r; rto = max(1.0, srtt + 4 rttvar).")
+    cases = [(0.100, 0.050, 0.120), (0.020, 0.010, 0.300), (0.500, 0.100, 0.400),
+             (1.000, 0.400, 1.100), (0.030, 0.000, 0.030)]
+
+    def body():
+        for srtt, rttvar, r in cases:
+            est = rtt.RttEstimator(srtt=srtt, rttvar=rttvar)
+            est.update(r)
+            want = (est.srtt, est.rttvar, est.rto)
+            got = _call(fn, srtt, rttvar, r, hint=hint)
+            if not (isinstance(got, tuple) and len(got) == 3
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in got)):
+                raise _Failed(f"for srtt={srtt}, rttvar={rttvar}, r={r} you returned {got!r}: "
+                              f"return three numbers (srtt, rttvar, rto). Hint: {hint}")
+            if all(abs(g - w) < 1e-9 for g, w in zip(got, want)):
+                continue
+            new_srtt = 7 / 8 * srtt + 1 / 8 * r
+            if abs(got[1] - (3 / 4 * rttvar + 1 / 4 * abs(new_srtt - r))) < 1e-9:
+                why = "RTTVAR was computed from the NEW SRTT: the RFC uses the old one."
+            elif abs(got[0] - want[0]) > 1e-9:
+                why = "SRTT is off: alpha is 1/8, the new sample's weight."
+            elif abs(got[1] - want[1]) > 1e-9:
+                why = "RTTVAR is off: beta is 1/4, the weight of |SRTT - R|."
+            elif abs(got[2] - (want[0] + 4 * want[1])) < 1e-9:
+                why = "RTO is below 1 s: RFC 6298 (2.4) rounds it up to 1 s."
+            else:
+                why = "RTO is SRTT + 4 x RTTVAR, with the new values, at least 1 s."
+            raise _Failed(f"for srtt={srtt}, rttvar={rttvar}, r={r} you returned "
+                          f"({', '.join(f'{v:.4f}' for v in got)}), not "
+                          f"({', '.join(f'{v:.4f}' for v in want)}): {why} Hint: {hint}")
+        return "RTTVAR from the old SRTT, then SRTT, then RTO with its 1 s floor, on 5 samples."
+    return _run(hint, body)
+
+
+def check_utilisation(fn) -> Verdict:
+    """``fn(bits, rate, rtt, window)`` returns the sender's utilisation
+    without loss: min(1, N·(L/R) / (RTT + L/R))."""
+    hint = ("the time to put one mail on the link is L/R = bits / rate seconds; a window of N "
+            "keeps the sender busy N·L/R out of every RTT + L/R, and never more than all the time.")
+    cases = [(8000, 1e9, 0.030, 1), (8000, 1e6, 0.040, 1), (8000, 1e6, 0.040, 3),
+             (8000, 1e6, 0.040, 6), (8000, 1e6, 0.040, 10), (12000, 1.5e6, 0.0, 1)]
+
+    def body():
+        for bits, rate, rtt_s, window in cases:
+            want = pipelining.utilisation(window, bits, rate, rtt_s)
+            got = _call(fn, bits, rate, rtt_s, window, hint=hint)
+            if isinstance(got, (int, float)) and not isinstance(got, bool) and abs(got - want) < 1e-9:
+                continue
+            if not isinstance(got, (int, float)) or isinstance(got, bool):
+                raise _Failed(f"for L={bits:g}, R={rate:g}, RTT={rtt_s:g}, N={window} you returned "
+                              f"{got!r}: return a number from 0 to 1. Hint: {hint}")
+            t = bits / rate
+            if abs(got - window * t / (rtt_s + t)) < 1e-9:
+                why = "a utilisation cannot exceed 1: the link is busy all the time at most."
+            elif abs(got - min(1.0, window * t / rtt_s if rtt_s else 1.0)) < 1e-9:
+                why = "one cycle is RTT + L/R: the last bit leaves after L/R, its ACK comes an RTT later."
+            else:
+                why = "check the units: L in bits, R in bits per second, RTT in seconds."
+            raise _Failed(f"for L={bits:g}, R={rate:g}, RTT={rtt_s:g}, N={window} you returned "
+                          f"{got!r}, not {want:.6f}: {why} Hint: {hint}")
+        return ("stop-and-wait on Kurose & Ross's 1 Gbit/s link (U = 0.00027), and windows "
+                "of 1, 3, 6 and 10 on a 1 Mbit/s one.")
     return _run(hint, body)

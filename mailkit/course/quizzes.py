@@ -86,6 +86,17 @@ QUIZZES: dict[str, list[Question]] = {
                  "client unsure: SMTP can deliver a message twice (RFC 1047).",
                  "Can TCP know whether the server stored the mail before the connection broke?"),
     ],
+    "07": [
+        Question(("b",), "Nothing arrives, so only the sender's own timer can notice: "
+                 "silence looks the same whether the request, the reply, or just time was lost.",
+                 "What does a client that waits on recv() see when a request is lost silently?"),
+        Question((1, 1.0), "RFC 6298 (2.4): RTO is rounded up to 1 second (Linux uses 200 ms); "
+                 "SRTT + 4·RTTVAR alone would be far smaller on a fast path.",
+                 "Look at the RFC line of the RTT plot: where does it never go below?"),
+        Question(("c",), "Go-Back-N sends every unacknowledged packet again after one loss, "
+                 "so a bigger window wastes more; Selective Repeat resends only the lost one.",
+                 "Count the sends of GBN and SR at the same loss in the form above."),
+    ],
 }
 
 
