@@ -139,6 +139,8 @@ class LinkEvent:
             parts.append(f"reply {rep!r}")
         if self.reply_flips:
             parts.append(f"reply flipped {list(self.reply_flips)}")
+        if self.delay and not self.lost_request:
+            parts.append(f"reply held {self.delay * 1000:.0f} ms")
         if self.dropped_reply:
             parts.append("REPLY DROPPED")
         if self.lost_request:

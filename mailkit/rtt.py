@@ -36,10 +36,17 @@ MAX_RTO_S = 60.0         # RFC 6298, 2.5: a maximum MAY be placed, at least 60 s
 @dataclass(frozen=True)
 class Sample:
     """One measured round trip: *rtt* seconds from the first send to the
-    reply; *resent* if it was sent more than once (Karn: ambiguous)."""
+    reply; *resent* if it was sent more than once (Karn: ambiguous), after
+    *timeouts* expiries of the timer (1 if resent and not said)."""
 
     rtt: float
     resent: bool = False
+    timeouts: int = 0
+
+    @property
+    def expiries(self) -> int:
+        """How many times the timer expired (each doubles the RTO)."""
+        return max(self.timeouts, 1) if self.resent else 0
 
 
 @dataclass
@@ -85,14 +92,16 @@ class RttEstimator:
 
 def estimate(samples, *, karn: bool = True, min_rto: float = MIN_RTO_S) -> RttEstimator:
     """Run an estimator over *samples* (:class:`Sample` or plain seconds).
-    With *karn*, a resent one gives no sample and backs the RTO off instead;
+    With *karn*, a resent one gives no sample and backs the RTO off instead
+    (once per expiry of the timer);
     without, it is taken as a sample like any other (the mistake Karn's rule
     avoids: its RTT includes the timeout, or belongs to the wrong copy)."""
     est = RttEstimator(min_rto=min_rto)
     for s in samples:
         s = s if isinstance(s, Sample) else Sample(float(s))
         if s.resent and karn:
-            est.back_off()
+            for _ in range(s.expiries):
+                est.back_off()
         else:
             est.update(s.rtt)
     return est

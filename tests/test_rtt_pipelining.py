@@ -193,3 +193,8 @@ def test_pipeline_form_runs_the_three_and_leaves_its_fields():
     form.click()
     assert "GBN, window 4" in form.text
     assert "mailkit-pipeline-form" in form._dom_classes
+
+
+def test_each_expiry_of_the_timer_doubles_the_rto():
+    est = estimate([0.05, Sample(0.65, resent=True, timeouts=2), Sample(0.35, resent=True)])
+    assert [h[3] for h in est.history] == [1.0, 2.0, 4.0, 8.0]

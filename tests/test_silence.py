@@ -19,10 +19,11 @@ from mailkit.server import REPLIES, MailServer
 
 @pytest.fixture(autouse=True)
 def no_thread_left_behind():
-    before = threading.active_count()
+    before = set(threading.enumerate())
     yield
-    assert wait_for(lambda: threading.active_count() == before), \
-        [t.name for t in threading.enumerate()]
+    # Threads this test started are gone (a thread of an earlier test may end meanwhile).
+    assert wait_for(lambda: not set(threading.enumerate()) - before), \
+        [t.name for t in set(threading.enumerate()) - before]
 
 
 @pytest.fixture
@@ -265,3 +266,10 @@ def test_retries_exhausted_when_every_request_is_lost(server, link):
     with pytest.raises(RetriesExhausted, match="timed out after 0.2 s"):
         alice.send("bob", "Hello", "never")
     assert subjects(server) == []
+
+
+def test_a_delay_is_in_the_summary(server, link):
+    alice = alice_via(link)
+    link.plan_next(delay=0.05)
+    alice.count()
+    assert "reply held 50 ms" in link.events[-1].summary()

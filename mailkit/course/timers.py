@@ -101,16 +101,18 @@ def timed_send(client: MailClient, subject: str, at_least: float) -> Timed:
 
 def rtt_samples(transcript) -> list[Sample]:
     """One :class:`Sample` per command: from its first send to its reply
-    (all attempts' durations added up), *resent* if it took more than one."""
+    (all attempts' durations added up), *resent* if it took more than one
+    attempt, with the number of its attempts that timed out."""
     samples: list[list] = []
     for e in transcript:
         if e.command == "login":
             continue
         if e.attempt == 1:
-            samples.append([0.0, 0])
+            samples.append([0.0, 0, 0])
         samples[-1][0] += e.duration
         samples[-1][1] += 1
-    return [Sample(t, n > 1) for t, n in samples]
+        samples[-1][2] += e.timed_out
+    return [Sample(t, n > 1, timeouts) for t, n, timeouts in samples]
 
 
 def rtt_plot(samples, title: str = "RTT samples through a delaying NoisyLink") -> RttPlot:
@@ -121,7 +123,11 @@ def rtt_plot(samples, title: str = "RTT samples through a delaying NoisyLink") -
     rows = []
     for s in samples:
         for est in (rfc, linux, bare):
-            est.back_off() if s.resent else est.update(s.rtt)
+            if s.resent:
+                for _ in range(s.expiries):          # each expiry doubles the RTO
+                    est.back_off()
+            else:
+                est.update(s.rtt)
         if bare.srtt is None:                   # resent before any clean sample: nothing yet
             rows.append((s.rtt, s.resent, None, None, rfc.rto, linux.rto))
         else:
