@@ -277,12 +277,13 @@ def test_a_closed_voila_tab_has_its_kernel_culled(browser, playwright_api, tmp_p
 
 # -- the course's forms in JupyterLab ------------------------------------------------------------
 
-FORM_NOTEBOOKS = ("02-handshake.ipynb", "03-checksum-framing.ipynb", "04-bit-flips-and-retry.ipynb")
+FORM_NOTEBOOKS = ("02-handshake.ipynb", "03-checksum-framing.ipynb", "04-bit-flips-and-retry.ipynb",
+                  "07-silence-timers-rtt-pipelining.ipynb")
 
 
 @pytest.fixture(scope="module")
 def course_lab(tmp_path_factory):
-    """One JupyterLab for the three notebooks (starting Lab is the slow part)."""
+    """One JupyterLab for the form notebooks (starting Lab is the slow part)."""
     lab, _ = start_lab(tmp_path_factory.mktemp("course-lab"),
                        tuple(ROOT / "notebooks" / name for name in FORM_NOTEBOOKS), expose_app=True)
     yield lab
@@ -433,6 +434,49 @@ def test_the_noise_form_of_04_in_jupyterlab(request, page, playwright_api, shoot
             diagram = _shown_text(form.locator(".mailkit-form-result"), expect, "delivered after 3 attempts")
             assert re.search(r"KO.*KO", diagram, re.S) and "rate 0.40" in diagram, diagram
             shoot(f"forms-04-noise-retry-{when}", form)
+            _no_traceback(page)
+    except Exception:
+        print(course_lab.log_tail())
+        raise
+
+
+def _slide(form, page, label: str, value: str, expect) -> None:
+    """Move the slider labelled *label*: type its value into its readout, as a user can."""
+    readout = form.locator(".widget-inline-hbox").filter(
+        has=page.locator("label.widget-label", has_text=re.compile(rf"^{re.escape(label)}$"))
+    ).locator(".widget-readout").first
+    readout.click()
+    readout.press("Control+a")
+    readout.type(value)
+    readout.press("Enter")
+    expect(readout).to_have_text(value)
+
+
+def test_the_pipeline_form_of_07_in_jupyterlab(request, page, playwright_api, shoot):
+    _, expect = playwright_api
+    _form_class("pipeline_form", css_class="mailkit-pipeline-form")
+    course_lab = request.getfixturevalue("course_lab")
+    try:
+        notebook, cell = _open(course_lab, page, expect, "07-silence-timers-rtt-pipelining.ipynb",
+                               "pipeline_form(")
+        for when, window in (("run-to-the-form", "8"), ("after-run-all", "2")):
+            if when == "run-to-the-form":
+                notebook.run_through(cell)
+            else:
+                notebook.run_all()
+            form = page.locator(".mailkit-pipeline-form")
+            expect(form).to_have_count(1)
+            form.scroll_into_view_if_needed()
+            _slide(form, page, "loss", "0.20", expect)
+            _slide(form, page, "window", window, expect)
+            form.get_by_role("button", name="Run").click()
+            result = form.locator(".mailkit-form-result")
+            # the virtual clock: the same settings give the same numbers as in Python
+            from mailkit.forms import pipeline_form
+            want = repr(pipeline_form().run_with(loss=0.2, window=int(window))).splitlines()
+            for line in want:
+                expect(result).to_contain_text(line)
+            shoot(f"forms-07-pipeline-{when}", form)
             _no_traceback(page)
     except Exception:
         print(course_lab.log_tail())
