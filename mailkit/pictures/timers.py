@@ -79,6 +79,8 @@ class RttPlot(_Png):
         ax.step(xs, [r[5] for r in ms], where="post", color=COLOURS["flip"], linestyle=":",
                 label="RTO, Linux (≥ SRTT + 200 ms)")
         ax.set_yscale("log")
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("command")
         ax.set_ylabel("milliseconds (log scale)")
         ax.grid(alpha=0.3, which="both")
