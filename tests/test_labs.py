@@ -326,9 +326,29 @@ def test_sequence_numbers_round_trip():
     from mailkit.labs.support import SYN_REPLY, syn
     assert syn("0123456789").startswith(b"S/0123456789#")
     assert split_seq(syn("0123456789")) == ("S", b"0123456789")
-    assert SYN_REPLY == b"S/OK"
     with pytest.raises(ValueError, match="checksum"):
         split_seq(syn("0123456789").replace(b"S/0", b"S/1"))
+
+
+def test_sequenced_replies_carry_a_checksum():
+    """Lab 5's replies: SEQ/ and a checksum over all of it; a damaged one,
+    a bare KO or nothing at all raise ValueError (the sender sends again)."""
+    from mailkit import flip_bit
+    from mailkit.labs.support import SYN_REPLY, seq_reply, split_reply
+    reply = seq_reply(0, b"OK: Email Sent")
+    assert reply.startswith(b"0/OK: Email Sent#") and len(reply) == 16 + 1 + 40
+    assert split_reply(reply) == (0, b"OK: Email Sent")
+    assert split_reply(seq_reply(1, b"a#b")) == (1, b"a#b")
+    assert SYN_REPLY.startswith(b"S/OK#") and split_reply(SYN_REPLY) == ("S", b"OK")
+    for byte in range(len(reply)):
+        for bit in range(8):
+            with pytest.raises(ValueError):
+                split_reply(flip_bit(reply, byte, bit))
+    for nothing in (b"KO", b"", b"0/OK: Email Sent"):
+        with pytest.raises(ValueError, match="not a sequenced reply"):
+            split_reply(nothing)
+    with pytest.raises(ValueError, match="expected 0/, 1/ or S/"):
+        split_reply(seq_reply(2, b"OK"))
 
 
 def test_client_2017_and_bench():
@@ -558,6 +578,9 @@ def _wrong(lab_id: str, name: str, *edits: tuple[str, str]) -> dict[str, str]:
     return {name: source}
 
 
+# lab 5's sender: where it sends a request and reads the reply's number and checksum
+SPLIT_REPLY = "got, reply = lab.split_reply(exchange(*self.address, request))"
+
 # (lab, what is wrong, {solution cell: code}, a check that must fail)
 WRONG = [
     ("01-handshake-client", "no half-close",
@@ -618,21 +641,41 @@ WRONG = [
     ("05-no-duplicates", "one expected number for every session",
      _wrong("05-no-duplicates", "sequenced", ("session = frame[:10]", "session = b'all'")), "damaged-and-sessions"),
     ("05-no-duplicates", "the sender never switches number",
-     _wrong("05-no-duplicates", "sequenced", ("self.seq = 1 - self.seq\n", "")), "same-mail-twice"),
+     _wrong("05-no-duplicates", "sequenced", ("        self.seq = 1 - self.seq\n", "")), "same-mail-twice"),
     ("05-no-duplicates", "carries out resends again",
      _wrong("05-no-duplicates", "sequenced", ("if seq != self.expected.get(session, 0) and session in self.last_reply:",
                                               "if False:")), "random-losses"),
     ("05-no-duplicates", "no resend after KO",
-     _wrong("05-no-duplicates", "sequenced", ("                if reply.startswith(prefix):",
-                                              "                if reply == b\"KO\":\n                    break\n"
-                                              "                if reply.startswith(prefix):")),
+     _wrong("05-no-duplicates", "sequenced", (SPLIT_REPLY, "raw = exchange(*self.address, request)\n"
+                                                           "                    if raw == b\"KO\":\n"
+                                                           "                        break\n"
+                                                           "                    got, reply = lab.split_reply(raw)")),
      "damaged-and-sessions"),
+    ("05-no-duplicates", "reads the reply's number, never checks its checksum",
+     _wrong("05-no-duplicates", "sequenced", (SPLIT_REPLY, "got, _, reply = exchange(*self.address, request)"
+                                                           ".rpartition(b\"#\")[0].partition(b\"/\")\n"
+                                                           "                    got = \"S\" if got == b\"S\" else int(got)")),
+     "damaged-replies"),
+    ("05-no-duplicates", "replies without a checksum (SEQ/ only, as before issue 15)",
+     _wrong("05-no-duplicates", "sequenced",
+            (SPLIT_REPLY, "got, _, reply = exchange(*self.address, request).partition(b\"/\")\n"
+                          "                    got = {b\"0\": 0, b\"1\": 1, b\"S\": \"S\"}.get(got)"),
+            ("lab.seq_reply(seq, self.respond(frame))", "f\"{seq}/\".encode() + self.respond(frame)"),
+            ("return lab.SYN_REPLY", "return b\"S/OK\"")),
+     "damaged-replies"),
+    ("05-no-duplicates", "a damaged reply is an error, not a lost reply",
+     _wrong("05-no-duplicates", "sequenced", (SPLIT_REPLY, "raw = exchange(*self.address, request)\n"
+                                                           "                    if raw in (b\"\", b\"KO\"):\n"
+                                                           "                        continue"),
+            ("                if got == seq:", "                got, reply = lab.split_reply(raw)   # damaged: ValueError\n"
+                                             "                if got == seq:")),
+     "damaged-replies"),
     ("05-no-duplicates", "keeps its number after GaveUp (issue 15)",
      _wrong("05-no-duplicates", "sequenced", ("            self.seq = None         # was it carried out?",
                                               "            pass                    # was it carried out?")),
      "gave-up-and-restart"),
     ("05-no-duplicates", "no SYN: a restarted sender starts at 0 (issue 15)",
-     _wrong("05-no-duplicates", "sequenced", ("self.seq = None             # no number agreed yet", "self.seq = 0"),
+     _wrong("05-no-duplicates", "sequenced", ("self.seq = None             # no number agreed yet", "self.seq = 0                # no number agreed yet"),
             ("            if seq == \"S\":", "            if seq == \"S\" and False:")),
      "gave-up-and-restart"),
 ]
@@ -679,6 +722,14 @@ def test_a_wrong_solution_is_graded_below_full(wrong_gradebook, index):
     failed = [c.name for c in result.checks if not c.passed]
     assert catcher in failed, (what, failed)
     assert result.points < result.max_points
+
+
+@pytest.mark.parametrize("index", range(len(WRONG)), ids=[f"{lab}: {what}" for lab, what, _, _ in WRONG])
+def test_a_wrong_solution_compiles(index):
+    """A wrong solution that is not even Python fails every check: it would
+    prove nothing about the check it names."""
+    for source in WRONG[index][2].values():
+        compile(source, WRONG[index][1], "exec")
 
 
 def test_at_least_four_wrong_solutions_per_lab():

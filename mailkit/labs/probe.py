@@ -44,7 +44,7 @@ import threading
 import time
 
 __all__ = ["Raised", "LocalKernel", "hidden_check", "use", "serving", "word", "password_like",
-           "text_like", "ScriptedServer", "forward_to", "NOTEBOOK_SEED"]
+           "text_like", "ScriptedServer", "forward_to", "NOTEBOOK_SEED", "damaged_reply_plan"]
 
 NOTEBOOK_SEED = 2017       # the inputs a source notebook's own run uses
 
@@ -284,3 +284,27 @@ class KernelBench:
 
     def send(self, name: str, frame: bytes):
         return self._kernel.eval(f"{name}.send({frame!r})")
+
+
+# -- lab 5: damaged replies ----------------------------------------------------
+
+REPLY_TEXT = b"0/OK: Email Sent"    # the part of lab 5's email reply before its '#' and checksum
+
+
+def damaged_reply_plan(rng: random.Random, n: int) -> list[list[tuple[int, int]]]:
+    """*n* reply damages for lab 5's ``damaged-replies``: each one flipped
+    bit ``[(byte, bit)]`` for ``NoisyLink.plan_next(reply_flips=...)``.
+    The first half land in the reply's text after its ``SEQ/`` (where a
+    sender that checks only the number takes the damage for the server's
+    answer); the rest anywhere in ``SEQ/`` and the text, or in the 40
+    hex digits of the checksum (counted from the end).  Drawn per run."""
+    plan = []
+    for i in range(n):
+        if i < (n + 1) // 2:
+            byte = rng.randrange(2, len(REPLY_TEXT))
+        elif rng.random() < 0.5:
+            byte = rng.randrange(len(REPLY_TEXT))
+        else:
+            byte = -rng.randrange(1, 41)
+        plan.append([(byte, rng.randrange(8))])
+    return plan

@@ -13,7 +13,8 @@ fails half-way leaves no server behind.
 * :class:`Client2017`: a client that talks like the 2017 one.
 * :func:`run_server` / :func:`run_handler`: serve a student's code on a port.
 * :class:`Bench`: a mail server behind a :class:`~mailkit.noise.NoisyLink`.
-* :func:`add_seq` / :func:`split_seq` / :func:`syn`: lab 5's sequence numbers.
+* :func:`add_seq` / :func:`split_seq` / :func:`syn`: lab 5's sequence numbers;
+  :func:`seq_reply` / :func:`split_reply`: its replies, with their checksum.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from mailkit.listener import Listener, send_and_close
 
 __all__ = [
     "USERS", "GaveUp", "exchange", "Client2017", "run_server", "run_handler",
-    "Bench", "add_seq", "split_seq", "syn", "SYN_REPLY", "first_number", "deliver_through_noise",
+    "Bench", "add_seq", "split_seq", "syn", "SYN_REPLY", "seq_reply", "split_reply",
+    "first_number", "deliver_through_noise",
     "CHEAP_SCRYPT_N",
 ]
 
@@ -121,9 +123,6 @@ def run_handler(handler, *, host: str = "127.0.0.1", port: int = 0) -> _Serving:
     return _Handling(handler, host, port)
 
 
-SYN_REPLY = b"S/OK"     # the receiver's answer to a SYN: "I expect 0 next"
-
-
 def add_seq(seq: int, frame: bytes) -> bytes:
     """Lab 5's request: ``SEQ/`` before a frame's content, and a checksum
     over all of it: ``1/0123456789:count#<sha1 of '1/0123456789:count'>``."""
@@ -156,6 +155,31 @@ def split_seq(request: bytes) -> tuple[int | str, bytes]:
     if not slash or seq not in (b"0", b"1"):
         raise ValueError(f"expected 0/, 1/ or S/ before the frame, got {content[:12]!r}")
     return int(seq), inner + b"#" + P.checksum(inner).encode("ascii")
+
+
+def seq_reply(seq: int | str, reply: bytes) -> bytes:
+    """Lab 5's reply: ``SEQ/`` before the mail server's reply, and a checksum
+    over all of it: ``0/OK: Email Sent#<sha1 of '0/OK: Email Sent'>``.  As
+    rdt2.1 puts a checksum on its ACKs: a reply damaged on its way back must
+    not be taken for one (a flipped ``OK``, or the other number)."""
+    content = str(seq).encode("ascii") + b"/" + bytes(reply)
+    return content + b"#" + P.checksum(content).encode("ascii")
+
+
+def split_reply(data: bytes) -> tuple[int | str, bytes]:
+    """Undo :func:`seq_reply`: return ``(seq, reply)`` (``seq`` is 0, 1 or
+    ``"S"``).  Raises ``ValueError`` for anything else: a damaged reply (the
+    checksum does not match), a bare ``KO``, no reply at all."""
+    content, sep, digest = bytes(data).rpartition(b"#")
+    if not sep or P.checksum(content).encode("ascii") != digest:
+        raise ValueError("checksum mismatch" if sep else f"not a sequenced reply: {bytes(data)[:16]!r}")
+    seq, slash, reply = content.partition(b"/")
+    if not slash or seq not in (b"0", b"1", b"S"):
+        raise ValueError(f"expected 0/, 1/ or S/ before the reply, got {content[:12]!r}")
+    return ("S" if seq == b"S" else int(seq)), reply
+
+
+SYN_REPLY = seq_reply("S", b"OK")     # the receiver's answer to a SYN: "I expect 0 next"
 
 
 class Bench:
