@@ -578,6 +578,9 @@ def _wrong(lab_id: str, name: str, *edits: tuple[str, str]) -> dict[str, str]:
     return {name: source}
 
 
+# lab 4: a kernel that makes the grader's reseed of random do nothing
+NO_OP_SEED = "import random\nrandom.seed = lambda *args, **kwargs: None\n\n\n"
+
 # lab 5's sender: where it sends a request and reads the reply's number and checksum
 SPLIT_REPLY = "got, reply = lab.split_reply(exchange(*self.address, request))"
 
@@ -637,6 +640,16 @@ WRONG = [
      _wrong("04-server", "MiniServer", ('session_id = "".join(secrets.choice("0123456789") for _ in range(10))',
                                         'import random\n'
                                         '            session_id = str(random.randrange(10 ** 9, 10 ** 10))')),
+     "unpredictable-ids"),
+    ("04-server", "ids from random, and random.seed made a no-op (defeats the reseed)",
+     _wrong("04-server", "MiniServer", ("class MiniServer:\n", NO_OP_SEED + "class MiniServer:\n"),
+            ('session_id = "".join(secrets.choice("0123456789") for _ in range(10))',
+             'session_id = "".join(random.choice("0123456789") for _ in range(10))')),
+     "unpredictable-ids"),
+    ("04-server", "ids from `from random import choices`",
+     _wrong("04-server", "MiniServer", ("class MiniServer:\n", "from random import choices\n\n\nclass MiniServer:\n"),
+            ('session_id = "".join(secrets.choice("0123456789") for _ in range(10))',
+             'session_id = "".join(choices("0123456789", k=10))')),
      "unpredictable-ids"),
     ("05-no-duplicates", "one expected number for every session",
      _wrong("05-no-duplicates", "sequenced", ("session = frame[:10]", "session = b'all'")), "damaged-and-sessions"),
@@ -722,6 +735,68 @@ def test_a_wrong_solution_is_graded_below_full(wrong_gradebook, index):
     failed = [c.name for c in result.checks if not c.passed]
     assert catcher in failed, (what, failed)
     assert result.points < result.max_points
+
+
+RANDOM_DRAWS = [
+    ("import secrets\nsid = ''.join(secrets.choice('0123456789') for _ in range(10))", []),
+    ("import random\nsid = random.SystemRandom().randrange(10 ** 10)", []),
+    ("from random import SystemRandom\nr = SystemRandom()", []),
+    ("import os\nsid = str(int.from_bytes(os.urandom(8), 'big') % 10 ** 10)", []),
+    ("import random\nsid = random.choice('0123')", ["random.choice"]),
+    ("import random as r\nsid = r.randint(0, 9)", ["r.randint"]),
+    ("from random import randint, SystemRandom\nx = randint(1, 2)", ["from random import randint"]),
+    ("import random\ng = random.Random()\nx = g.getrandbits(33)", ["random.Random"]),
+    ("import random\nrandom.seed = lambda *a: None", ["random.seed"]),
+    ("m = __import__('random')", ["__import__('random')"]),
+    ("import importlib\nm = importlib.import_module('ran' + 'dom')", ["dynamic import: importlib.import_module(...) of a computed name"]),
+    ("def f(:", []),            # not Python: the run fails it anyway
+    ("random = 3\nx = random + 1", []),   # a variable called random, not the module
+]
+
+
+@pytest.mark.parametrize("source, found", RANDOM_DRAWS)
+def test_random_draws_are_found_by_reading_the_code(source, found):
+    from mailkit.labs.check import random_draws
+    assert random_draws(source) == found
+
+
+def test_static_rules_name_checks_and_rules_that_exist():
+    from mailkit.labs.check import STATIC_RULES
+    for lab_id in LAB_IDS:
+        lab = load_lab(LABS / f"{lab_id}.ipynb")
+        rules = lab.nb.metadata.get("mailkit", {}).get("static", {})
+        assert set(rules) <= {c.name for c in lab.checks}, lab_id
+        assert set(rules.values()) <= set(STATIC_RULES), lab_id
+    assert load_lab(LABS / "04-server.ipynb").nb.metadata.mailkit.static == {"unpredictable-ids": "no-random"}
+
+
+@pytest.mark.slow
+def test_a_no_op_random_seed_passes_the_reseed_but_not_the_static_rule(tmp_path):
+    """Why lab 4 reads the code too: ids from random in a kernel whose
+    random.seed does nothing pass the behavioural reseed probe; the static
+    rule (in the grader) fails unpredictable-ids for it, and flags the row."""
+    import io
+    import contextlib
+    from mailkit.labs.check import LabResult, CheckResult, apply_static_rules
+    from mailkit.labs.notebook import CellRole
+    from mailkit.labs.probe import run_locally
+    lab = load_lab(LABS / "04-server.ipynb")
+    code = next(w[2] for w in WRONG if w[1].startswith("ids from random, and random.seed made a no-op"))
+    namespace: dict = {}
+    for cell in lab.nb.cells:
+        if cell.cell_type == "code" and not is_check(cell):
+            exec(compile(code.get(solution_name(cell), cell.source) if is_solution(cell) else cell.source,
+                         "lab4", "exec"), namespace)
+    probe = next(c for c in lab.nb.cells if is_check(c) and c.metadata.mailkit.check == "unpredictable-ids")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        run_locally(probe.source, namespace, 7)
+    assert "does not bring the same ids back: True" in out.getvalue()       # fooled
+    result = LabResult("s", lab.id, checks=[CheckResult("unpredictable-ids", 2, 2, True, True)])
+    apply_static_rules(result, lab, [(CellRole("solution", "MiniServer"), code["MiniServer"])])
+    assert result.checks[0].passed is False and result.points == 0
+    assert "random.seed" in result.checks[0].feedback and "random.choice" in result.checks[0].feedback
+    assert any(f.startswith("unpredictable-ids: draws from Python's random") for f in result.flags)
 
 
 @pytest.mark.parametrize("index", range(len(WRONG)), ids=[f"{lab}: {what}" for lab, what, _, _ in WRONG])

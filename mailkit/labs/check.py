@@ -6,6 +6,7 @@ points and feedback a student can read."""
 
 from __future__ import annotations
 
+import ast
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,8 @@ from pathlib import Path
 from .notebook import Check, Lab, NotANotebook, assemble, read_notebook, setup_sources
 from .runner import DEFAULT_CELL_TIMEOUT_S, CellResult, RunResult, run_notebook
 
-__all__ = ["CheckResult", "LabResult", "check_notebook", "feedback_for", "diff_text", "kit_calls"]
+__all__ = ["CheckResult", "LabResult", "check_notebook", "feedback_for", "diff_text", "kit_calls",
+           "static_findings", "random_draws", "STATIC_RULES"]
 
 FEEDBACK_LINES = 6   # the first lines of a difference or a traceback: enough to act on
 
@@ -86,8 +88,9 @@ def check_notebook(path: str | Path, lab: Lab, *, student: str = "", hidden: boo
                           hidden=hidden, notebook=path.name)
     assembled, roles, notes = assemble(lab, nb, hidden=hidden)
     code_cells = [c for c in assembled.cells if c.cell_type == "code"]
-    flags = kit_calls(lab, [(role, cell.source) for role, cell in zip(roles, code_cells)
-                            if role.kind in ("solution", "extra")])
+    student_cells = [(role, cell.source) for role, cell in zip(roles, code_cells)
+                     if role.kind in ("solution", "extra")]
+    flags = kit_calls(lab, student_cells)
     run = run_notebook(assembled, cell_timeout=cell_timeout, sandbox=sandbox, limits=limits,
                        probe_setup=setup_sources(lab), hide=[*hide, lab.path.parent, path.parent],
                        tmp_root=tmp_root)
@@ -107,6 +110,7 @@ def check_notebook(path: str | Path, lab: Lab, *, student: str = "", hidden: boo
         feedback = "" if passed else feedback_for(check, cell, run, cell_timeout)
         result.checks.append(CheckResult(check.name, check.points if passed else 0, check.points,
                                          passed, check.hidden, feedback))
+    apply_static_rules(result, lab, student_cells)
     if run.killed:
         result.problem = "timed out"
         result.notes.insert(0, f"the run was stopped after {run.seconds:.0f} s; checks not run count as failed")
@@ -122,7 +126,6 @@ def kit_calls(lab: Lab, cells) -> list[str]:
     what the lab asks for: the names the lab's metadata lists
     (``{"mailkit": {"kit": {"names": [...], "attributes": [...]}}}``) used in
     the student's solution cells or the cells they added."""
-    import ast
     kit = lab.nb.metadata.get("mailkit", {}).get("kit", {})
     names, attributes = set(kit.get("names", ())), set(kit.get("attributes", ()))
     found = []
@@ -142,6 +145,102 @@ def kit_calls(lab: Lab, cells) -> list[str]:
         where = f"solution cell {role.name!r}" if role.kind == "solution" else "a cell the student added"
         found += [f"uses mailkit's {name} in {where}" for name in sorted(used)]
     return found
+
+
+# -- static rules: the grader reads the student's code (never the kernel) ------------
+#
+# A lab's metadata may name, per check, a rule that the student's solution
+# cells and added cells must keep: ``{"mailkit": {"static": {"unpredictable-ids":
+# "no-random"}}}``.  The grader parses the code with ``ast`` in its own process:
+# nothing the kernel does (patching ``random.seed``, printing, forging files)
+# changes the verdict.  A finding fails that check (it must pass its
+# behavioural test *and* keep the rule) and flags the row for the instructor.
+# What a rule cannot see: code built at run time (``exec`` of a string,
+# ``getattr`` with a computed name); such code is flagged, not failed.
+
+RANDOM_SAFE = {"SystemRandom"}      # random's one generator that reads the OS's randomness
+
+
+def _dotted(node: ast.AST) -> str:
+    """``a.b.c`` for an attribute chain on a name, else ""."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        return ".".join([node.id, *reversed(parts)])
+    return ""
+
+
+def random_draws(source: str) -> list[str]:
+    """Where *source* uses Python's ``random`` generator (a Mersenne Twister,
+    whose next outputs follow from its past ones): ``random.choice(...)``,
+    ``from random import randint``, ``random.Random()``, ``random.seed = ...``,
+    under any alias.  ``random.SystemRandom`` (the OS's randomness, as
+    ``secrets`` and ``os.urandom``) is fine.  Code that imports modules by a
+    computed name is reported as such ("dynamic ...")."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    aliases: set[str] = set()          # names bound to the random module
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name == "random":
+                    aliases.add(a.asname or "random")
+        elif isinstance(node, ast.ImportFrom) and node.module == "random":
+            found += [f"from random import {a.name}" for a in node.names if a.name not in RANDOM_SAFE]
+        elif isinstance(node, ast.Call):
+            name = _dotted(node.func)
+            if name in ("__import__", "importlib.import_module"):
+                arg = node.args[0] if node.args else None
+                if isinstance(arg, ast.Constant) and arg.value == "random":
+                    found.append(f"{name}('random')")
+                elif not isinstance(arg, ast.Constant):
+                    found.append(f"dynamic import: {name}(...) of a computed name")
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in aliases and node.attr not in RANDOM_SAFE):
+            found.append(f"{node.value.id}.{node.attr}")
+    return sorted(set(found), key=found.index)
+
+
+STATIC_RULES = {
+    "no-random": (random_draws, "draws from Python's random (predictable), not secrets"),
+}
+
+
+def static_findings(lab: Lab, cells) -> dict[str, list[str]]:
+    """``{check name: [finding, ...]}`` for the rules in *lab*'s metadata,
+    over the student's *cells* (``(role, source)``: solution cells and cells
+    they added)."""
+    rules = lab.nb.metadata.get("mailkit", {}).get("static", {}) or {}
+    out: dict[str, list[str]] = {}
+    for check, rule in rules.items():
+        find, _ = STATIC_RULES[rule]
+        for role, source in cells:
+            where = f"solution cell {role.name!r}" if role.kind == "solution" else "a cell the student added"
+            out.setdefault(check, []).extend(f"{f} in {where}" for f in find(source))
+    return {check: found for check, found in out.items() if found}
+
+
+def apply_static_rules(result: LabResult, lab: Lab, cells) -> None:
+    """Fail each check whose static rule the student's code breaks, and flag the row."""
+    rules = lab.nb.metadata.get("mailkit", {}).get("static", {}) or {}
+    for check_name, found in static_findings(lab, cells).items():
+        _, what = STATIC_RULES[rules[check_name]]
+        dynamic = all(f.startswith("dynamic") for f in found)
+        result.flags.append(f"{check_name}: {'code the grader cannot read statically' if dynamic else what}: "
+                            + "; ".join(found[:3]))
+        if dynamic:
+            continue        # cannot tell: flagged for the instructor, not failed
+        for c in result.checks:
+            if c.name == check_name and c.passed:
+                c.passed, c.points = False, 0
+                c.feedback = (f"{'hidden check failed: ' if c.hidden else ''}{what} "
+                              f"({'; '.join(f for f in found if not f.startswith('dynamic'))[:200]})")
 
 
 def _exception_line(cell: CellResult) -> str:
