@@ -578,6 +578,23 @@ def _wrong(lab_id: str, name: str, *edits: tuple[str, str]) -> dict[str, str]:
     return {name: source}
 
 
+def _no_lock(code: dict[str, str]) -> dict[str, str]:
+    """*code* with every ``with self.lock:`` taken out (its block dedented)."""
+    out = {}
+    for name, source in code.items():
+        lines, inside = [], None
+        for line in source.splitlines(keepends=True):
+            indent = len(line) - len(line.lstrip())
+            if inside is not None and line.strip() and indent <= inside:
+                inside = None
+            if line.strip() == "with self.lock:":
+                inside = indent
+                continue
+            lines.append(line[4:] if inside is not None and line.strip() else line)
+        out[name] = "".join(lines)
+    return out
+
+
 # lab 4: a kernel that makes the grader's reseed of random do nothing
 NO_OP_SEED = "import random\nrandom.seed = lambda *args, **kwargs: None\n\n\n"
 
@@ -651,6 +668,13 @@ WRONG = [
             ('session_id = "".join(secrets.choice("0123456789") for _ in range(10))',
              'session_id = "".join(choices("0123456789", k=10))')),
      "unpredictable-ids"),
+    ("04-server", "no lock; copies the mailbox, appends, writes it back",
+     _no_lock(_wrong("04-server", "MiniServer", ("        self.lock = threading.Lock()\n", ""),
+                     ("self.inbox[recipient].append((user, subject, body))",
+                                                 "mails = list(self.inbox[recipient])\n"
+                                                 "                mails.append((user, subject, body))\n"
+                                                 "                self.inbox[recipient] = mails"))),
+     "no-lost-mail"),
     ("05-no-duplicates", "one expected number for every session",
      _wrong("05-no-duplicates", "sequenced", ("session = frame[:10]", "session = b'all'")), "damaged-and-sessions"),
     ("05-no-duplicates", "the sender never switches number",

@@ -44,7 +44,8 @@ import threading
 import time
 
 __all__ = ["Raised", "LocalKernel", "hidden_check", "use", "serving", "word", "password_like",
-           "text_like", "ScriptedServer", "forward_to", "NOTEBOOK_SEED", "damaged_reply_plan"]
+           "text_like", "ScriptedServer", "forward_to", "NOTEBOOK_SEED", "damaged_reply_plan",
+           "many_at_once"]
 
 NOTEBOOK_SEED = 2017       # the inputs a source notebook's own run uses
 
@@ -285,6 +286,39 @@ class KernelBench:
     def send(self, name: str, frame: bytes):
         return self._kernel.eval(f"{name}.send({frame!r})")
 
+
+# -- lab 4: many at once -------------------------------------------------------
+
+SWITCH_INTERVAL_S = 1e-6    # the kernel's threads take turns ~5000x as often as by default (5 ms)
+
+
+def many_at_once(kernel, server: str, frames: list[bytes], *, threads: int = 8, each: int = 250,
+                 rounds: int = 3) -> None:
+    """Call ``server.respond(frame)`` in the student's kernel from *threads*
+    threads at once, *each* calls per thread (cycling through *frames*), for
+    *rounds* rounds, with ``sys.setswitchinterval`` lowered meanwhile (put
+    back after).  A server whose shared state is read, changed and written
+    back without a lock (``mails = list(inbox[r]); mails.append(m);
+    inbox[r] = mails``) then loses updates: under CPython's GIL a thread is
+    switched out only between bytecodes that may switch (calls, loops), so
+    at the default 5 ms interval such a window is rarely hit, at 1 µs often.
+    The verdict is not here: the caller counts the mail through its own
+    client over TCP, as the grader computed it."""
+    kernel.exec(
+        "import sys as __mk_sys, threading as __mk_threading\n"
+        f"__mk_frames = {list(frames)!r}\n"
+        "def __mk_one(i):\n"
+        f"    for k in range({each}):\n"
+        f"        {server}.respond(__mk_frames[(i + k) % len(__mk_frames)])\n"
+        "__mk_switch = __mk_sys.getswitchinterval()\n"
+        f"__mk_sys.setswitchinterval({SWITCH_INTERVAL_S!r})\n"
+        "try:\n"
+        f"    for __mk_round in range({rounds}):\n"
+        f"        __mk_ts = [__mk_threading.Thread(target=__mk_one, args=(i,)) for i in range({threads})]\n"
+        "        for __mk_t in __mk_ts: __mk_t.start()\n"
+        "        for __mk_t in __mk_ts: __mk_t.join()\n"
+        "finally:\n"
+        "    __mk_sys.setswitchinterval(__mk_switch)")
 
 # -- lab 5: damaged replies ----------------------------------------------------
 
