@@ -2,11 +2,27 @@
 solution (as N students' submissions) with `python -m mailkit.labs grade`,
 once per --jobs value, with the sandbox and without it
 (--unsafe-no-sandbox), and prints a table: seconds, per notebook, and
-the sandbox's cost as a ratio.
+the sandbox's cost as a ratio.  With --nbgrader, the same N notebooks are
+also graded by nbgrader's `autograde` (serial, unsandboxed: how nbgrader
+runs), for comparison.
 
     .venv/bin/python benchmarks/grading.py                      # 30 x lab 1, jobs 1 and 2
     .venv/bin/python benchmarks/grading.py --lab 04-server --count 10 --jobs 1 2 4
     .venv/bin/python benchmarks/grading.py --count 60 --jobs 2 --sandbox on
+    .venv/bin/python benchmarks/grading.py --count 20 --nbgrader /tmp/nbgrader-venv/bin/python
+
+nbgrader is not one of mailkit's packages: put it in a throwaway virtual
+environment of its own, never in .venv (`python3 -m venv /tmp/nbgrader-venv
+&& /tmp/nbgrader-venv/bin/pip install nbgrader`), and pass its python.  Its
+kernel imports mailkit from this checkout (PYTHONPATH).  If that python
+cannot import nbgrader, the comparison is skipped with the reason.
+
+For nbgrader the lab's source notebook gets nbgrader's cell metadata: the
+solution cell is a solution cell, every check cell (hidden ones too, which
+then run in the kernel against its own names, as in the source notebook)
+an autograded test cell with the check's points.  `generate_assignment`
+runs before the clock starts; `autograde` of all N is timed; `export` then
+reads the scores back.
 
 The sandboxed runs need root and bubblewrap.  Not part of `make test` (it
 takes a few minutes); run it on a quiet machine.
@@ -16,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import csv
 import os
 import subprocess
 import sys
@@ -25,7 +42,7 @@ from pathlib import Path
 
 import nbformat
 
-from mailkit.labs.notebook import is_solution, load_lab, solution_name, student_version
+from mailkit.labs.notebook import is_check, is_solution, load_lab, solution_name, student_version
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,18 +61,87 @@ def make_submissions(lab_path: Path, root: Path, count: int) -> Path:
     return subs
 
 
+# -- nbgrader, for comparison ------------------------------------------------
+
+def nbgrader_missing(python: str | None) -> str:
+    """Why nbgrader cannot run with *python* ("" if it can)."""
+    if not python:
+        return "no --nbgrader PYTHON given"
+    if not Path(python).exists():
+        return f"{python} does not exist"
+    done = subprocess.run([python, "-c", "import nbgrader, ipykernel; print(nbgrader.__version__)"],
+                          capture_output=True, text=True)
+    if done.returncode:
+        return f"{python} cannot import nbgrader: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
+    return ""
+
+
+def nbgrader_course(lab_path: Path, root: Path, count: int) -> Path:
+    """A course folder for nbgrader: the lab's source with nbgrader's cell
+    metadata, and *count* submissions (the source, solutions in place)."""
+    lab = load_lab(lab_path)
+    nb = copy.deepcopy(lab.nb)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        meta = {"schema_version": 3, "grade": False, "locked": True, "solution": False,
+                "grade_id": f"cell-{i}"}
+        if is_solution(cell):
+            meta.update(locked=False, solution=True, grade_id=f"solution-{solution_name(cell)}")
+        elif is_check(cell):
+            meta.update(grade=True, grade_id=cell.metadata.mailkit.check,
+                        points=cell.metadata.mailkit.points)
+        cell.metadata["nbgrader"] = meta
+    course = root / "nbgrader-course"
+    (course / "source" / "lab").mkdir(parents=True)
+    nbformat.write(nb, course / "source" / "lab" / lab_path.name)
+    (course / "nbgrader_config.py").write_text(
+        "c = get_config()\nc.CourseDirectory.course_id = 'mailkit-benchmark'\n"
+        f"c.CourseDirectory.root = {str(course)!r}\n")
+    for i in range(count):
+        folder = course / "submitted" / f"student{i:02d}" / "lab"
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / lab_path.name)
+    return course
+
+
+def run_nbgrader(python: str, lab_path: Path, root: Path, count: int) -> tuple[float, str]:
+    """Seconds for ``nbgrader autograde`` of *count* copies, and a summary."""
+    course = nbgrader_course(lab_path, root, count)
+    env = dict(os.environ, PATH=f"{Path(python).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               PYTHONPATH=str(ROOT))       # nbgrader runs `alembic`; the kernel imports mailkit
+    nbgrader = [python, "-m", "nbgrader"]
+
+    def step(*args: str) -> None:
+        done = subprocess.run([*nbgrader, *args], cwd=course, env=env, capture_output=True, text=True)
+        if done.returncode or "[ERROR]" in done.stderr or "| ERROR]" in done.stderr:
+            raise RuntimeError(f"nbgrader {args[0]} failed:\n{done.stderr[-1500:]}")
+
+    step("generate_assignment", "lab", "--force")
+    started = time.perf_counter()
+    step("autograde", "lab", "--force")
+    took = time.perf_counter() - started
+    step("export")
+    with open(course / "grades.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    full = sum(1 for r in rows if float(r["score"]) == float(r["max_score"]))
+    return took, f"nbgrader autograde: {len(rows)} graded, {full} with full marks"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lab", default="01-handshake-client")
     parser.add_argument("--count", type=int, default=30)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--sandbox", choices=["both", "on", "off"], default="both")
+    parser.add_argument("--nbgrader", metavar="PYTHON", default=None,
+                        help="the python of a separate venv with nbgrader: grade the same notebooks with it too")
     args = parser.parse_args()
     modes = {"both": [True, False], "on": [True], "off": [False]}[args.sandbox]
     lab_path = ROOT / "labs" / f"{args.lab}.ipynb"
     print(f"{args.count} submissions of {args.lab}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"{'jobs':>4} {'sandbox':>7} {'seconds':>8} {'per notebook':>13}  summary")
+    print(f"{'grader':>8} {'jobs':>4} {'sandbox':>7} {'seconds':>8} {'per notebook':>13}  summary")
     with tempfile.TemporaryDirectory() as tmp:
         subs = make_submissions(lab_path, Path(tmp), args.count)
         for jobs in args.jobs:
@@ -68,10 +154,17 @@ def main() -> int:
                      "--quiet", "--fresh", *([] if sandboxed else ["--unsafe-no-sandbox"])],
                     check=True, capture_output=True, text=True).stdout.strip()
                 took[sandboxed] = time.perf_counter() - started
-                print(f"{jobs:>4} {'on' if sandboxed else 'off':>7} {took[sandboxed]:>8.1f} "
+                print(f"{'mailkit':>8} {jobs:>4} {'on' if sandboxed else 'off':>7} {took[sandboxed]:>8.1f} "
                       f"{took[sandboxed] / args.count:>12.2f}s  {out}")
             if len(took) == 2:
-                print(f"{jobs:>4} sandbox on / off: {took[True] / took[False]:.2f}")
+                print(f"{'mailkit':>8} {jobs:>4} sandbox on / off: {took[True] / took[False]:.2f}")
+        why = nbgrader_missing(args.nbgrader)
+        if why:
+            print(f"{'nbgrader':>8}: skipped ({why})")
+        else:
+            took, out = run_nbgrader(args.nbgrader, lab_path, Path(tmp), args.count)
+            print(f"{'nbgrader':>8} {1:>4} {'none':>7} {took:>8.1f} {took / args.count:>12.2f}s  {out}")
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0
 
 
