@@ -7,6 +7,7 @@ a test.
 
     .venv/bin/python benchmarks/catch_rates.py --list
     .venv/bin/python benchmarks/catch_rates.py "no lock" --runs 20
+    .venv/bin/python benchmarks/catch_rates.py --table        # every wrong solution once: a Markdown table
 
 Needs root and bubblewrap (or --unsafe-no-sandbox).  Not part of `make test`.
 """
@@ -38,6 +39,24 @@ def notebook(lab_id: str, code: dict[str, str]) -> nbformat.NotebookNode:
     return nb
 
 
+def table(wrong, *, jobs: int, sandbox: bool) -> int:
+    """Grade each wrong solution once; print lab | wrong solution | points | checks failed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        subs = Path(tmp) / "submissions"
+        for i, (lab_id, _, code, _) in enumerate(wrong):
+            (subs / f"w{i:02d}").mkdir(parents=True)
+            nbformat.write(notebook(lab_id, code), subs / f"w{i:02d}" / f"{lab_id}.ipynb")
+        book = grade(subs, ROOT / "labs", jobs=jobs, progress=False, sandbox=sandbox)
+    print("| lab | wrong solution | points | checks failed (the test names the first) |")
+    print("| --- | --- | --- | --- |")
+    for i, (lab_id, what, _, catcher) in enumerate(wrong):
+        r = book.result(f"w{i:02d}", lab_id)
+        failed = [c.name + (" (hidden)" if c.hidden else "") for c in r.checks if not c.passed]
+        failed.sort(key=lambda name: not name.startswith(catcher))
+        print(f"| {lab_id[:2]} | {what} | {r.points:g}/{r.max_points:g} | {', '.join(failed)} |")
+    return 0
+
+
 def main() -> int:
     from test_labs import WRONG
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -45,8 +64,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--table", action="store_true", help="grade every wrong solution once; print a table")
     parser.add_argument("--unsafe-no-sandbox", action="store_true")
     args = parser.parse_args()
+    if args.table:
+        return table(WRONG, jobs=args.jobs, sandbox=not args.unsafe_no_sandbox)
     if args.list or not args.what:
         for lab_id, what, _, catcher in WRONG:
             print(f"{lab_id}: {what}  (caught by {catcher})")
