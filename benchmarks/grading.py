@@ -9,7 +9,7 @@ runs), for comparison.
     .venv/bin/python benchmarks/grading.py                      # 30 x lab 1, jobs 1 and 2
     .venv/bin/python benchmarks/grading.py --lab 04-server --count 10 --jobs 1 2 4
     .venv/bin/python benchmarks/grading.py --count 60 --jobs 2 --sandbox on
-    .venv/bin/python benchmarks/grading.py --count 20 --nbgrader /tmp/nbgrader-venv/bin/python
+    .venv/bin/python benchmarks/grading.py --count 20 --rounds 3 --nbgrader /tmp/nbgrader-venv/bin/python
 
 nbgrader is not one of mailkit's packages: put it in a throwaway virtual
 environment of its own, never in .venv (`python3 -m venv /tmp/nbgrader-venv
@@ -24,6 +24,9 @@ an autograded test cell with the check's points.  `generate_assignment`
 runs before the clock starts; `autograde` of all N is timed; `export` then
 reads the scores back.
 
+On a shared machine the load changes while it runs: --rounds N runs every
+configuration in turn N times and reports the median of each.
+
 The sandboxed runs need root and bubblewrap.  Not part of `make test` (it
 takes a few minutes); run it on a quiet machine.
 """
@@ -34,6 +37,7 @@ import argparse
 import copy
 import csv
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -128,6 +132,16 @@ def run_nbgrader(python: str, lab_path: Path, root: Path, count: int) -> tuple[f
     return took, f"nbgrader autograde: {len(rows)} graded, {full} with full marks"
 
 
+def run_mailkit(subs: Path, out: Path, jobs: int, sandboxed: bool) -> tuple[float, str]:
+    started = time.perf_counter()
+    summary = subprocess.run(
+        [sys.executable, "-m", "mailkit.labs", "grade", str(subs), "--source", str(ROOT / "labs"),
+         "--out", str(out), "--jobs", str(jobs), "--quiet", "--fresh",
+         *([] if sandboxed else ["--unsafe-no-sandbox"])],
+        check=True, capture_output=True, text=True).stdout.strip()
+    return time.perf_counter() - started, summary
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lab", default="01-handshake-client")
@@ -136,35 +150,48 @@ def main() -> int:
     parser.add_argument("--sandbox", choices=["both", "on", "off"], default="both")
     parser.add_argument("--nbgrader", metavar="PYTHON", default=None,
                         help="the python of a separate venv with nbgrader: grade the same notebooks with it too")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every configuration this many times, in turn; report the median")
     args = parser.parse_args()
     modes = {"both": [True, False], "on": [True], "off": [False]}[args.sandbox]
     lab_path = ROOT / "labs" / f"{args.lab}.ipynb"
+    why = nbgrader_missing(args.nbgrader)
+    configs = [("mailkit", jobs, sandboxed) for jobs in args.jobs for sandboxed in modes]
+    if not why:
+        configs.append(("nbgrader", 1, False))
     print(f"{args.count} submissions of {args.lab}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}")
-    print(f"{'grader':>8} {'jobs':>4} {'sandbox':>7} {'seconds':>8} {'per notebook':>13}  summary")
+          f"load average {os.getloadavg()[0]:.1f}, {args.rounds} round(s)")
+    print(f"{'round':>5} {'grader':>8} {'jobs':>4} {'sandbox':>7} {'seconds':>8} {'per notebook':>13}  summary")
+    took: dict[tuple, list[float]] = {c: [] for c in configs}
     with tempfile.TemporaryDirectory() as tmp:
         subs = make_submissions(lab_path, Path(tmp), args.count)
-        for jobs in args.jobs:
-            took = {}
-            for sandboxed in modes:
-                started = time.perf_counter()
-                out = subprocess.run(
-                    [sys.executable, "-m", "mailkit.labs", "grade", str(subs), "--source", str(ROOT / "labs"),
-                     "--out", str(Path(tmp) / f"gradebook-{jobs}-{sandboxed}.csv"), "--jobs", str(jobs),
-                     "--quiet", "--fresh", *([] if sandboxed else ["--unsafe-no-sandbox"])],
-                    check=True, capture_output=True, text=True).stdout.strip()
-                took[sandboxed] = time.perf_counter() - started
-                print(f"{'mailkit':>8} {jobs:>4} {'on' if sandboxed else 'off':>7} {took[sandboxed]:>8.1f} "
-                      f"{took[sandboxed] / args.count:>12.2f}s  {out}")
-            if len(took) == 2:
-                print(f"{'mailkit':>8} {jobs:>4} sandbox on / off: {took[True] / took[False]:.2f}")
-        why = nbgrader_missing(args.nbgrader)
-        if why:
-            print(f"{'nbgrader':>8}: skipped ({why})")
-        else:
-            took, out = run_nbgrader(args.nbgrader, lab_path, Path(tmp), args.count)
-            print(f"{'nbgrader':>8} {1:>4} {'none':>7} {took:>8.1f} {took / args.count:>12.2f}s  {out}")
-        print(f"load average after: {os.getloadavg()[0]:.1f}")
+        for r in range(args.rounds):
+            for config in configs:
+                grader, jobs, sandboxed = config
+                if grader == "mailkit":
+                    seconds, out = run_mailkit(subs, Path(tmp) / f"gradebook-{jobs}-{sandboxed}.csv", jobs, sandboxed)
+                else:
+                    course = Path(tmp) / f"nbgrader-{r}"
+                    course.mkdir()
+                    seconds, out = run_nbgrader(args.nbgrader, lab_path, course, args.count)
+                took[config].append(seconds)
+                print(f"{r + 1:>5} {grader:>8} {jobs:>4} {('on' if sandboxed else 'off') if grader == 'mailkit' else 'none':>7} "
+                      f"{seconds:>8.1f} {seconds / args.count:>12.2f}s  {out}", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    if why:
+        print(f"nbgrader: skipped ({why})")
+    median = {c: statistics.median(t) for c, t in took.items()}
+    print(f"\nmedian of {args.rounds} round(s), seconds per notebook (the whole command, start-up included):")
+    for (grader, jobs, sandboxed), seconds in median.items():
+        what = f"sandbox {'on' if sandboxed else 'off'}" if grader == "mailkit" else "serial, unsandboxed"
+        print(f"  {grader:>8} --jobs {jobs} {what:<20} {seconds / args.count:.2f} s")
+    for jobs in args.jobs:
+        on, off = median.get(("mailkit", jobs, True)), median.get(("mailkit", jobs, False))
+        if on and off:
+            print(f"  mailkit --jobs {jobs}: sandbox on / off {on / off:.2f}")
+        nb = median.get(("nbgrader", 1, False))
+        if on and nb:
+            print(f"  mailkit --jobs {jobs} sandbox on / nbgrader serial: {on / nb:.2f}")
     return 0
 
 
