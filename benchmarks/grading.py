@@ -175,8 +175,9 @@ def main() -> int:
                     course.mkdir()
                     seconds, out = run_nbgrader(args.nbgrader, lab_path, course, args.count)
                 took[config].append(seconds)
-                print(f"{r + 1:>5} {grader:>8} {jobs:>4} {('on' if sandboxed else 'off') if grader == 'mailkit' else 'none':>7} "
-                      f"{seconds:>8.1f} {seconds / args.count:>12.2f}s  {out}", flush=True)
+                mode = ("on" if sandboxed else "off") if grader == "mailkit" else "none"
+                print(f"{r + 1:>5} {grader:>8} {jobs:>4} {mode:>7} {seconds:>8.1f} "
+                      f"{seconds / args.count:>12.2f}s  {out}", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     if why:
         print(f"nbgrader: skipped ({why})")

@@ -501,11 +501,17 @@ def test_the_solution_passes_its_hidden_checks_for_20_drawn_inputs(lab_id, monke
         return stdout.local.buffer.getvalue()
 
     hidden = [c for c in lab.nb.cells if is_check(c) and c.metadata["mailkit"].get("hidden")]
-    with ThreadPoolExecutor(max_workers=10) as pool:
-        for cell in hidden:
-            outputs = list(pool.map(one, [cell.source] * 20, range(20)))
-            for seed, out in enumerate(outputs):
-                assert sanitize(out) == sanitize(canonical(cell.outputs)), (cell.metadata, seed)
+    # lab 4's no-lost-mail lowers the switch interval of the process it runs
+    # in (here, this one) and puts it back; 20 at once may put back another's
+    switch = sys.getswitchinterval()
+    try:
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            for cell in hidden:
+                outputs = list(pool.map(one, [cell.source] * 20, range(20)))
+                for seed, out in enumerate(outputs):
+                    assert sanitize(out) == sanitize(canonical(cell.outputs)), (cell.metadata, seed)
+    finally:
+        sys.setswitchinterval(switch)
 
 
 @pytest.mark.slow
@@ -794,8 +800,7 @@ def test_static_rules_name_checks_and_rules_that_exist():
     assert load_lab(LABS / "04-server.ipynb").nb.metadata.mailkit.static == {"unpredictable-ids": "no-random"}
 
 
-@pytest.mark.slow
-def test_a_no_op_random_seed_passes_the_reseed_but_not_the_static_rule(tmp_path):
+def test_a_no_op_random_seed_passes_the_reseed_but_not_the_static_rule():
     """Why lab 4 reads the code too: ids from random in a kernel whose
     random.seed does nothing pass the behavioural reseed probe; the static
     rule (in the grader) fails unpredictable-ids for it, and flags the row."""
