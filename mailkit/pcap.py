@@ -11,7 +11,9 @@ payload.  This module
   Wireshark read and write;
 * parses a frame into a :class:`Segment` (about forty lines of
   ``struct.unpack``, short enough to read next to RFC 9293's header
-  picture);
+  picture), and builds one with :func:`tcp_frame` (the same headers with
+  ``struct.pack``, checksums filled in: lab 7's grader writes captures of
+  exchanges it made up);
 * groups segments into :class:`Conversation` objects, one per connection,
   with **relative** sequence and acknowledgement numbers as Wireshark shows
   them: each side's initial sequence number (ISN) counts as 0, so the
@@ -30,7 +32,8 @@ import struct
 from dataclasses import dataclass, field
 
 __all__ = [
-    "PCAP_MAGIC", "LINKTYPE_ETHERNET", "write_pcap", "read_pcap", "Segment", "parse_frame",
+    "PCAP_MAGIC", "LINKTYPE_ETHERNET", "write_pcap", "pcap_bytes", "read_pcap", "read_segments", "Segment", "parse_frame", "tcp_frame",
+    "mss_option",
     "Row", "Conversation", "conversations", "flags_text", "internet_checksum", "tcp_checksum_ok",
     "FLAG_NAMES",
 ]
@@ -54,17 +57,22 @@ FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 def write_pcap(path, frames) -> int:
     """Write *frames*, ``(time, bytes)`` pairs (time in seconds since the
     epoch), as a classic pcap file of Ethernet frames; return how many."""
-    n = 0
+    frames = list(frames)
     with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", PCAP_MAGIC, 2, 4, 0, 0, SNAPLEN, LINKTYPE_ETHERNET))
-        for when, frame in frames:
-            seconds = int(when)
-            micros = min(int(round((when - seconds) * 1_000_000)), 999_999)
-            kept = bytes(frame[:SNAPLEN])
-            f.write(struct.pack("<IIII", seconds, micros, len(kept), len(frame)))
-            f.write(kept)
-            n += 1
-    return n
+        f.write(pcap_bytes(frames))
+    return len(frames)
+
+
+def pcap_bytes(frames) -> bytes:
+    """*frames*, ``(time, bytes)`` pairs, as the bytes of a classic pcap file."""
+    out = [struct.pack("<IHHiIII", PCAP_MAGIC, 2, 4, 0, 0, SNAPLEN, LINKTYPE_ETHERNET)]
+    for when, frame in frames:
+        seconds = int(when)
+        micros = min(int(round((when - seconds) * 1_000_000)), 999_999)
+        kept = bytes(frame[:SNAPLEN])
+        out.append(struct.pack("<IIII", seconds, micros, len(kept), len(frame)))
+        out.append(kept)
+    return b"".join(out)
 
 
 def read_pcap(path) -> list[tuple[float, bytes]]:
@@ -206,6 +214,50 @@ def parse_frame(frame: bytes, when: float = 0.0) -> Segment | None:
         tcp_header=bytes(tcp[:thl]),
         ttl=ttl, ip_id=ip_id,
     )
+
+
+def read_segments(path) -> list[Segment]:
+    """The TCP segments of a pcap file, in the order captured (frames that
+    hold something else are left out)."""
+    found = (parse_frame(frame, when) for when, frame in read_pcap(path))
+    return [s for s in found if s is not None]
+
+
+def mss_option(mss: int) -> bytes:
+    """The MSS option (kind 2, length 4) as a SYN carries it (RFC 9293 section 3.2)."""
+    return struct.pack("!BBH", 2, 4, mss)
+
+
+def tcp_frame(*, src: str, dst: str, sport: int, dport: int, seq: int, ack: int = 0, flags: int,
+              window: int = 65495, options: bytes = b"", payload: bytes = b"", ttl: int = 64,
+              ip_id: int = 0) -> bytes:
+    """An Ethernet frame holding one IPv4 packet holding one TCP segment,
+    as Linux's loopback would carry it: both MAC addresses zero, no IP
+    options, Don't Fragment set, both checksums right (RFC 791 for the IP
+    header, RFC 9293 section 3.1 for the segment and its pseudo-header).
+    *options* are raw TCP option bytes (padded here to a 32-bit boundary
+    with end-of-list bytes)."""
+    options = bytes(options) + b"\x00" * (-len(options) % 4)
+    offset = (20 + len(options)) // 4                # header length in 32-bit words
+    if offset > 15:
+        raise ValueError(f"{len(options)} bytes of TCP options: at most 40 fit")
+    header = struct.pack("!HHIIBBHHH", sport, dport, seq % 2**32, ack % 2**32, offset << 4, flags,
+                         window, 0, 0)
+    addresses = _address(src) + _address(dst)
+    length = len(header) + len(options) + len(payload)
+    pseudo = addresses + struct.pack("!BBH", 0, IPPROTO_TCP, length)
+    checksum = internet_checksum(pseudo + header + options + payload)
+    tcp = header[:16] + struct.pack("!H", checksum) + header[18:] + options + payload
+    ip = struct.pack("!BBHHHBBH", 0x45, 0, 20 + length, ip_id, 0x4000, ttl, IPPROTO_TCP, 0) + addresses
+    ip = ip[:10] + struct.pack("!H", internet_checksum(ip)) + ip[12:]
+    return bytes(12) + struct.pack("!H", ETHERTYPE_IPV4) + ip + tcp
+
+
+def _address(dotted: str) -> bytes:
+    parts = dotted.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and int(p) <= 255 for p in parts):
+        raise ValueError(f"not an IPv4 address: {dotted!r}")
+    return bytes(int(p) for p in parts)
 
 
 def internet_checksum(data: bytes) -> int:
