@@ -45,7 +45,7 @@ import time
 
 __all__ = ["Raised", "LocalKernel", "hidden_check", "use", "serving", "word", "password_like",
            "text_like", "ScriptedServer", "forward_to", "NOTEBOOK_SEED", "damaged_reply_plan",
-           "many_at_once"]
+           "many_at_once", "scratch_file"]
 
 NOTEBOOK_SEED = 2017       # the inputs a source notebook's own run uses
 
@@ -342,3 +342,26 @@ def damaged_reply_plan(rng: random.Random, n: int) -> list[list[tuple[int, int]]
             byte = -rng.randrange(1, 41)
         plan.append([(byte, rng.randrange(8))])
     return plan
+
+
+# -- a file for the student's code to read (lab 7) ------------------------------
+
+@contextlib.contextmanager
+def scratch_file(kernel, data: bytes, name: str = "capture.pcap"):
+    """Write *data* (made in the grader, for this run) to a new file in the
+    kernel's own scratch space (its ``/tmp`` in the sandbox); yield the path
+    as the kernel sees it; remove the file at the end.  The kernel may
+    change the file: what it answers is compared with what the grader knows
+    about the bytes it wrote."""
+    import base64
+    encoded = base64.b64encode(data).decode("ascii")
+    kernel.exec("import base64 as __mk_b64, os as __mk_os, tempfile as __mk_tf\n"
+                f"__mk_file = __mk_os.path.join(__mk_tf.mkdtemp(prefix='mailkit-'), {name!r})\n"
+                "with open(__mk_file, 'wb') as __mk_f:\n"
+                f"    __mk_f.write(__mk_b64.b64decode({encoded!r}))")
+    path = kernel.eval("__mk_file")
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(Raised):
+            kernel.exec(f"__mk_os.remove({path!r}); __mk_os.rmdir(__mk_os.path.dirname({path!r}))")

@@ -22,15 +22,17 @@ nobody listens on and gets a RST (RFC 9293 section 3.10.7.1: ``<SEQ=0>
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
 import tempfile
 from dataclasses import dataclass
 
 from mailkit import pcap
 from mailkit.protocol import make_frame
 
-__all__ = ["Truth", "made_up_capture", "write_capture", "capture_bytes", "example_capture", "EXAMPLE_SEED"]
+__all__ = ["Truth", "made_up_capture", "write_capture", "capture_bytes", "same", "example_capture", "EXAMPLE_SEED"]
 
 EXAMPLE_SEED = 7            # the capture of lab 7's visible checks
 HOST = "127.0.0.1"
@@ -111,6 +113,8 @@ def made_up_capture(rng: random.Random, *, closes_first: str | None = None,
     while refused_port == server_port:
         refused_port = rng.randint(1024, 65000)
     lonely = _Side(rng.randint(32768, 60999), rng.randrange(2**32))
+    while lonely.port == client.port:
+        lonely.port = rng.randint(32768, 60999)
     refused_isn = lonely.next
     closed = _Side(refused_port, 0)
 
@@ -169,11 +173,28 @@ def capture_bytes(rng: random.Random, **choices) -> tuple[bytes, Truth]:
     return pcap.pcap_bytes(frames), truth
 
 
+def same(answer, expected) -> bool:
+    """Whether a student's *answer* (back from the kernel as plain data) is
+    *expected*: a tuple may come back as a list; a bool is not a number."""
+    if isinstance(expected, tuple):
+        return (isinstance(answer, (tuple, list)) and len(answer) == len(expected)
+                and all(same(a, e) for a, e in zip(answer, expected)))
+    return type(answer) is type(expected) and answer == expected
+
+
 def example_capture(path=None) -> str:
-    """Lab 7's example capture (the same on every run), written to *path*
-    (a new temporary file if None); returns the path."""
+    """Lab 7's example capture (the same on every run), written to *path*,
+    or, if None, to one temporary file per process, removed when the
+    process exits; returns the path."""
     if path is None:
-        folder = tempfile.mkdtemp(prefix="lab07-")
-        path = os.path.join(folder, "example.pcap")
+        global _example
+        if _example is None:
+            folder = tempfile.mkdtemp(prefix="mailkit-lab07-")
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            _example = os.path.join(folder, "example.pcap")
+        path = _example
     write_capture(path, random.Random(EXAMPLE_SEED), closes_first="client", refused_first=False)
     return str(path)
+
+
+_example: str | None = None     # this process's example file

@@ -1,0 +1,145 @@
+"""Labs 6 and 7: wrong solutions, each graded below full with the check
+that catches it named, and solutions that call mailkit's own
+implementation of what the lab asks, flagged.
+
+(test_labs.py grades every lab's student version and its pasted-back
+solution, and runs every hidden check for 20 drawn inputs: labs 6 and 7
+are among them.)
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from mailkit.labs import grade, release
+from mailkit.labs.notebook import is_solution, solution_name
+from test_labs import LABS, TIMEOUT_S, _wrong, needs_sandbox, paste_solutions
+
+L6, L7 = "06-silence", "07-read-a-capture"
+
+# The example capture's answers (mailkit.labs.tcp_captures.EXAMPLE_SEED), as a hard-coding student copies them.
+HARD_CODED_7 = {
+    "initial_sequence_numbers": "def initial_sequence_numbers(path):\n    return 404285457, 2503055453\n",
+    "request_segments": "def request_segments(path):\n    return 3\n",
+    "closed_first": "def closed_first(path):\n    return 'client'\n",
+    "refused_connection": "def refused_connection(path):\n    return 54964, 2051011345\n",
+    "announced_mss": "def announced_mss(path):\n    return 1200, 1024\n",
+}
+
+# (lab, what is wrong, {solution cell: code}, a check that must fail)
+WRONG_67 = [
+    (L6, "no timeout: waits for a reply that never comes (the link resets after its hold)",
+     _wrong(L6, "attempt", ("socket.create_connection(address, timeout=timeout)", "socket.create_connection(address)"),
+            ("            sock.settimeout(left)\n", "            sock.settimeout(None)\n")),
+     "lost-requests"),
+    (L6, "a fixed timeout of 1 s, too long for the check's time budget",
+     _wrong(L6, "attempt", ("deadline = time.monotonic() + timeout", "deadline = time.monotonic() + 1.0"),
+            ("socket.create_connection(address, timeout=timeout)", "socket.create_connection(address, timeout=1.0)")),
+     "lost-requests"),
+    (L6, "the sequence number never advances",
+     _wrong(L6, "TimedSender", ("        self.seq = 1 - self.seq\n", "")), "lost-requests"),
+    (L6, "keeps its number after GaveUp",
+     _wrong(L6, "TimedSender", ("        self.seq = None             # carried out or not?",
+                                "        pass                        # carried out or not?")),
+     "gave-up"),
+    (L6, "gives up at the first silence (no resend after a timeout)",
+     _wrong(L6, "TimedSender", ("            except OSError:         # silence (TimeoutError), a reset, a refused connection\n"
+                                "                continue\n",
+                                "            except TimeoutError:    # silence: lost, stop\n"
+                                "                break\n"
+                                "            except OSError:\n"
+                                "                continue\n")),
+     "lost-requests"),
+    (L6, "a SYN before each resend: the receiver forgets, a lost reply's mail arrives twice",
+     _wrong(L6, "TimedSender", ("            except OSError:         # silence (TimeoutError), a reset, a refused connection\n"
+                                "                continue\n",
+                                "            except OSError:\n"
+                                "                if prefix != lab.SYN_REPLY:\n"
+                                "                    self.until(lab.syn(request[2:12]), lab.SYN_REPLY)   # start again at 0\n"
+                                "                continue\n")),
+     "lost-replies"),
+    (L7, "ISN + 1 (reads the SYN-ACK's acknowledgement number)",
+     _wrong(L7, "initial_sequence_numbers", ("return syn.seq, syn_ack.seq", "return syn_ack.ack, syn_ack.seq")),
+     "isns-per-run"),
+    (L7, "takes the first SYN, the refused one when it comes first",
+     _wrong(L7, "initial_sequence_numbers", ("s.has(SYN) and not s.has(ACK) and s.sport == syn_ack.dport",
+                                             "s.has(SYN) and not s.has(ACK)")),
+     "isns-per-run"),
+    (L7, "counts pure ACKs as data segments",
+     _wrong(L7, "request_segments", ("and s.length > 0", "and s.has(ACK)")), "segments-per-run"),
+    (L7, "counts the SYN as a data segment",
+     _wrong(L7, "request_segments", ("and s.length > 0", "and (s.length > 0 or s.has(SYN))")), "segments-per-run"),
+    (L7, "the client always closes first",
+     _wrong(L7, "closed_first", ('return "client" if fin.sport == syn_ack.dport else "server"', 'return "client"')),
+     "closed-first-per-run"),
+    (L7, "the RST's direction confused: its destination port, its ack",
+     _wrong(L7, "refused_connection", ("return syn.dport, syn.seq", "return rst.dport, rst.ack")),
+     "refused-per-run"),
+    (L7, "the MSS the wrong way round",
+     _wrong(L7, "announced_mss", ('return dict(syn.options)["MSS"], dict(syn_ack.options)["MSS"]',
+                                  'return dict(syn_ack.options)["MSS"], dict(syn.options)["MSS"]')),
+     "mss-per-run"),
+    (L7, "the example's answers, hard-coded", HARD_CODED_7, "isns-per-run"),
+]
+
+# Solutions that call mailkit's own implementation: flagged (name in the flag).
+KIT_67 = [
+    (L6, {"attempt": "def attempt(address, request, timeout):\n"
+                     "    return lab.exchange(*address, request, timeout=timeout)\n"}, "exchange"),
+    (L7, {"closed_first": "def closed_first(path):\n"
+                          "    from mailkit.pcap import conversations\n"
+                          "    return next(c for c in conversations(read_segments(path)) if not c.refused).first_fin\n"},
+     "conversations"),
+]
+
+
+@pytest.fixture(scope="module")
+def wrong_gradebook(tmp_path_factory):
+    released = tmp_path_factory.mktemp("release")
+    labs = sorted({lab for lab, *_ in WRONG_67 + KIT_67})
+    release([LABS / f"{lab}.ipynb" for lab in labs], released, check=False)
+    subs = tmp_path_factory.mktemp("wrong67")
+    entries = WRONG_67 + [(lab, "kit", code, "") for lab, code, _ in KIT_67]
+    for i, (lab_id, _, code, _) in enumerate(entries):
+        nb = paste_solutions(nbformat.read(released / f"{lab_id}.ipynb", as_version=4),
+                             nbformat.read(LABS / f"{lab_id}.ipynb", as_version=4))
+        for cell in nb.cells:
+            if is_solution(cell) and solution_name(cell) in code:
+                cell.source = code[solution_name(cell)]
+        (subs / f"s{i:02d}").mkdir()
+        nbformat.write(nb, subs / f"s{i:02d}" / f"{lab_id}.ipynb")
+    return grade(subs, LABS, jobs=2, cell_timeout=TIMEOUT_S, progress=False)
+
+
+@pytest.mark.slow
+@needs_sandbox
+@pytest.mark.parametrize("index", range(len(WRONG_67)), ids=[f"{lab}: {what}" for lab, what, _, _ in WRONG_67])
+def test_a_wrong_solution_is_graded_below_full(wrong_gradebook, index):
+    lab_id, what, _, catcher = WRONG_67[index]
+    result = wrong_gradebook.result(f"s{index:02d}", lab_id)
+    assert result.problem == "" and result.notes == [], (what, result.notes)
+    failed = [c.name for c in result.checks if not c.passed]
+    assert catcher in failed, (what, failed)
+    assert result.points < result.max_points
+
+
+@pytest.mark.slow
+@needs_sandbox
+def test_hard_coded_answers_earn_the_visible_points_only(wrong_gradebook):
+    index = next(i for i, w in enumerate(WRONG_67) if w[1] == "the example's answers, hard-coded")
+    result = wrong_gradebook.result(f"s{index:02d}", L7)
+    assert [c.name for c in result.checks if c.passed] == [c.name for c in result.checks if not c.hidden]
+    assert result.points == sum(c.max_points for c in result.checks if not c.hidden)
+
+
+@pytest.mark.slow
+@needs_sandbox
+@pytest.mark.parametrize("index", range(len(KIT_67)), ids=[lab for lab, _, _ in KIT_67])
+def test_calling_mailkits_own_implementation_is_flagged(wrong_gradebook, index):
+    lab_id, _, name = KIT_67[index]
+    result = wrong_gradebook.result(f"s{len(WRONG_67) + index:02d}", lab_id)
+    assert any(f"uses mailkit's {name}" in flag for flag in result.flags), result.flags
+    assert result.points == result.max_points          # it works: flagged for a person to look at
+    for i, (lab, *_) in enumerate(WRONG_67):
+        assert wrong_gradebook.result(f"s{i:02d}", lab).flags == []
