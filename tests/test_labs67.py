@@ -29,7 +29,7 @@ HARD_CODED_7 = {
 
 # (lab, what is wrong, {solution cell: code}, a check that must fail)
 WRONG_67 = [
-    (L6, "no timeout: waits for a reply that never comes (the link resets after its hold)",
+    (L6, "no timeout: waits for a reply that never comes (until the link lets go after its hold)",
      _wrong(L6, "attempt", ("socket.create_connection(address, timeout=timeout)", "socket.create_connection(address)"),
             ("            sock.settimeout(left)\n", "            sock.settimeout(None)\n")),
      "lost-requests"),
