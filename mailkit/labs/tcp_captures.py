@@ -22,10 +22,9 @@ nobody listens on and gets a RST (RFC 9293 section 3.10.7.1: ``<SEQ=0>
 
 from __future__ import annotations
 
-import atexit
 import os
 import random
-import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 
@@ -184,17 +183,29 @@ def same(answer, expected) -> bool:
 
 def example_capture(path=None) -> str:
     """Lab 7's example capture (the same on every run), written to *path*,
-    or, if None, to one temporary file per process, removed when the
-    process exits; returns the path."""
+    or, if None, to ``mailkit-lab07-<uid>/example.pcap`` in the temporary
+    folder (one folder per user, only theirs, written again on each call:
+    a kernel that is killed leaves nothing new behind); returns the path."""
     if path is None:
-        global _example
-        if _example is None:
-            folder = tempfile.mkdtemp(prefix="mailkit-lab07-")
-            atexit.register(shutil.rmtree, folder, ignore_errors=True)
-            _example = os.path.join(folder, "example.pcap")
-        path = _example
-    write_capture(path, random.Random(EXAMPLE_SEED), closes_first="client", refused_first=False)
+        path = os.path.join(_own_folder(), "example.pcap")
+    data, _ = capture_bytes(random.Random(EXAMPLE_SEED), closes_first="client", refused_first=False)
+    fd, part = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".part")
+    with os.fdopen(fd, "wb") as f:          # then renamed: a reader never sees half a file
+        f.write(data)
+    os.replace(part, path)
     return str(path)
 
 
-_example: str | None = None     # this process's example file
+def _own_folder() -> str:
+    """This user's folder for the example: created 0700 if missing; if the
+    name is taken by anything but our own private folder (a file, a link,
+    someone else's), a fresh temporary folder instead."""
+    folder = os.path.join(tempfile.gettempdir(), f"mailkit-lab07-{os.getuid()}")
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return tempfile.mkdtemp(prefix="mailkit-lab07-")
+    return folder
