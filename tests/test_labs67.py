@@ -27,6 +27,25 @@ HARD_CODED_7 = {
     "announced_mss": "def announced_mss(path):\n    return 1200, 1024\n",
 }
 
+# Lab 6, hostile: the kernel shares the run's loopback with the grader's
+# receiver; it finds it (the port that answers a SYN, other than the link's)
+# and sends there, where nothing is lost.  The mail arrives once, in order,
+# in time: only the count of what crossed the link gives it away.
+BYPASS = """        for other in range(1024, 65536):
+            if other == port:
+                continue
+            try:
+                with socket.create_connection((host, other), timeout=0.05) as probe:
+                    probe.settimeout(0.2)
+                    probe.sendall(lab.syn("0000000000"))
+                    probe.shutdown(socket.SHUT_WR)
+                    if probe.recv(100) == lab.SYN_REPLY:
+                        self.address = (host, other)
+                        break
+            except OSError:
+                continue
+"""
+
 # (lab, what is wrong, {solution cell: code}, a check that must fail)
 WRONG_67 = [
     (L6, "no timeout: waits for a reply that never comes (until the link lets go after its hold)",
@@ -50,6 +69,10 @@ WRONG_67 = [
                                 "                break\n"
                                 "            except OSError:\n"
                                 "                continue\n")),
+     "lost-requests"),
+    (L6, "hostile: finds the receiver by a port scan and sends there, past the lossy link",
+     _wrong(L6, "TimedSender", ("        self.address = (host, port)\n",
+                                "        self.address = (host, port)\n" + BYPASS)),
      "lost-requests"),
     (L6, "a SYN before each resend: the receiver forgets, a lost reply's mail arrives twice",
      _wrong(L6, "TimedSender", ("            except OSError:         # silence (TimeoutError), a reset, a refused connection\n"
