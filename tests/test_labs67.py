@@ -166,3 +166,58 @@ def test_calling_mailkits_own_implementation_is_flagged(wrong_gradebook, index):
     assert result.points == result.max_points          # it works: flagged for a person to look at
     for i, (lab, *_) in enumerate(WRONG_67):
         assert wrong_gradebook.result(f"s{i:02d}", lab).flags == []
+
+
+# -- lab 6's bench, without a kernel --------------------------------------------
+
+def _lab6_namespace(code: dict | None = None) -> dict:
+    """Lab 6's setup and solution cells (with *code* in place of some) run here."""
+    from mailkit.labs import load_lab
+    from mailkit.labs.notebook import is_check
+    lab = load_lab(LABS / f"{L6}.ipynb")
+    namespace: dict = {}
+    for cell in lab.nb.cells:
+        if cell.cell_type == "code" and not is_check(cell):
+            source = (code or {}).get(solution_name(cell), cell.source) if is_solution(cell) else cell.source
+            exec(compile(source, L6, "exec"), namespace)
+    return namespace
+
+
+def test_the_bench_loses_silently_as_planned():
+    """LOSE_REQUEST: nothing stored, the client hears nothing (no reply, no
+    close) within its timeout; LOSE_REPLY: the mail is stored, the client
+    hears nothing; delay(s): the reply comes, late, and the link says so."""
+    import socket as sk
+    from mailkit.labs.silence import LOSE_REPLY, LOSE_REQUEST, SilentBench, delay
+    from mailkit.labs.support import add_seq, syn
+    ns = _lab6_namespace()
+    with SilentBench(hold=60) as bench:         # silent until the bench stops: the client's timer fires first
+        frame = bench.frame("one")
+        assert ns["attempt"](bench.address, syn(frame[:10]), 5.0).startswith(b"S/OK")
+        bench.plan(LOSE_REQUEST, LOSE_REPLY, delay(0.3))
+        for expected_inbox in ([], ["one"]):
+            with pytest.raises(sk.timeout):
+                ns["attempt"](bench.address, add_seq(0, frame), 0.3)
+            assert bench.inbox() == expected_inbox
+        assert ns["attempt"](bench.address, add_seq(0, frame), 5.0) == b"0/OK: Email Sent"
+        assert bench.inbox() == ["one"]                    # the resend was recognised
+        events = bench.link.events
+        assert [(e.lost_request, e.lost_reply) for e in events] == [(False, False), (True, False), (False, True),
+                                                                    (False, False)]
+        assert events[-1].delay == 0.3
+        assert bench.sequence_numbers() == ["S", 0, 0, 0] and bench.numbering() == ["S", 0]
+        assert bench.through_the_link()
+
+
+def test_a_sender_that_goes_past_the_link_is_seen():
+    from mailkit.labs.silence import LOSE_REQUEST, SilentBench
+    honest = _lab6_namespace()
+    hostile = _lab6_namespace(next(w for w in WRONG_67 if w[1].startswith("hostile"))[2])
+    for namespace, through in ((honest, True), (hostile, False)):
+        with SilentBench() as bench:
+            sender = namespace["TimedSender"](*bench.address, timeout=0.2)
+            sender.send(bench.frame("a"))
+            bench.plan(LOSE_REQUEST)
+            sender.send(bench.frame("b"))
+            assert bench.inbox() == ["a", "b"]
+            assert bench.through_the_link() is through
