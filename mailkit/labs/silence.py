@@ -17,7 +17,8 @@ fates a check plans, one per connection, in order:
 * ``PASS``: nothing happens to it.
 
 The :class:`Receiver` speaks lab 5's wire format (``SEQ/`` before a frame,
-a SYN that starts a session's numbering at 0, :mod:`mailkit.labs.support`)
+a SYN that starts a session's numbering at 0, replies with their own
+``SEQ/`` and checksum: :mod:`mailkit.labs.support`)
 and carries each sequence number out once per session.  What a check
 judges is the server's store (bob's inbox: each mail once, in order) and
 the link's record of what crossed it.
@@ -30,7 +31,7 @@ import threading
 from mailkit import MailClient, MailServer, NoisyLink
 from mailkit import protocol as P
 
-from .support import CHEAP_SCRYPT_N, SYN_REPLY, USERS, run_handler, split_seq
+from .support import CHEAP_SCRYPT_N, SYN_REPLY, USERS, run_handler, seq_reply, split_seq
 
 __all__ = ["PASS", "LOSE_REQUEST", "LOSE_REPLY", "delay", "Receiver", "SilentBench", "HOLD_S"]
 
@@ -95,7 +96,7 @@ class Receiver:
             if seq != self.expected.get(session, 0) and session in self.last_reply:
                 return self.last_reply[session]
             self.carried_out += 1
-            reply = f"{seq}/".encode() + self.respond(frame)
+            reply = seq_reply(seq, self.respond(frame))
             self.expected[session] = 1 - seq
             self.last_reply[session] = reply
             return reply
