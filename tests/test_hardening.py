@@ -53,10 +53,12 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.mark.slow
 def test_100_silent_and_trickling_clients_do_not_stop_a_normal_client():
     """50 connections send nothing and 50 send one byte a second: a normal
-    client is served within a second all along, and they hold no threads;
-    the silent ones are closed after the idle timeout, the trickling ones at
-    the request deadline."""
-    idle, deadline = 1.5, 4.0
+    client is served all along, long before any of them is closed (a server
+    that waited on them would answer only after the idle timeout), and they
+    hold no threads; the silent ones are closed after the idle timeout, the
+    trickling ones at the request deadline.  The bounds separate "at once"
+    from "after the idle timeout" by seconds, not a speed figure."""
+    idle, deadline = 6.0, 8.0
     # 100 from one address: more than a class server lets one address open
     # (32: see test_class_server.py), so this one allows 128.
     with MailServer(USERS, scrypt_n=CHEAP_SCRYPT_N, idle_timeout=idle,
@@ -90,20 +92,20 @@ def test_100_silent_and_trickling_clients_do_not_stop_a_normal_client():
         try:
             # A normal client, again and again while the 100 are connected.
             took = []
-            for i in range(6):
+            for i in range(4):
                 t0 = time.monotonic()
                 assert client.send("bob", f"while 100 wait {i}", "hello") == REPLIES.EMAIL_SENT
                 assert client.count() >= 0
                 took.append(time.monotonic() - t0)
                 time.sleep(0.4)
-            assert max(took) < 1.0, f"a normal client waited {max(took):.2f} s"
+            assert max(took) < idle / 2, f"a normal client waited {max(took):.2f} s"
             # A waiting connection costs the event loop a selector entry, not a
             # thread: the loop plus a few workers, however many wait.
             assert server.threads <= 8, f"{server.threads} threads for 100 waiting connections"
             fresh = MailClient(*address, timeout=10)           # a login too
             t0 = time.monotonic()
             fresh.login("bob", USERS["bob"])
-            assert time.monotonic() - t0 < 1.0
+            assert time.monotonic() - t0 < idle / 2
 
             # The silent ones are closed, with no reply, after the idle timeout.
             for sock in silent:

@@ -271,7 +271,9 @@ def test_noisy_link_delivers_every_mail():
 
 
 def test_link_passes_the_half_close_on():
-    with MailServer(users=USERS, idle_timeout=1.0) as server, NoisyLink(server.address) as link:
+    # The server waits 20 s for more bytes from a client that has not
+    # half-closed: a KO well before that can only come from the half-close.
+    with MailServer(users=USERS, idle_timeout=20.0) as server, NoisyLink(server.address) as link:
         alice = MailClient(*link.address)
         alice.login("alice", USERS["alice"])
         sharp = len(P.make_frame(alice.session_id, "count")) - 41     # where the '#' is
@@ -280,7 +282,7 @@ def test_link_passes_the_half_close_on():
         damaged = alice.transcript[-2]
         assert damaged.outcome == "KO"
         # mailkit's client half-closed: the server need not wait for more bytes
-        assert damaged.duration < 0.5, f"KO took {damaged.duration:.2f} s (the server's idle timeout)"
+        assert damaged.duration < 10, f"KO took {damaged.duration:.2f} s (the server's idle timeout)"
 
 
 def _ask_2017(address, payload: bytes) -> bytes:
