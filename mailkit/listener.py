@@ -203,6 +203,9 @@ class EventLoop:
             self.sel.close()
             raise
         self._calls: collections.deque = collections.deque()   # from other threads
+        self._calls_lock = threading.Lock()
+        self._wake_pending = False      # a wake-up byte is on its way: no need for another
+        self._closed = False            # run() has ended: call_soon() refuses
         self._stopping = False
         self.arriving: dict[socket.socket, _Arriving] = {}
         self._timers: list[tuple[float, int, _Arriving]] = []
@@ -213,10 +216,20 @@ class EventLoop:
 
     # -- for other threads ------------------------------------------------
 
-    def call_soon(self, fn, *args) -> None:
-        """Run ``fn(*args)`` in the loop thread (thread-safe)."""
-        self._calls.append((fn, args))
-        self._wake()
+    def call_soon(self, fn, *args) -> bool:
+        """Run ``fn(*args)`` in the loop thread (thread-safe); False if the
+        loop has ended and will not run it (the caller then does it itself).
+
+        Calls made while a wake-up is already on its way share it: the store's
+        writer hands over the replies of a whole group commit with one."""
+        with self._calls_lock:
+            if self._closed:
+                return False
+            self._calls.append((fn, args))
+            wake, self._wake_pending = not self._wake_pending, True
+        if wake:
+            self._wake()
+        return True
 
     def stop(self) -> None:
         """Ask the loop to end (thread-safe); it closes what is still arriving."""
@@ -265,6 +278,12 @@ class EventLoop:
                     self._accept_paused_until = None
                     sel.register(self.sock, selectors.EVENT_READ)
         finally:
+            with self._calls_lock:
+                self._closed = True     # call_soon() refuses from now on...
+            try:
+                self._run_calls()       # ...and what it accepted runs (a reply, say)
+            except OSError:
+                pass
             for conn in list(self.arriving):
                 self.listener.forget(conn, shutdown=True)
             self.arriving.clear()
@@ -273,6 +292,8 @@ class EventLoop:
 
     def close(self) -> None:
         """Close the selector and the wake-up sockets (run() does, when it ends)."""
+        with self._calls_lock:
+            self._closed = True
         self.sel.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -283,6 +304,11 @@ class EventLoop:
                 pass
         except BlockingIOError:
             pass
+        # After the wake-up bytes are read, before the calls are: a call
+        # queued from now on sends a new wake-up, and one queued before is
+        # run below.
+        with self._calls_lock:
+            self._wake_pending = False
         while self._calls:
             fn, args = self._calls.popleft()
             self.guarded(fn, *args)
@@ -679,10 +705,16 @@ class Listener:
         is dispatched with ``received.again`` set, and a connection that
         closes or stays silent is closed without a reply."""
         loop = self._loop
-        if loop is None:
-            self.forget(conn)
-            return
-        loop.call_soon(self._read_again, conn, peer, time.monotonic() + within)
+        if loop is None or not loop.call_soon(self._read_again, conn, peer, time.monotonic() + within):
+            self.forget(conn)       # stopped (or stopping): no resend will be read
+
+    def call_in_loop(self, fn, *args) -> None:
+        """Run ``fn(*args)`` in the event-loop thread (thread-safe), or at once
+        in this thread if the loop has stopped.  Calls from one thread in a
+        row share one wake-up of the loop."""
+        loop = self._loop
+        if loop is None or not loop.call_soon(fn, *args):
+            fn(*args)
 
     def _read_again(self, conn, peer, deadline: float) -> None:
         self.slots.active(conn)         # waiting for a resend: idle again, may make room
@@ -731,7 +763,8 @@ def send_and_close(conn: socket.socket, data: bytes, *, drain: bool = False, clo
         # Most replies fit the socket's buffer: try without waiting first.  A
         # socket with a timeout polls before every send, and each poll hands
         # the GIL to another thread and back.
-        conn.setblocking(False)
+        if conn.gettimeout() != 0.0:    # the event loop's are already (a syscall saved)
+            conn.setblocking(False)
         try:
             sent = conn.send(data)
         except BlockingIOError:

@@ -155,8 +155,10 @@ class MailServer(Listener):
                 log.exception("%s request failed", format_peer(peer))
                 what, reply = "internal error", REPLIES.INTERNAL
         if isinstance(reply, Future):   # an email: reply once it is on disk
-            reply.add_done_callback(
-                lambda done: self._reply(conn, peer, received, what, _text(done, peer), started))
+            # The callback runs in the store's writer thread; the reply goes
+            # out from the event loop, so the writer only writes.
+            reply.add_done_callback(lambda done: self.call_in_loop(
+                self._reply, conn, peer, received, what, _text(done, peer), started))
         else:
             self._reply(conn, peer, received, what, reply, started)
         return HANDED_ON
