@@ -69,6 +69,10 @@ class MailServer(Listener):
     *limits* (a :class:`~mailkit.limits.ClassLimits`; the defaults for a
     class of 300 if not given) bounds connections per address and in all,
     and the default responder's password and session-id guessing.
+    *idle_timeout* is how long a request may pause between two pieces
+    before it counts as complete (or, if it cannot be, too slow);
+    *silent_timeout* how long a connection may stay silent before its first
+    byte (by default the idle timeout) before it is closed without a reply.
     ``start()`` returns once the server accepts connections (or raises why
     it cannot); ``stop()`` returns within a second and leaves no thread
     behind; both are safe to call twice, and a stopped server can be started
@@ -92,10 +96,11 @@ class MailServer(Listener):
         idle_timeout: float | None = None,
         max_request_bytes: int = P.MAX_REQUEST_BYTES,
         limits: ClassLimits | None = None,
+        silent_timeout: float | None = None,
     ):
         self.limits = limits if limits is not None else ClassLimits(max_connections=self.MAX_CONNECTIONS)
         super().__init__(host, port, idle_timeout=idle_timeout, max_request_bytes=max_request_bytes,
-                         slots=self.limits.slots)
+                         slots=self.limits.slots, silent_timeout=silent_timeout)
         if store is None:
             store = getattr(responder, "store", None) or MailStore(db, scrypt_n=scrypt_n)
         self.store = store
