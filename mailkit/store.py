@@ -270,10 +270,11 @@ def _own_copy(exc: BaseException) -> BaseException:
 class _Delivery:
     """One message waiting for the commit that holds it."""
 
-    __slots__ = ("message", "params", "inserted", "error", "future", "size")
+    __slots__ = ("message", "params", "inserted", "error", "future", "size", "then")
 
-    def __init__(self, message: Message):
+    def __init__(self, message: Message, then=None):
         m = self.message = message
+        self.then = then
         self.size = _size(m.subject, m.body)
         # INSERT ... SELECT ?, ?, ?, ?, ? WHERE EXISTS (user ?): see _commit
         self.params = (m.recipient, m.sender, m.subject, m.body, m.sent_at, m.recipient)
@@ -536,14 +537,18 @@ class MailStore:
         module docstring)."""
         return self.submit(sender, recipient, subject, body).result()
 
-    def submit(self, sender: str, recipient: str, subject: str, body: str) -> Future:
+    def submit(self, sender: str, recipient: str, subject: str, body: str, *, then=None) -> Future:
         """Queue a message for the next group commit and return at once.
 
         The future's result is the :class:`Message` once its commit is on
         disk, or its exception is what kept the mail out (UnknownUser for no
-        such recipient).  Callbacks added to it run in the writer thread: they
+        such recipient).  With *then*, a function, the future's result is
+        ``then(outcome)`` instead, where *outcome* is that Message or
+        exception (if ``then`` raises, that is the future's exception): a
+        caller that turns the outcome into a reply needs no second future.
+        Callbacks added to it (and *then*) run in the writer thread: they
         must be quick and must not block."""
-        mine = _Delivery(Message(sender, recipient, subject, body, self._clock()))
+        mine = _Delivery(Message(sender, recipient, subject, body, self._clock()), then)
         with self._group:
             if self._closing or self._conn is None:
                 mine.future.set_exception(StoreError(f"the store {self.path!r} is closed"))
@@ -629,7 +634,14 @@ class MailStore:
                 continue
             outcome = d.outcome()
             if isinstance(outcome, Exception):
-                d.future.set_exception(_own_copy(outcome))   # each caller its own object
+                outcome = _own_copy(outcome)        # each caller its own object
+            if d.then is not None:
+                try:
+                    outcome = d.then(outcome)
+                except Exception as exc:  # noqa: BLE001 - the future's exception
+                    outcome = exc
+            if isinstance(outcome, Exception):
+                d.future.set_exception(outcome)
             else:
                 d.future.set_result(outcome)
 
