@@ -13,8 +13,9 @@ It is three parts put together, each of which can be read alone:
   ``respond(data, peer)``, passed as ``responder=``) turns it into a reply;
 * a :class:`~mailkit.store.MailStore` keeps the mail; its group commit shares
   one fsync between the mails that arrive together.  An email's reply is a
-  future that the store completes once the mail is on disk, and this server
-  sends it from the future's callback, so no thread waits per mail.
+  future that the store's writer completes once the mail is on disk; its
+  callback hands the reply to the event loop, which sends it, so no thread
+  waits per mail and the writer only writes.
 
 Which thread calls the responder: a worker, except for ``email`` frames with
 ``emails_in_loop=True`` (the default when the server makes its own
