@@ -802,8 +802,8 @@ def send_and_close(conn: socket.socket, data: bytes, *, drain: bool = False, clo
             conn.sendall(memoryview(data)[sent:])
         if not close:
             return
-        conn.shutdown(socket.SHUT_WR)
-        if drain:
+        if drain:           # (without it, close() below sends the FIN: no shutdown call)
+            conn.shutdown(socket.SHUT_WR)
             conn.settimeout(0.2)
             end = time.monotonic() + 1.0
             while time.monotonic() < end and conn.recv(65536):
