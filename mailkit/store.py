@@ -148,9 +148,6 @@ _SQLITE_FULL = 13
 # oldest limit of 999 values per statement).
 INSERT_ROWS = 199
 _INSERT_MANY: dict[int, str] = {}     # rows -> "INSERT ... VALUES (?, ...), ..."
-# A mailbox's usage: (messages, bytes of subjects and bodies in UTF-8).
-_USAGE_SQL = ("SELECT COUNT(*), COALESCE(SUM(length(CAST(subject AS BLOB)) + length(CAST(body AS BLOB))), 0) "
-              "FROM messages WHERE recipient = ?")
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS users (
@@ -329,9 +326,6 @@ class MailStore:
         self._dummy_hash = _dummy_hash(scrypt_n)
         self.quota_messages, self.quota_bytes = quota_messages, quota_bytes
         self._usage: dict[str, list[int]] = {}   # user -> [messages, bytes], under _lock
-        # user -> how many commits and deletes changed their mailbox, under
-        # _lock: usage read without the lock counts only if this did not move.
-        self._usage_gen: dict[str, int] = {}
         # Users known to exist (mailkit never deletes one), under _lock: their
         # mail needs no look-up of the user (see _commit).
         self._known_users: set[str] = set()
@@ -480,30 +474,7 @@ class MailStore:
             for sid in [sid for sid, (_, used) in self._sessions.items() if used < now - self.session_ttl]:
                 del self._sessions[sid]
             self._sessions.setdefault(session_id, [user, now])
-        self._load_usage(user)
         return session_id
-
-    def _load_usage(self, user: str) -> None:
-        """Count *user*'s mailbox for the quota now, on the read connection,
-        if it is not counted yet: a login pays for it (beside ~50 ms of
-        scrypt), not the first mail to *user*, which would scan the mailbox
-        while holding the write lock that every queued mail waits for."""
-        if self.quota_messages is None and self.quota_bytes is None:
-            return
-        try:
-            with self._lock:
-                if user in self._usage or self._conn is None:
-                    return
-                gen = self._usage_gen.get(user, 0)
-            row = self._read(_USAGE_SQL, (user,))[0]
-            with self._lock:
-                # Counted only if no commit or delete changed the mailbox
-                # since gen was read (the read began after that).
-                if user not in self._usage and self._usage_gen.get(user, 0) == gen:
-                    self._usage[user] = [row[0], row[1]]
-                    self._known_users.add(user)
-        except (sqlite3.Error, StoreError):
-            pass        # counted at the first mail to *user* instead
 
     def session_user(self, session_id: str) -> str:
         """The user of ``session_id``; each call restarts its idle timer (to within
@@ -740,8 +711,6 @@ class MailStore:
                     self._insert_many(batch, added)
                 self._run("COMMIT")
                 for user, (n, size) in added.items():
-                    if n:
-                        self._usage_gen[user] = self._usage_gen.get(user, 0) + 1
                     usage = self._usage.get(user)
                     if usage is not None:
                         usage[0] += n
@@ -816,7 +785,9 @@ class MailStore:
             return
         usage = self._usage.get(recipient)
         if usage is None:
-            row = self._run(_USAGE_SQL, (recipient,)).fetchone()
+            row = self._run(
+                "SELECT COUNT(*), COALESCE(SUM(length(CAST(subject AS BLOB)) + length(CAST(body AS BLOB))), 0) "
+                "FROM messages WHERE recipient = ?", (recipient,)).fetchone()
             if not row[0] and self._run("SELECT 1 FROM users WHERE name = ?", (recipient,)).fetchone() is None:
                 return                      # no such user: the INSERT says so
             usage = self._usage[recipient] = [row[0], row[1]]
@@ -836,7 +807,9 @@ class MailStore:
             usage = self._usage.get(user)
             if usage is not None:
                 return tuple(usage)
-            row = self._run(_USAGE_SQL, (user,)).fetchone()
+            row = self._run(
+                "SELECT COUNT(*), COALESCE(SUM(length(CAST(subject AS BLOB)) + length(CAST(body AS BLOB))), 0) "
+                "FROM messages WHERE recipient = ?", (user,)).fetchone()
         return row[0], row[1]
 
     def messages(self, recipient: str, sender: str | None = None, *,
@@ -882,7 +855,6 @@ class MailStore:
         """Delete ``recipient``'s messages with this sender and subject; return how many."""
         with self._lock:
             self._usage.pop(recipient, None)      # counted again at its next delivery
-            self._usage_gen[recipient] = self._usage_gen.get(recipient, 0) + 1
             return self._run(
                 "DELETE FROM messages WHERE recipient = ? AND sender = ? AND subject = ?",
                 (recipient, sender, subject)).rowcount

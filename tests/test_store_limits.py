@@ -139,29 +139,3 @@ def test_a_path_that_cannot_be_opened_is_named(tmp_path, kind):
         path.write_bytes(b"this is not SQLite " * 100)
     with pytest.raises(StoreOpenError, match="cannot open the mail database " + str(path)):
         MailStore(path)
-
-
-def test_a_login_counts_the_mailbox_so_the_first_mail_does_not(tmp_path):
-    """The quota's count of a mailbox is loaded when its owner logs in (on
-    the read connection, beside scrypt), not by the first mail to it under
-    the write lock; it counts the same, and mail after it keeps counting."""
-    path = tmp_path / "mail.db"
-
-    def size(*mails):
-        return sum(len(subject.encode()) + len(body.encode()) for subject, body in mails)
-
-    with MailStore(path, quota_messages=4, scrypt_n=16) as s:
-        s.add_user("alice", "pw")
-        for i in range(2):
-            s.deliver("alice", "alice", f"s{i}", "\u00e9")
-    old = [("s0", "\u00e9"), ("s1", "\u00e9")]
-    with MailStore(path, quota_messages=4, scrypt_n=16) as s:
-        s.create_session("alice")
-        s.deliver("alice", "alice", "third", "x")
-        assert s.usage("alice") == (3, size(*old, ("third", "x")))
-        s.deliver("alice", "alice", "fourth", "x")
-        with pytest.raises(MailboxFull, match="alice has 4 messages"):
-            s.deliver("alice", "alice", "fifth", "x")
-        s.delete("alice", "alice", "third")
-        s.create_session("alice")                     # counted again after a delete
-        assert s.usage("alice") == (3, size(*old, ("fourth", "x")))
