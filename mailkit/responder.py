@@ -15,8 +15,8 @@ any object with a ``respond(data, peer)`` method.
 One reply is not a string at once: an ``email`` is stored by the store's
 group commit, so its reply is a :class:`concurrent.futures.Future` that comes
 true once the mail is on disk.  :func:`reply_text` waits for it; the fast
-server instead sends the reply from the future's callback, so that no thread
-waits per mail.
+server instead hands the reply to its event loop from the future's callback,
+so that no thread waits per mail.
 """
 
 from __future__ import annotations
