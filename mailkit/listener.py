@@ -203,6 +203,9 @@ class EventLoop:
             self.sel.close()
             raise
         self._calls: collections.deque = collections.deque()   # from other threads
+        self._calls_lock = threading.Lock()
+        self._wake_pending = False      # a wake-up byte is on its way: no need for another
+        self._closed = False            # run() has ended: call_soon() refuses
         self._stopping = False
         self.arriving: dict[socket.socket, _Arriving] = {}
         self._timers: list[tuple[float, int, _Arriving]] = []
@@ -213,10 +216,20 @@ class EventLoop:
 
     # -- for other threads ------------------------------------------------
 
-    def call_soon(self, fn, *args) -> None:
-        """Run ``fn(*args)`` in the loop thread (thread-safe)."""
-        self._calls.append((fn, args))
-        self._wake()
+    def call_soon(self, fn, *args) -> bool:
+        """Run ``fn(*args)`` in the loop thread (thread-safe); False if the
+        loop has ended and will not run it (the caller then does it itself).
+
+        Calls made while a wake-up is already on its way share it: the store's
+        writer hands over the replies of a whole group commit with one."""
+        with self._calls_lock:
+            if self._closed:
+                return False
+            self._calls.append((fn, args))
+            wake, self._wake_pending = not self._wake_pending, True
+        if wake:
+            self._wake()
+        return True
 
     def stop(self) -> None:
         """Ask the loop to end (thread-safe); it closes what is still arriving."""
@@ -260,11 +273,17 @@ class EventLoop:
                     if a.wake_at > now:         # more came since: wait again
                         self.arm(a)
                     else:
-                        self.guarded(self.time_up, a)
+                        self.guarded(self.time_up, a, now)
                 if self._accept_paused_until is not None and now >= self._accept_paused_until:
                     self._accept_paused_until = None
                     sel.register(self.sock, selectors.EVENT_READ)
         finally:
+            with self._calls_lock:
+                self._closed = True     # call_soon() refuses from now on...
+            try:
+                self._run_calls()       # ...and what it accepted runs (a reply, say)
+            except OSError:
+                pass
             for conn in list(self.arriving):
                 self.listener.forget(conn, shutdown=True)
             self.arriving.clear()
@@ -273,6 +292,8 @@ class EventLoop:
 
     def close(self) -> None:
         """Close the selector and the wake-up sockets (run() does, when it ends)."""
+        with self._calls_lock:
+            self._closed = True
         self.sel.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -283,6 +304,11 @@ class EventLoop:
                 pass
         except BlockingIOError:
             pass
+        # After the wake-up bytes are read, before the calls are: a call
+        # queued from now on sends a new wake-up, and one queued before is
+        # run below.
+        with self._calls_lock:
+            self._wake_pending = False
         while self._calls:
             fn, args = self._calls.popleft()
             self.guarded(fn, *args)
@@ -356,6 +382,11 @@ class EventLoop:
             self.done_reading(a)
             self.listener.forget(a.conn)
             return
+        self.judge(a, chunk, now)
+
+    def judge(self, a: _Arriving, chunk: bytes | None, now: float) -> None:
+        """Feed *chunk* (None: nothing new) to the reader, then complete the
+        request or wait for more."""
         if chunk is not None:
             if chunk:
                 self.listener.slots.active(a.conn)
@@ -366,6 +397,8 @@ class EventLoop:
         patience = a.reader.patience()
         if patience <= 0:
             return self.complete(a, None)
+        if not len(a.reader) and not a.again:   # not a byte yet: the first may take longer
+            patience = self.listener.silent_timeout
         a.wake_at = min(now + patience, a.deadline)
         # Arm a timer if none is live, or if the wait got SHORTER than the
         # live one (a login is quiet after 50 ms, not after the 2 s idle wait).
@@ -379,7 +412,21 @@ class EventLoop:
         heapq.heappush(self._timers, (a.wake_at, next(self._order), a))
         a.armed_at = a.wake_at
 
-    def time_up(self, a: _Arriving) -> None:
+    def time_up(self, a: _Arriving, now: float) -> None:
+        # The loop runs its timers after the events of a select() round, so
+        # bytes may have come since: read them first.  Closing a socket with
+        # unread bytes in its receive buffer sends a reset, not our reply
+        # (RFC 1122, 4.2.2.13), and they may be just what makes it complete.
+        try:
+            chunk = a.conn.recv(65536)
+        except BlockingIOError:
+            chunk = None
+        except OSError:                     # reset by the peer
+            self.done_reading(a)
+            self.listener.forget(a.conn)
+            return
+        if chunk is not None:
+            return self.judge(a, chunk, now)
         if a.wake_at >= a.deadline and a.reader.patience() > 0:
             self.complete(a, TimeoutError("request took too long to arrive"))
         else:
@@ -394,7 +441,7 @@ class EventLoop:
         reader, a.reader = a.reader, None   # a heap entry must not keep the bytes alive
         self.done_reading(a)
         data = reader.data
-        if not data and (error is None or a.again):  # said nothing (more), or left
+        if not data and (error is None or a.again or isinstance(error, TimeoutError)):  # said nothing (more), or left
             self.listener.forget(a.conn)
             if not a.again:
                 self.listener.closed_silent(a.peer)
@@ -432,13 +479,20 @@ class Listener:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
                  idle_timeout: float | None = None, max_request_bytes: int = P.MAX_REQUEST_BYTES,
-                 raw_connections: bool = False, slots: ConnectionSlots | None = None):
+                 raw_connections: bool = False, slots: ConnectionSlots | None = None,
+                 silent_timeout: float | None = None):
         self.host, self.port = host, port
         # Open connections per address and in all (see mailkit.limits); by
         # default MAX_CONNECTIONS in all and no limit per address.
         self.slots = slots if slots is not None else ConnectionSlots(
             total=self.MAX_CONNECTIONS, per_address=self.MAX_CONNECTIONS)
         self.idle_timeout = self.IDLE_TIMEOUT_S if idle_timeout is None else idle_timeout
+        # How long a connection may stay silent before its first byte (the
+        # idle timeout unless told): a test that answers incomplete requests
+        # after a short idle timeout keeps a longer one here, so that a
+        # client thread that a loaded machine runs late is not taken for
+        # a silent one.
+        self.silent_timeout = self.idle_timeout if silent_timeout is None else silent_timeout
         self.max_request_bytes = max_request_bytes
         self.raw_connections = raw_connections
         self.workers = WorkerPool(linger=self.WORKER_LINGER_S)
@@ -679,10 +733,16 @@ class Listener:
         is dispatched with ``received.again`` set, and a connection that
         closes or stays silent is closed without a reply."""
         loop = self._loop
-        if loop is None:
-            self.forget(conn)
-            return
-        loop.call_soon(self._read_again, conn, peer, time.monotonic() + within)
+        if loop is None or not loop.call_soon(self._read_again, conn, peer, time.monotonic() + within):
+            self.forget(conn)       # stopped (or stopping): no resend will be read
+
+    def call_in_loop(self, fn, *args) -> None:
+        """Run ``fn(*args)`` in the event-loop thread (thread-safe), or at once
+        in this thread if the loop has stopped.  Calls from one thread in a
+        row share one wake-up of the loop."""
+        loop = self._loop
+        if loop is None or not loop.call_soon(fn, *args):
+            fn(*args)
 
     def _read_again(self, conn, peer, deadline: float) -> None:
         self.slots.active(conn)         # waiting for a resend: idle again, may make room
@@ -731,7 +791,8 @@ def send_and_close(conn: socket.socket, data: bytes, *, drain: bool = False, clo
         # Most replies fit the socket's buffer: try without waiting first.  A
         # socket with a timeout polls before every send, and each poll hands
         # the GIL to another thread and back.
-        conn.setblocking(False)
+        if conn.gettimeout() != 0.0:    # the event loop's are already (a syscall saved)
+            conn.setblocking(False)
         try:
             sent = conn.send(data)
         except BlockingIOError:
@@ -741,8 +802,8 @@ def send_and_close(conn: socket.socket, data: bytes, *, drain: bool = False, clo
             conn.sendall(memoryview(data)[sent:])
         if not close:
             return
-        conn.shutdown(socket.SHUT_WR)
-        if drain:
+        if drain:           # (without it, close() below sends the FIN: no shutdown call)
+            conn.shutdown(socket.SHUT_WR)
             conn.settimeout(0.2)
             end = time.monotonic() + 1.0
             while time.monotonic() < end and conn.recv(65536):

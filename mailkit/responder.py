@@ -15,8 +15,8 @@ any object with a ``respond(data, peer)`` method.
 One reply is not a string at once: an ``email`` is stored by the store's
 group commit, so its reply is a :class:`concurrent.futures.Future` that comes
 true once the mail is on disk.  :func:`reply_text` waits for it; the fast
-server instead sends the reply from the future's callback, so that no thread
-waits per mail.
+server instead hands the reply to its event loop from the future's callback,
+so that no thread waits per mail.
 """
 
 from __future__ import annotations
@@ -162,22 +162,16 @@ class MailResponder:
     def email(self, user: str, recipient: str, subject: str, body: str) -> "Future[str]":
         """Queue the mail for the store's group commit; the reply comes true
         once it is on disk (or says why it was not stored)."""
-        stored = self.store.submit(user, recipient, subject, body)
-        reply: Future = Future()
+        def reply(outcome) -> str:      # in the store's writer, once the commit is done
+            if isinstance(outcome, UnknownUser):   # a short reply: a 1 MB name is not echoed
+                return f"ERROR: unknown recipient {P.preview(recipient)}"
+            if isinstance(outcome, (MailboxFull, StorageFull)):   # not stored, and says why
+                return f"ERROR: {outcome}"
+            if isinstance(outcome, Exception):
+                raise outcome                  # not the client's fault: an internal error
+            return REPLIES.EMAIL_SENT
 
-        def on_disk(done: Future) -> None:
-            exc = done.exception()
-            if isinstance(exc, UnknownUser):   # a short reply: a 1 MB name is not echoed
-                reply.set_result(f"ERROR: unknown recipient {P.preview(recipient)}")
-            elif isinstance(exc, (MailboxFull, StorageFull)):   # not stored, and says why
-                reply.set_result(f"ERROR: {exc}")
-            elif exc is not None:
-                reply.set_exception(exc)       # not the client's fault: an internal error
-            else:
-                reply.set_result(REPLIES.EMAIL_SENT)
-
-        stored.add_done_callback(on_disk)
-        return reply
+        return self.store.submit(user, recipient, subject, body, then=reply)
 
     def getmsg(self, user: str, sender: str) -> str:
         if not self.store.has_user(sender):

@@ -13,8 +13,9 @@ It is three parts put together, each of which can be read alone:
   ``respond(data, peer)``, passed as ``responder=``) turns it into a reply;
 * a :class:`~mailkit.store.MailStore` keeps the mail; its group commit shares
   one fsync between the mails that arrive together.  An email's reply is a
-  future that the store completes once the mail is on disk, and this server
-  sends it from the future's callback, so no thread waits per mail.
+  future that the store's writer completes once the mail is on disk; its
+  callback hands the reply to the event loop, which sends it, so no thread
+  waits per mail and the writer only writes.
 
 Which thread calls the responder: a worker, except for ``email`` frames with
 ``emails_in_loop=True`` (the default when the server makes its own
@@ -69,6 +70,10 @@ class MailServer(Listener):
     *limits* (a :class:`~mailkit.limits.ClassLimits`; the defaults for a
     class of 300 if not given) bounds connections per address and in all,
     and the default responder's password and session-id guessing.
+    *idle_timeout* is how long a request may pause between two pieces
+    before it counts as complete (or, if it cannot be, too slow);
+    *silent_timeout* how long a connection may stay silent before its first
+    byte (by default the idle timeout) before it is closed without a reply.
     ``start()`` returns once the server accepts connections (or raises why
     it cannot); ``stop()`` returns within a second and leaves no thread
     behind; both are safe to call twice, and a stopped server can be started
@@ -92,10 +97,11 @@ class MailServer(Listener):
         idle_timeout: float | None = None,
         max_request_bytes: int = P.MAX_REQUEST_BYTES,
         limits: ClassLimits | None = None,
+        silent_timeout: float | None = None,
     ):
         self.limits = limits if limits is not None else ClassLimits(max_connections=self.MAX_CONNECTIONS)
         super().__init__(host, port, idle_timeout=idle_timeout, max_request_bytes=max_request_bytes,
-                         slots=self.limits.slots)
+                         slots=self.limits.slots, silent_timeout=silent_timeout)
         if store is None:
             store = getattr(responder, "store", None) or MailStore(db, scrypt_n=scrypt_n)
         self.store = store
@@ -155,8 +161,10 @@ class MailServer(Listener):
                 log.exception("%s request failed", format_peer(peer))
                 what, reply = "internal error", REPLIES.INTERNAL
         if isinstance(reply, Future):   # an email: reply once it is on disk
-            reply.add_done_callback(
-                lambda done: self._reply(conn, peer, received, what, _text(done, peer), started))
+            # The callback runs in the store's writer thread; the reply goes
+            # out from the event loop, so the writer only writes.
+            reply.add_done_callback(lambda done: self.call_in_loop(
+                self._reply, conn, peer, received, what, _text(done, peer), started))
         else:
             self._reply(conn, peer, received, what, reply, started)
         return HANDED_ON

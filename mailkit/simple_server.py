@@ -69,6 +69,8 @@ class _Connection(socketserver.BaseRequestHandler):
         deadline = time.monotonic() + within
         try:
             while (wait := reader.patience()) > 0:
+                if not len(reader) and not reader.closed and not resend:
+                    wait = mail.silent_timeout      # not a byte yet: the first may take longer
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError
@@ -118,9 +120,12 @@ class SimpleMailServer:
     def __init__(self, users: dict[str, str] | None = None, *, host: str = "127.0.0.1",
                  port: int = 0, db: str = ":memory:", store: MailStore | None = None,
                  responder=None, scrypt_n: int = SCRYPT_N, idle_timeout: float | None = None,
-                 max_request_bytes: int = P.MAX_REQUEST_BYTES, limits: ClassLimits | None = None):
+                 max_request_bytes: int = P.MAX_REQUEST_BYTES, limits: ClassLimits | None = None,
+                 silent_timeout: float | None = None):
         self.host, self.port = host, port
         self.idle_timeout = P.RequestReader.IDLE_TIMEOUT_S if idle_timeout is None else idle_timeout
+        # before the first byte (see MailServer)
+        self.silent_timeout = self.idle_timeout if silent_timeout is None else silent_timeout
         self.max_request_bytes = max_request_bytes
         self.store = store or getattr(responder, "store", None) or MailStore(db, scrypt_n=scrypt_n)
         for name, password in (users or {}).items():

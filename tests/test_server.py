@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import select
 import socket
 import threading
 import time
@@ -166,6 +167,56 @@ def test_bad_input_gets_its_reply_and_the_next_client_is_served(server, alice, n
         assert reply != "KO", "a bare KO is only for a checksum mismatch"
     # the server goes on serving everyone
     assert alice.send("bob", f"after {name}", "still here") == REPLIES.EMAIL_SENT
+
+
+def test_a_client_late_with_its_first_byte_is_served_within_the_silent_timeout(server_class):
+    """A short idle timeout answers an incomplete request soon; the first
+    byte may take longer (``silent_timeout``).  A client that a loaded
+    machine runs late between connect() and send() is served, not closed as
+    silent (its bytes then met a closed socket: a reset, test_fuzz's flake);
+    a connection that never sends is still closed without a reply."""
+    with server_class(users=USERS, idle_timeout=0.1, silent_timeout=10, scrypt_n=CHEAP_SCRYPT_N) as server:
+        with socket.create_connection(server.address, timeout=10) as late, \
+                socket.create_connection(server.address, timeout=20) as silent:
+            time.sleep(0.5)                     # late: five idle timeouts after connecting
+            late.sendall(make_handshake("alice", USERS["alice"]))
+            late.shutdown(socket.SHUT_WR)
+            reply = b"".join(iter(lambda: late.recv(1024), b""))
+            assert re.fullmatch(rb"OK:\d{10}", reply), reply
+            assert silent.recv(1024) == b""     # closed by the server, without a reply
+
+
+def test_bytes_that_came_just_before_a_timer_are_read_not_reset():
+    """Fast server's loop: it runs its timers after the events of a select()
+    round, so bytes can be waiting, unseen, when a connection's timer comes
+    due.  The timer reads them first; closing the socket on them would send
+    the client a reset instead of a reply (RFC 1122, 4.2.2.13)."""
+    from mailkit.listener import EventLoop, Listener, send_and_close
+
+    got = []
+
+    class Recording(Listener):              # never started: its loop is driven by hand
+        def dispatch(self, conn, peer, received):
+            got.append(received.data)
+            send_and_close(conn, b"OK: seen")
+            self.forget(conn)
+
+    listener = Recording(idle_timeout=0.1)
+    with socket.create_server(("127.0.0.1", 0)) as lsock:
+        loop = EventLoop(listener, lsock)
+        try:
+            with socket.create_connection(lsock.getsockname(), timeout=10) as client:
+                conn, peer = lsock.accept()
+                listener.admit(conn, peer)
+                loop.read(conn, peer, time.monotonic() + 10)      # nothing yet: it waits
+                (arriving,) = loop.arriving.values()
+                client.sendall(b"alice:wonderland\n")             # complete (a typed login)
+                assert wait_for(lambda: select.select([conn], [], [], 0)[0], 5)
+                loop.time_up(arriving, arriving.wake_at)            # its timer comes due now
+                assert got == [b"alice:wonderland\n"]
+                assert client.recv(1024) == b"OK: seen"
+        finally:
+            loop.close()
 
 
 def test_too_large_request_gets_a_clear_error_not_a_reset(server):

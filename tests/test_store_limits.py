@@ -139,3 +139,17 @@ def test_a_path_that_cannot_be_opened_is_named(tmp_path, kind):
         path.write_bytes(b"this is not SQLite " * 100)
     with pytest.raises(StoreOpenError, match="cannot open the mail database " + str(path)):
         MailStore(path)
+
+
+def test_a_mail_that_cannot_be_stored_fails_alone_and_the_rest_keep_their_order():
+    """Mails to known recipients go in with multi-row INSERTs; if one of
+    them cannot be stored (text SQLite cannot encode), only it fails and the
+    others are stored, in the order they were submitted."""
+    with MailStore(scrypt_n=16, quota_messages=None, quota_bytes=None) as s:
+        s.add_user("ann", "pw")
+        s.add_user("bob", "pw")
+        s.deliver("ann", "bob", "first", "x")          # bob is a known recipient from now on
+        futures = [s.submit("ann", "bob", f"m{i}", "bad \ud800" if i == 6 else "ok") for i in range(13)]
+        failed = [i for i, f in enumerate(futures) if f.exception(timeout=10) is not None]
+        assert failed == [6]
+        assert [m.subject for m in s.messages("bob")] == ["first"] + [f"m{i}" for i in range(13) if i != 6]
