@@ -39,7 +39,8 @@ def test_binds_loopback_on_a_free_port_by_default():
 
 def test_start_accepts_at_once_and_stop_leaves_no_thread():
     before = thread_names()
-    server = MailServer(users=USERS).start()
+    # The idle client would be let go after 30 s: stop() must not wait for it.
+    server = MailServer(users=USERS, idle_timeout=30.0).start()
     address = server.address
     idle = socket.create_connection(address)      # a client that never sends
     assert raw_request(address, b"alice:wonderland").startswith(b"OK:")
@@ -50,7 +51,7 @@ def test_start_accepts_at_once_and_stop_leaves_no_thread():
     server.stop()
     took = time.monotonic() - t0
     idle.close()
-    assert took < 1.0, f"stop() took {took:.2f} s with an idle client connected"
+    assert took < 15, f"stop() took {took:.2f} s: it waited for the idle client"
     assert thread_names() - before == set()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(address, timeout=1).close()
