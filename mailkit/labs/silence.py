@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import threading
 
-from mailkit import MailClient, MailServer, NoisyLink
+from mailkit import NoisyLink
 from mailkit import protocol as P
 
-from .support import CHEAP_SCRYPT_N, SYN_REPLY, USERS, run_handler, seq_reply, split_seq
+from .support import SYN_REPLY, USERS, Bench, seq_reply, split_seq
 
 __all__ = ["PASS", "LOSE_REQUEST", "LOSE_REPLY", "delay", "Receiver", "SilentBench", "HOLD_S"]
 
@@ -102,7 +102,7 @@ class Receiver:
             return reply
 
 
-class SilentBench:
+class SilentBench(Bench):
     """A mail server with :data:`~mailkit.labs.support.USERS`, the grader's
     :class:`Receiver` in front of it, and a :class:`~mailkit.noise.NoisyLink`
     in front of that::
@@ -120,34 +120,8 @@ class SilentBench:
     """
 
     def __init__(self, *, hold: float = HOLD_S):
-        self.server = MailServer(USERS, scrypt_n=CHEAP_SCRYPT_N)   # throwaway accounts
-        self.receiver = Receiver(self._respond)
-        self.front = None
-        self.link: NoisyLink | None = None
-        self._hold = hold
-        self._sessions: dict[str, str] = {}
-
-    def __enter__(self) -> "SilentBench":
-        try:
-            self.server.start()
-            self.front = run_handler(self.receiver).start()
-            self.link = NoisyLink(self.front.address, hold=self._hold).start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        for part in (self.link, self.front):
-            if part is not None:
-                part.stop()
-        self.server.close()
-
-    def _respond(self, frame: bytes) -> bytes:
-        return self.server.respond(frame)[1].encode("utf-8")
+        super().__init__(front=lambda respond: self.receiver, hold=hold)
+        self.receiver = Receiver(self.respond)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -159,11 +133,6 @@ class SilentBench:
         for fate in fates:
             _plan_next(self.link, fate)
         return self
-
-    def session(self, user: str = "alice") -> str:
-        if user not in self._sessions:
-            self._sessions[user] = MailClient(*self.server.address).login(user, USERS[user])
-        return self._sessions[user]
 
     def frame(self, subject: str, body: str = "hello", *, sender: str = "alice", to: str = "bob") -> bytes:
         """An ``email`` frame from *sender* to *to*."""
@@ -181,11 +150,6 @@ class SilentBench:
         forwarded = sum(1 for event in self.link.events if not event.lost_request)
         mails = sum(self.server.store.count(user) for user in USERS)
         return self.receiver.requests <= forwarded and mails == self.receiver.carried_out
-
-    @property
-    def connections(self) -> int:
-        """How many connections crossed the link."""
-        return len(self.link.events)
 
     def sequence_numbers(self) -> list:
         """The ``SEQ/`` of every request that crossed: 0, 1, "S" for a SYN."""

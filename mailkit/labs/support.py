@@ -194,15 +194,16 @@ class Bench:
     With *front* (a function ``front(respond) -> handler``, such as lab 5's
     ``Deduplicator``) the link leads to ``front(respond)`` served by
     :func:`run_handler`, where ``respond(frame) -> reply bytes`` is the mail
-    server's answer, instead of to the mail server itself.
+    server's answer, instead of to the mail server itself.  *hold*: how long
+    the link holds a connection whose request or reply it lost silently.
     """
 
-    def __init__(self, *, rate: float = 0.0, seed: int = 0, front=None):
+    def __init__(self, *, rate: float = 0.0, seed: int = 0, front=None, hold: float | None = None):
         self.server = MailServer(USERS, scrypt_n=CHEAP_SCRYPT_N)   # throwaway accounts
         self._front_factory = front
         self.front: _Serving | None = None
         self.link: NoisyLink | None = None
-        self._rate, self._seed = rate, seed
+        self._rate, self._seed, self._hold = rate, seed, hold
         self._sessions: dict[str, str] = {}
 
     def __enter__(self) -> "Bench":
@@ -212,7 +213,7 @@ class Bench:
             if self._front_factory is not None:
                 self.front = run_handler(self._front_factory(self.respond)).start()
                 target = self.front.address
-            self.link = NoisyLink(target, rate=self._rate, seed=self._seed).start()
+            self.link = NoisyLink(target, rate=self._rate, seed=self._seed, hold=self._hold).start()
         except BaseException:
             self.close()
             raise
