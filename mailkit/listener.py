@@ -51,6 +51,7 @@ __all__ = ["Listener", "EventLoop", "WorkerPool", "Received", "PortInUseError",
 log = logging.getLogger("mailkit.server")
 
 _EADDRINUSE = (98, 48, 10048)  # Linux, macOS, Windows
+_RESET = object()                # EventLoop.recv_now(): the peer reset the connection
 
 
 class PortInUseError(OSError):
@@ -374,15 +375,22 @@ class EventLoop:
         self.receive(a, now)        # most requests are there already: no wait
 
     def receive(self, a: _Arriving, now: float) -> None:
+        chunk = self.recv_now(a)
+        if chunk is not _RESET:
+            self.judge(a, chunk, now)
+
+    def recv_now(self, a: _Arriving):
+        """What came on *a*'s connection: bytes (``b""`` once the client has
+        half-closed), None if nothing yet, or ``_RESET`` if the peer reset it
+        (then the connection is forgotten)."""
         try:
-            chunk = a.conn.recv(65536)
+            return a.conn.recv(65536)
         except BlockingIOError:
-            chunk = None
+            return None
         except OSError:                     # reset by the peer
             self.done_reading(a)
             self.listener.forget(a.conn)
-            return
-        self.judge(a, chunk, now)
+            return _RESET
 
     def judge(self, a: _Arriving, chunk: bytes | None, now: float) -> None:
         """Feed *chunk* (None: nothing new) to the reader, then complete the
@@ -417,13 +425,8 @@ class EventLoop:
         # bytes may have come since: read them first.  Closing a socket with
         # unread bytes in its receive buffer sends a reset, not our reply
         # (RFC 1122, 4.2.2.13), and they may be just what makes it complete.
-        try:
-            chunk = a.conn.recv(65536)
-        except BlockingIOError:
-            chunk = None
-        except OSError:                     # reset by the peer
-            self.done_reading(a)
-            self.listener.forget(a.conn)
+        chunk = self.recv_now(a)
+        if chunk is _RESET:
             return
         if chunk is not None:
             return self.judge(a, chunk, now)
