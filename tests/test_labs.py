@@ -741,19 +741,26 @@ KIT = [
 ]
 
 
-@pytest.fixture(scope="module")
-def wrong_gradebook(released, tmp_path_factory):
-    subs = tmp_path_factory.mktemp("wrong")
-    for i, (lab_id, _, code, _) in enumerate(WRONG + [(lab, "kit", code, "") for lab, code, _ in KIT]):
-        nb = nbformat.read(released / f"{lab_id}.ipynb", as_version=4)
-        source = nbformat.read(LABS / f"{lab_id}.ipynb", as_version=4)
-        nb = paste_solutions(nb, source)
+def grade_variants(released: Path, entries, subs: Path):
+    """Grade one submission per entry ``(lab_id, what, code, ...)``: the
+    released lab with the source's solutions pasted back, then the cells
+    named in *code* (``{solution name: source}``) replaced.  Submission *i*
+    is student ``s{i:02d}``."""
+    for i, (lab_id, _, code, *_) in enumerate(entries):
+        nb = paste_solutions(nbformat.read(released / f"{lab_id}.ipynb", as_version=4),
+                             nbformat.read(LABS / f"{lab_id}.ipynb", as_version=4))
         for cell in nb.cells:
             if is_solution(cell) and solution_name(cell) in code:
                 cell.source = code[solution_name(cell)]
         (subs / f"s{i:02d}").mkdir()
         nbformat.write(nb, subs / f"s{i:02d}" / f"{lab_id}.ipynb")
     return grade(subs, LABS, jobs=2, cell_timeout=TIMEOUT_S, progress=False)
+
+
+@pytest.fixture(scope="module")
+def wrong_gradebook(released, tmp_path_factory):
+    entries = WRONG + [(lab, "kit", code, "") for lab, code, _ in KIT]
+    return grade_variants(released, entries, tmp_path_factory.mktemp("wrong"))
 
 
 @pytest.mark.slow

@@ -9,12 +9,11 @@ are among them.)
 
 from __future__ import annotations
 
-import nbformat
 import pytest
 
-from mailkit.labs import grade, release
+from mailkit.labs import release
 from mailkit.labs.notebook import is_solution, solution_name
-from test_labs import LABS, TIMEOUT_S, _wrong, needs_sandbox, paste_solutions
+from test_labs import LABS, _wrong, grade_variants, needs_sandbox
 
 L6, L7 = "06-silence", "07-read-a-capture"
 
@@ -122,17 +121,8 @@ def wrong_gradebook(tmp_path_factory):
     released = tmp_path_factory.mktemp("release")
     labs = sorted({lab for lab, *_ in WRONG_67 + KIT_67})
     release([LABS / f"{lab}.ipynb" for lab in labs], released, check=False)
-    subs = tmp_path_factory.mktemp("wrong67")
     entries = WRONG_67 + [(lab, "kit", code, "") for lab, code, _ in KIT_67]
-    for i, (lab_id, _, code, _) in enumerate(entries):
-        nb = paste_solutions(nbformat.read(released / f"{lab_id}.ipynb", as_version=4),
-                             nbformat.read(LABS / f"{lab_id}.ipynb", as_version=4))
-        for cell in nb.cells:
-            if is_solution(cell) and solution_name(cell) in code:
-                cell.source = code[solution_name(cell)]
-        (subs / f"s{i:02d}").mkdir()
-        nbformat.write(nb, subs / f"s{i:02d}" / f"{lab_id}.ipynb")
-    return grade(subs, LABS, jobs=2, cell_timeout=TIMEOUT_S, progress=False)
+    return grade_variants(released, entries, tmp_path_factory.mktemp("wrong67"))
 
 
 @pytest.mark.slow
