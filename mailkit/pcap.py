@@ -31,6 +31,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+# RFC 1071's sum: over a header whose checksum field is filled in correctly, it is 0.
+from .detect import internet_checksum
+
 __all__ = [
     "PCAP_MAGIC", "LINKTYPE_ETHERNET", "write_pcap", "pcap_bytes", "read_pcap", "read_segments", "Segment", "parse_frame", "tcp_frame",
     "mss_option",
@@ -258,18 +261,6 @@ def _address(dotted: str) -> bytes:
     if len(parts) != 4 or not all(p.isdigit() and int(p) <= 255 for p in parts):
         raise ValueError(f"not an IPv4 address: {dotted!r}")
     return bytes(int(p) for p in parts)
-
-
-def internet_checksum(data: bytes) -> int:
-    """The Internet checksum of RFC 1071: the one's complement of the one's
-    complement sum of 16-bit words.  Over a header whose checksum field is
-    filled in correctly, the result is 0."""
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def tcp_checksum_ok(segment: Segment) -> bool:
