@@ -146,9 +146,9 @@ def split_seq(request: bytes) -> tuple[int | str, bytes]:
     checksum again; for a :func:`syn`, ``("S", session_id)``.  Raises
     ``ValueError`` if the checksum does not match or there is no sequence
     number."""
-    content, sep, digest = request.rpartition(b"#")
-    if not sep or P.checksum(content).encode("ascii") != digest:
+    if not P.verifies(request):
         raise ValueError("checksum mismatch")
+    content = request[:-P.CHECKSUM_LEN - 1]
     seq, slash, inner = content.partition(b"/")
     if slash and seq == b"S":
         return "S", inner
@@ -170,9 +170,10 @@ def split_reply(data: bytes) -> tuple[int | str, bytes]:
     """Undo :func:`seq_reply`: return ``(seq, reply)`` (``seq`` is 0, 1 or
     ``"S"``).  Raises ``ValueError`` for anything else: a damaged reply (the
     checksum does not match), a bare ``KO``, no reply at all."""
-    content, sep, digest = bytes(data).rpartition(b"#")
-    if not sep or P.checksum(content).encode("ascii") != digest:
-        raise ValueError("checksum mismatch" if sep else f"not a sequenced reply: {bytes(data)[:16]!r}")
+    data = bytes(data)
+    if not P.verifies(data):
+        raise ValueError("checksum mismatch" if b"#" in data else f"not a sequenced reply: {data[:16]!r}")
+    content = data[:-P.CHECKSUM_LEN - 1]
     seq, slash, reply = content.partition(b"/")
     if not slash or seq not in (b"0", b"1", b"S"):
         raise ValueError(f"expected 0/, 1/ or S/ before the reply, got {content[:12]!r}")
