@@ -7,8 +7,8 @@ printed outputs always come from the committed capture, so they are the
 same on every run; only :func:`record_again` captures live, and what it
 prints does not depend on ports, sequence-number bases or timing.
 
-(When mailkit.course becomes a package, this module belongs in it; its
-questions are added to :data:`mailkit.course.QUIZZES` under ``"08"``.)
+(Its self-check questions are in :data:`mailkit.course.QUIZZES` under
+``"08"``, with the other notebooks' questions.)
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from pathlib import Path
 
 from . import capture as C
 from . import pcap
-from .course import QUIZZES, Question
 from .pictures import Ladder, Shown
 
 __all__ = [
@@ -166,13 +165,23 @@ class Text(Shown):
     text: str
 
 
+def _option_text(name: str, value) -> str:
+    """An option as Wireshark's Info column writes it: the window scale as
+    its multiplier (the option carries the shift count, RFC 7323 section 2.2)."""
+    if value is None:
+        return name
+    if name == "WS" and isinstance(value, int):
+        return f"WS={2 ** value} (shift {value})"
+    return f"{name}={value}"
+
+
 def handshake_view(conv: pcap.Conversation) -> Text:
     """The three segments of the handshake: absolute and relative numbers,
     and the options each side announced."""
     lines = []
     for row in conv.rows[:3]:
         s = row.segment
-        opts = ", ".join(name if value is None else f"{name}={value}" for name, value in s.options
+        opts = ", ".join(_option_text(name, value) for name, value in s.options
                          if name not in ("NOP", "TS"))
         if any(n == "TS" for n, _ in s.options):
             opts = f"{opts}, timestamps" if opts else "timestamps"
@@ -455,23 +464,3 @@ def record_button(capture: Capture):
             return data
 
     return RecordButton()
-
-
-# --------------------------------------------------------------------------
-# Self-check questions
-
-
-QUIZZES.setdefault("08", [
-    Question(("a",), "The side that sends the first FIN (the active close) waits in "
-             "TIME_WAIT; the other side's socket is gone as soon as its own FIN is "
-             "acknowledged. In a mailkit login that is the client; when a server's reply "
-             "overtakes the client's FIN, it is the server.",
-             "After the login in section 5, whose end of the connection was in TIME_WAIT, "
-             "and whose FIN came first?"),
-    Question((1,), "The SYN uses one sequence number: the server acknowledges ISN + 1, "
-             "relative 1, though no data byte has come yet.",
-             "How much sequence space does a SYN use?"),
-    Question(("b",), "A SYN to a port where nobody listens is answered at once by a RST "
-             "(RFC 9293 section 3.10.7.1): connect() raises ConnectionRefusedError.",
-             "Look at the last connection of the capture."),
-])

@@ -86,7 +86,15 @@ class Run:
         return self.sends - self.mails
 
     def __repr__(self) -> str:
-        name = "stop-and-wait" if self.window == 1 else f"{self.protocol.upper()}, window {self.window}"
+        return self.summary()
+
+    def summary(self, name: str | None = None) -> str:
+        """One line: *name* (by default the protocol and window; a window of
+        1 is stop-and-wait, and says so), then what the run did."""
+        if name is None:
+            name = f"{self.protocol.upper()}, window {self.window}"
+            if self.window == 1:
+                name += " (stop-and-wait)"
         return (f"{name}: {self.mails} mails in {self.time * 1000:.1f} virtual ms, "
                 f"{self.throughput:.1f} mails/s, U = {self.utilisation:.3f}; "
                 f"{self.sends} sends ({self.lost} lost, {self.timeouts} timeouts)")

@@ -408,7 +408,7 @@ def check_blind_flips(fn) -> Verdict:
 
 
 # --------------------------------------------------------------------------
-# 05 · the two ends of stop-and-wait (rdt2.2)
+# 05 · the two ends of stop-and-wait (rdt2.1)
 
 
 def check_receiver(fn) -> Verdict:
