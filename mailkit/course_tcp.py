@@ -32,6 +32,11 @@ __all__ = [
 
 CAPTURE_NAME = "captures/mailkit-exchange.pcap"      # relative to notebooks/
 
+# What the record button says without root or CAP_NET_RAW: in short lines, so that
+# an output area never has to break it (JupyterLab breaks a long line mid-word).
+NOT_ALLOWED = ("live capture is not allowed here: it needs Linux, and root or\n"
+               "CAP_NET_RAW. Everything above comes from the committed capture.")
+
 
 # --------------------------------------------------------------------------
 # The committed capture
@@ -410,8 +415,7 @@ def record_again(capture: Capture) -> Text:
     bytes each way, the same side closing first.  Segment sizes, ports,
     ISNs and times may differ, and are not compared."""
     if not C.can_capture():
-        return Text("live capture is not allowed here (it needs Linux and root or CAP_NET_RAW): "
-                    "everything above comes from the committed capture")
+        return Text(NOT_ALLOWED)
     fd, name = tempfile.mkstemp(suffix=".pcap")
     os.close(fd)
     try:
