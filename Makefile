@@ -41,10 +41,15 @@ test: $(VENV)/.installed
 # opens the course's home page, index.ipynb, which links to all of it.  The
 # labs' student versions are written to assignments/ the first time (labs/
 # holds the solutions).  Markdown files open rendered (jupyter/overrides.json).
+LAB_ENV = PATH="$(abspath $(VENV))/bin:$$PATH" MAILKIT_VENV_BIN="$(abspath $(VENV))/bin"
+LAB_TERMINAL = --ServerApp.terminado_settings="shell_command=$(CURDIR)/jupyter/course-shell"
+# Its terminals (File > New > Terminal) run jupyter/course-shell: the user's
+# shell with .venv/bin first on PATH, so the home page's
+# `python -m mailkit.labs check ...` runs there as shown.
 lab: $(VENV)/.installed assignments
 	@mkdir -p $(VENV)/share/jupyter/lab/settings
 	@cp jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
-	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) --notebook-dir=. $(LAB_ARGS) index.ipynb
+	$(LAB_ENV) $(VENV)/bin/jupyter lab $(ALLOW_ROOT) --notebook-dir=. $(LAB_TERMINAL) $(LAB_ARGS) index.ipynb
 
 # Student versions of the labs (no solutions, no hidden checks); in a student
 # repository, which has assignments/ and no labs/, there is nothing to do.
@@ -64,9 +69,12 @@ app: $(VENV)/.installed
 
 # After changing mailkit: re-run the course notebooks in place, so their saved
 # outputs are again what a student first sees (then `make test` checks them).
+# Then write them as JupyterLab saves them (mailkit/course/tidy.py), so that a
+# student who opens and saves one changes no byte that git tracks.
 notebooks: $(VENV)/.installed
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.record_timing=False notebooks/*.ipynb
+	$(VENV)/bin/python -m mailkit.course.tidy notebooks/*.ipynb index.ipynb
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info

@@ -7,8 +7,8 @@ printed outputs always come from the committed capture, so they are the
 same on every run; only :func:`record_again` captures live, and what it
 prints does not depend on ports, sequence-number bases or timing.
 
-(When mailkit.course becomes a package, this module belongs in it; its
-questions are added to :data:`mailkit.course.QUIZZES` under ``"08"``.)
+(Its self-check questions are in :data:`mailkit.course.QUIZZES` under
+``"08"``, with the other notebooks' questions.)
 """
 
 from __future__ import annotations
@@ -21,17 +21,22 @@ from pathlib import Path
 
 from . import capture as C
 from . import pcap
-from .course import QUIZZES, Question
 from .pictures import Ladder, Shown
 
 __all__ = [
     "load_capture", "Capture", "segment_ladder", "data_summary", "wire_view", "handshake_view",
     "TcpInfoView", "live_tcp_info", "states_view", "login", "closing_first_server",
-    "try_bind", "checksum_view", "check_next_seq", "check_checksum", "record_again", "record_button",
+    "try_bind", "checksum_view", "check_next_seq", "check_checksum", "check_tcp_checksum",
+    "tcp_checksum_cases", "record_again", "record_button",
     "download", "wireshark_filter", "CAPTURE_NAME",
 ]
 
 CAPTURE_NAME = "captures/mailkit-exchange.pcap"      # relative to notebooks/
+
+# What the record button says without root or CAP_NET_RAW: in short lines, so that
+# an output area never has to break it (JupyterLab breaks a long line mid-word).
+NOT_ALLOWED = ("live capture is not allowed here: it needs Linux, and root or\n"
+               "CAP_NET_RAW. Everything above comes from the committed capture.")
 
 
 # --------------------------------------------------------------------------
@@ -166,13 +171,23 @@ class Text(Shown):
     text: str
 
 
+def _option_text(name: str, value) -> str:
+    """An option as Wireshark's Info column writes it: the window scale as
+    its multiplier (the option carries the shift count, RFC 7323 section 2.2)."""
+    if value is None:
+        return name
+    if name == "WS" and isinstance(value, int):
+        return f"WS={2 ** value} (shift {value})"
+    return f"{name}={value}"
+
+
 def handshake_view(conv: pcap.Conversation) -> Text:
     """The three segments of the handshake: absolute and relative numbers,
     and the options each side announced."""
     lines = []
     for row in conv.rows[:3]:
         s = row.segment
-        opts = ", ".join(name if value is None else f"{name}={value}" for name, value in s.options
+        opts = ", ".join(_option_text(name, value) for name, value in s.options
                          if name not in ("NOP", "TS"))
         if any(n == "TS" for n, _ in s.options):
             opts = f"{opts}, timestamps" if opts else "timestamps"
@@ -360,9 +375,9 @@ def check_next_seq(next_seq, capture: Capture) -> Verdict:
                 tried += 1
                 if got != after.seq:
                     return Verdict("✗", f"not yet: after #{row.number} {row.label} you said "
-                                   f"{got!r}, but #{after.number} carries seq={after.seq}. Hint: a "
-                                   "segment uses one sequence number per payload byte, and one "
-                                   "more for a SYN or a FIN (row.segment.has(SYN), has(FIN)).")
+                                   f"{got!r}, but #{after.number} carries seq={after.seq}. Hint: "
+                                   "what uses sequence numbers besides payload bytes? (RFC 9293 "
+                                   "section 3.4, and section 2 above.)")
     return Verdict("✓", f"right: next_seq() predicted all {tried} following sequence numbers.")
 
 
@@ -391,6 +406,116 @@ def check_checksum(internet_checksum, capture: Capture) -> Verdict:
                    "headers verify to 0.")
 
 
+def _ones_sum(data: bytes, *, folds: int | None = None) -> int:
+    """RFC 1071's one's-complement sum of 16-bit big-endian words (an odd
+    last byte padded with a zero), the carries folded back in *folds* times
+    (``None``: until none is left)."""
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    done = 0
+    while total >> 16 and (folds is None or done < folds):
+        total = (total & 0xFFFF) + (total >> 16)
+        done += 1
+    return total
+
+
+def _pseudo_header(src: bytes, dst: bytes, length: int) -> bytes:
+    """TCP's pseudo-header over IPv4 (RFC 9293 section 3.1): source and
+    destination address, a zero byte, the protocol (6) and the TCP length."""
+    return src + dst + bytes([0, 6]) + length.to_bytes(2, "big")
+
+
+def _tcp_checksum(src: bytes, dst: bytes, segment: bytes, *, folds: int | None = None) -> int:
+    return ~_ones_sum(_pseudo_header(src, dst, len(segment)) + segment, folds=folds) & 0xFFFF
+
+
+@dataclass(frozen=True)
+class TcpChecksumCase:
+    name: str            # "#7 [PSH, ACK]" or "a made-up segment"
+    src: bytes           # the IPv4 source address, 4 bytes
+    dst: bytes
+    segment: bytes       # TCP header, its checksum field zeroed, then the payload
+    want: int
+
+
+def tcp_checksum_cases(capture: Capture) -> list[TcpChecksumCase]:
+    """Every TCP segment of the capture, with its checksum field zeroed,
+    and one made-up segment (the first one's header and addresses, then
+    ten bytes) whose sum carries again after the first fold."""
+    cases = []
+    for conv in capture.conversations:
+        for row in conv.rows:
+            s = row.segment
+            segment = s.tcp_header[:16] + b"\x00\x00" + s.tcp_header[18:] + s.payload
+            cases.append(TcpChecksumCase(f"#{row.number} [{s.flag_names}]", s.ip_header[12:16],
+                                         s.ip_header[16:20], segment, 0))
+    # A sum of words plus 0xFFFF words keeps (low half + high half) the same, so the
+    # made-up segment ends in one word w chosen to make the low half 0xFFFF: then
+    # the first fold carries again.
+    first = cases[0]
+    body = first.segment + b"\xff\xff" * 4
+    partial = _ones_sum(_pseudo_header(first.src, first.dst, len(body) + 2) + body + b"\x00\x00", folds=0)
+    segment = body + (0xFFFF - (partial & 0xFFFF)).to_bytes(2, "big")
+    assert _tcp_checksum(first.src, first.dst, segment, folds=1) != _tcp_checksum(first.src, first.dst, segment)
+    cases.append(TcpChecksumCase(f"a made-up segment (#1's header, then 10 bytes chosen so that the "
+                                 "sum carries twice)", first.src, first.dst, segment, 0))
+    return [TcpChecksumCase(c.name, c.src, c.dst, c.segment, _tcp_checksum(c.src, c.dst, c.segment))
+            for c in cases]
+
+
+def _why_tcp_checksum_differs(case: TcpChecksumCase, got) -> str:
+    src, dst, seg = case.src, case.dst, case.segment
+    if not isinstance(got, int) or isinstance(got, bool) or not 0 <= got <= 0xFFFF:
+        return "return the checksum as an int from 0 to 0xFFFF."
+    if got == ~case.want & 0xFFFF:
+        return "that is the sum itself; the checksum is its complement."
+    if got == ~_ones_sum(seg) & 0xFFFF:
+        return "that is the checksum of the segment alone: TCP's covers a pseudo-header too."
+    if got == _tcp_checksum(src, dst, seg, folds=1):
+        return "a carry folded back in once can carry again."
+    if len(seg) % 2 and got in (~_ones_sum(_pseudo_header(src, dst, len(seg)) + seg[:-1]) & 0xFFFF,
+                                ~_ones_sum(_pseudo_header(src, dst, len(seg)) + b"\x00" + seg) & 0xFFFF):
+        return f"this segment has an odd length ({len(seg)} bytes): how does RFC 1071 pad it?"
+    if got in (_tcp_checksum(src, dst, seg[:20]) , ~_ones_sum(_pseudo_header(src, dst, len(seg) - 20)
+                                                               + seg) & 0xFFFF,
+               ~_ones_sum(_pseudo_header(src, dst, len(seg) + 20) + seg) & 0xFFFF):
+        return "check the pseudo-header's length: the TCP header and the data, in bytes."
+    return "compare your pseudo-header with RFC 9293's picture, field by field."
+
+
+def check_tcp_checksum(tcp_checksum, capture: Capture) -> Verdict:
+    """Run the student's ``tcp_checksum(src, dst, segment)`` on every TCP
+    segment of the capture (checksum field zeroed; three have an odd length)
+    and on a made-up segment whose sum carries twice; compare with RFC 9293's
+    checksum.  For the RST, the one segment the kernel checksummed whole on
+    lo, that is also the value in the capture."""
+    cases = tcp_checksum_cases(capture)
+    for case in cases:
+        try:
+            got = tcp_checksum(case.src, case.dst, case.segment)
+        except NotImplementedError:
+            got = None
+        except Exception as exc:                      # the student's code, shown as a hint
+            return Verdict("✗", f"not yet: for {case.name} your function raised "
+                           f"{type(exc).__name__}: {exc}. Hint: {TCP_CHECKSUM_HINT}")
+        if got is None:
+            return Verdict("·", "not answered yet: tcp_checksum() returns None or raises "
+                           "NotImplementedError")
+        if got != case.want:
+            return Verdict("✗", f"not yet: for {case.name} you computed {got!r}, the checksum is "
+                           f"0x{case.want:04x}: {_why_tcp_checksum_differs(case, got)} "
+                           f"Hint: {TCP_CHECKSUM_HINT}")
+    odd = sum(len(c.segment) % 2 for c in cases)
+    return Verdict("✓", f"right: all {len(cases) - 1} segments of the capture ({odd} of odd length, "
+                   "the RST's checksum as its sender wrote it) and a made-up one whose sum "
+                   "carries twice.")
+
+
+TCP_CHECKSUM_HINT = ("RFC 9293 section 3.1 draws the pseudo-header and says what the checksum "
+                     "covers; RFC 1071 section 1 gives the sum. Which bytes go in, in which order?")
+
+
 # --------------------------------------------------------------------------
 # Record it again, live
 
@@ -401,8 +526,7 @@ def record_again(capture: Capture) -> Text:
     bytes each way, the same side closing first.  Segment sizes, ports,
     ISNs and times may differ, and are not compared."""
     if not C.can_capture():
-        return Text("live capture is not allowed here (it needs Linux and root or CAP_NET_RAW): "
-                    "everything above comes from the committed capture")
+        return Text(NOT_ALLOWED)
     fd, name = tempfile.mkstemp(suffix=".pcap")
     os.close(fd)
     try:
@@ -455,23 +579,3 @@ def record_button(capture: Capture):
             return data
 
     return RecordButton()
-
-
-# --------------------------------------------------------------------------
-# Self-check questions
-
-
-QUIZZES.setdefault("08", [
-    Question(("a",), "The side that sends the first FIN (the active close) waits in "
-             "TIME_WAIT; the other side's socket is gone as soon as its own FIN is "
-             "acknowledged. In a mailkit login that is the client; when a server's reply "
-             "overtakes the client's FIN, it is the server.",
-             "After the login in section 5, whose end of the connection was in TIME_WAIT, "
-             "and whose FIN came first?"),
-    Question((1,), "The SYN uses one sequence number: the server acknowledges ISN + 1, "
-             "relative 1, though no data byte has come yet.",
-             "How much sequence space does a SYN use?"),
-    Question(("b",), "A SYN to a port where nobody listens is answered at once by a RST "
-             "(RFC 9293 section 3.10.7.1): connect() raises ConnectionRefusedError.",
-             "Look at the last connection of the capture."),
-])

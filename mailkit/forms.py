@@ -433,39 +433,41 @@ class PipelineResult(_Message):
     def __init__(self, runs, theory: float):
         self.runs, self.theory = runs, theory
         lines = [f"theory without loss: {theory:.1f} mails/s"]
-        lines += [repr(run) for run in runs]
+        # the first run is the stop-and-wait baseline; the others are named by
+        # protocol even at window 1, where each IS stop-and-wait
+        lines += [runs[0].summary("stop-and-wait")] + [run.summary() for run in runs[1:]]
         super().__init__("\n".join(lines))
 
 
 class PipelineForm(_Form):
-    """Sliders for loss, delay (the RTT) and window; *Run* simulates 120
+    """Sliders for loss, RTT (``rtt_ms``) and window; *Run* simulates 120
     mails with stop-and-wait, Go-Back-N and Selective Repeat on a virtual
     clock (:mod:`mailkit.pipelining`: instant, and the same seed gives the
     same run), and shows mails per second beside the theory."""
 
-    title = "Pipelining: loss, delay, window"
+    title = "Pipelining: loss, RTT, window"
     css_class = "mailkit-pipeline-form"
 
     def __init__(self, *, loss: float = 0.1, rtt_ms: float = 40, window: int = 4, seed: int = 1):
         self.loss = W.FloatSlider(value=loss, min=0.0, max=0.5, step=0.05, description="loss",
                                   readout_format=".2f")
-        self.delay = W.IntSlider(value=int(rtt_ms), min=0, max=200, step=10, description="RTT (ms)")
+        self.rtt_ms = W.IntSlider(value=int(rtt_ms), min=0, max=200, step=10, description="RTT (ms)")
         self.window = W.IntSlider(value=window, min=1, max=16, step=1, description="window")
         self.seed_value = seed
-        super().__init__([self.loss, self.delay, self.window], "Run")
+        super().__init__([self.loss, self.rtt_ms, self.window], "Run")
 
     def run(self) -> PipelineResult:
-        rtt, window, loss = self.delay.value / 1000, self.window.value, self.loss.value
+        rtt, window, loss = self.rtt_ms.value / 1000, self.window.value, self.loss.value
         runs = [pipelining.simulate("gbn", window=1, rtt=rtt, loss=loss, seed=self.seed_value),
                 pipelining.simulate("gbn", window=window, rtt=rtt, loss=loss, seed=self.seed_value),
                 pipelining.simulate("sr", window=window, rtt=rtt, loss=loss, seed=self.seed_value)]
         return PipelineResult(runs, pipelining.throughput(window, 8000, 1e6, rtt))
 
     def describe_fields(self) -> list[str]:
-        return [f"loss     {self.loss.value:.2f}", f"RTT      {self.delay.value} ms",
+        return [f"loss     {self.loss.value:.2f}", f"RTT      {self.rtt_ms.value} ms",
                 f"window   {self.window.value}"]
 
 
 def pipeline_form(**kwargs) -> PipelineForm:
-    """A form with sliders for loss, delay and window (see :class:`PipelineForm`)."""
+    """A form with sliders for loss, RTT and window (see :class:`PipelineForm`)."""
     return PipelineForm(**kwargs)

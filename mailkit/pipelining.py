@@ -32,10 +32,21 @@ import heapq
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["utilisation", "throughput", "Run", "simulate", "PROTOCOLS"]
+__all__ = ["utilisation", "throughput", "Run", "simulate", "gbn_receiver", "PROTOCOLS"]
 
 PROTOCOLS = ("gbn", "sr")
 MAX_EVENTS = 2_000_000    # a bound on any one run (a loss of 1.0 would never end)
+
+
+def gbn_receiver(expected: int, n: int) -> tuple[bool, int | None, int]:
+    """Go-Back-N's receiver (Kurose & Ross 3.4.3): what it does with packet
+    *n* while it expects packet *expected*.  Returns ``(deliver, ack,
+    next_expected)``: it delivers only the packet it expects, and ACKs the
+    last packet it has in order (cumulatively), also when another arrives;
+    before the first packet arrives there is nothing to ACK (``None``)."""
+    if n == expected:
+        return True, n, expected + 1
+    return False, (expected - 1 if expected else None), expected
 
 
 def utilisation(window: int, bits: float, rate: float, rtt: float) -> float:
@@ -86,7 +97,15 @@ class Run:
         return self.sends - self.mails
 
     def __repr__(self) -> str:
-        name = "stop-and-wait" if self.window == 1 else f"{self.protocol.upper()}, window {self.window}"
+        return self.summary()
+
+    def summary(self, name: str | None = None) -> str:
+        """One line: *name* (by default the protocol and window; a window of
+        1 is stop-and-wait, and says so), then what the run did."""
+        if name is None:
+            name = f"{self.protocol.upper()}, window {self.window}"
+            if self.window == 1:
+                name += " (stop-and-wait)"
         return (f"{name}: {self.mails} mails in {self.time * 1000:.1f} virtual ms, "
                 f"{self.throughput:.1f} mails/s, U = {self.utilisation:.3f}; "
                 f"{self.sends} sends ({self.lost} lost, {self.timeouts} timeouts)")
@@ -94,10 +113,13 @@ class Run:
 
 def simulate(protocol: str = "gbn", *, window: int = 1, mails: int = 120, bits: float = 8000,
              rate: float = 1e6, rtt: float = 0.040, loss: float = 0.0,
-             timeout: float | None = None, seed: int = 0, log_limit: int = 0) -> Run:
+             timeout: float | None = None, seed: int = 0, log_limit: int = 0,
+             receiver=gbn_receiver) -> Run:
     """Send *mails* packets with *protocol* (``"gbn"`` or ``"sr"``) and a
     *window*; return a :class:`Run`.  *timeout* defaults to 2·(RTT + L/R).
-    The same arguments give the same run."""
+    The same arguments give the same run.  *receiver* is Go-Back-N's
+    receiver rule (see :func:`gbn_receiver`; notebook 07 has students write
+    it); ``"sr"`` ignores it."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol is 'gbn' or 'sr', not {protocol!r}")
     if window < 1 or mails < 1:
@@ -168,11 +190,11 @@ def simulate(protocol: str = "gbn", *, window: int = 1, mails: int = 120, bits: 
         if kind == "arrive":                      # a data packet at the receiver
             n = data[0]
             if protocol == "gbn":
-                if n == expected:
+                deliver, ack, expected = receiver(expected, n)
+                if deliver:
                     run.delivered.append(n)
-                    expected += 1
-                if expected:
-                    at(now + rtt / 2, "ack", expected - 1)
+                if ack is not None:
+                    at(now + rtt / 2, "ack", ack)
             else:
                 if expected <= n < expected + window:
                     buffered.add(n)

@@ -195,7 +195,8 @@ def test_the_client_as_a_voila_page(page, playwright_api, shoot, tmp_path):
     try:
         page.goto(url)
         expect(page.locator(".mailkit-app")).to_have_count(2, timeout=NOTEBOOK_RUN_S * 1000)
-        expect(page.locator("text=A mail client in the notebook")).to_be_visible()
+        expect(page.locator("h1", has_text="06 · A mail client")).to_be_visible()
+        assert "notebook" not in page.title().lower() and "notebook" not in page.locator("h1").first.inner_text()
         expect(page.get_by_text('MailClientApp(user="alice")')).to_have_count(0)     # no code shown
         # only what a web user needs: no notebook-only text, no raw reprs, the page's real address
         link = page.locator(f"a[href='{url}']")

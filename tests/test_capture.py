@@ -350,7 +350,7 @@ def test_check_next_seq(committed):
     assert repr(T.check_next_seq(_next_seq_right, committed)).startswith("✓ right")
     forgets_syn_fin = lambda row: row.seq + row.segment.length          # noqa: E731
     verdict = repr(T.check_next_seq(forgets_syn_fin, committed))
-    assert verdict.startswith("✗ not yet") and "SYN or a FIN" in verdict
+    assert verdict.startswith("✗ not yet") and "RFC 9293" in verdict
 
 
 def test_check_checksum(committed):
@@ -381,6 +381,6 @@ def test_notebook_08_is_committed_unsolved():
     text = "\n".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
                      for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"])
     assert "· not answered yet: next_seq() returns None" in text
-    assert "· not answered yet: internet_checksum() returns None" in text
+    assert "· not answered yet: tcp_checksum() returns None or raises NotImplementedError" in text
     assert "0 of 3 right" in text
     assert "[Record live and compare]" in text

@@ -18,8 +18,10 @@ def stub(*args):
 
 
 def assert_stub(verdict):
+    """The unanswered state: one fixed line, and no hint before an attempt."""
     assert not verdict and verdict.stub
-    assert verdict.text.startswith("· not yet: your function still raises NotImplementedError")
+    assert verdict.text == "· " + X.NOT_ANSWERED
+    assert "Hint" not in verdict.text
 
 
 def assert_wrong(verdict, *words):
@@ -88,7 +90,7 @@ def test_split_frame():
     assert X.check_split_frame(lambda f: (f.rpartition(b"#")[0], f.rpartition(b"#")[2])).right
     assert X.check_split_frame(lambda f: (f[:-41], f[-40:].decode())).right
     assert_stub(X.check_split_frame(stub))
-    assert_wrong(X.check_split_frame(lambda f: (f.partition(b"#")[0], f.partition(b"#")[2])), "LAST")
+    assert_wrong(X.check_split_frame(lambda f: (f.partition(b"#")[0], f.partition(b"#")[2])), "Which '#' separates them?")
 
 
 def read_frame(sock):
@@ -206,7 +208,7 @@ def test_every_course_notebook_ships_two_unsolved_exercises_with_checks(number):
             continue
         assert "check_" in "".join(check["source"]), "".join(check["source"])
         shown = "".join("".join(o.get("data", {}).get("text/plain", "")) for o in check["outputs"])
-        assert shown.startswith("· not yet: your function still raises NotImplementedError"), shown
+        assert shown == "· " + X.NOT_ANSWERED, shown
         found += 1
     assert found >= 2
 
@@ -261,3 +263,45 @@ def test_utilisation():
 @pytest.mark.parametrize("check", [X.check_rto_update, X.check_utilisation])
 def test_the_stub_line_is_the_same_every_time_07(check):
     assert check(stub).text == check(stub).text
+
+
+# -- hints are earned, and point the way --------------------------------------
+
+# What each hint must not contain: the answer (or the one call that is it).
+ANSWERS = {
+    "recv_all": ["while", "loop until"],
+    "dispatch": ["Thread(target", ".start()"],
+    "new_session_id": ["randbelow", "token_", "010d"],
+    "split_frame": ["rpartition", "LAST '#'", "last 40"],
+    "internet_checksum": ["~", "0xFFFF", "* 256", "<< 8"],
+    "blind_flips": ["EVEN distance", "1->0", "256 x"],
+    "receiver": ["expect the other", "acknowledge the number that CAME"],
+    "sender": ["[ack n]", "'next'", "\"next\""],
+    "rto_update": ["7/8", "3/4", "1/8", "1/4", "max(1"],
+    "utilisation": ["N·L/R", "min(1", "bits / rate", "RTT + L/R"],
+}
+
+
+def test_every_check_has_a_hint_and_none_is_the_answer():
+    checks = {name[len("check_"):] for name in X.__all__ if name.startswith("check_")}
+    assert checks <= set(X.HINTS)
+    for name, hint in X.HINTS.items():
+        for answer in ANSWERS.get(name, []):
+            assert answer not in hint, (name, answer)
+
+
+def test_the_hint_comes_only_after_a_wrong_attempt():
+    assert "Hint" not in X.check_rto_update(stub).text
+    wrong = X.check_rto_update(lambda srtt, rttvar, r: (srtt, rttvar, 1.0))
+    assert wrong.text.endswith("Hint: " + X.HINTS["rto_update"])
+
+
+def test_no_committed_notebook_shows_a_hint_before_an_attempt():
+    import json
+    from pathlib import Path
+    for path in sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb")):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        for cell in nb["cells"]:
+            for out in cell.get("outputs", []):
+                text = "".join(out.get("text", "")) + "".join(out.get("data", {}).get("text/plain", ""))
+                assert "Hint" not in text, (path.name, text[:200])

@@ -36,11 +36,11 @@ Error detection side by side (notebook 04) lives in :mod:`mailkit.detect`
 Nothing here changes the protocol.  Some helpers put a 2017 habit back on
 purpose, to show what went wrong (:class:`Server2017Style`,
 :func:`parse_2017`, :class:`SessionIds2017`); :class:`SeqServer` and
-:class:`SeqClient` demonstrate sequence numbers (rdt2.2) on top of the
+:class:`SeqClient` demonstrate sequence numbers (rdt2.1) on top of the
 unchanged protocol.  Each is labelled as what it is.
 """
 
-from .checksums import analytic_delivery, simple_sum, simulate_delivery, sum_blind_flips
+from .checksums import analytic_delivery, crc32_blind_flips, simple_sum, simulate_delivery, sum_blind_flips
 from .concurrency import OneAtATimeServer, SelectorServer, StallResult, stall_test, thread_per_connection
 from .diagrams import handshake_diagram, rdt21_diagram, tcp_connection_diagram, threads_diagram
 from .exercises import (
@@ -59,7 +59,7 @@ from .streams import Arrival, arrival, raw_request
 
 __all__ = [
     "stop_everything", "press_ctrl_c_after", "raw_request", "parse_2017", "Server2017Style", "FakeClock",
-    "SessionIds2017", "clone_random", "Arrival", "arrival", "simple_sum", "sum_blind_flips",
+    "SessionIds2017", "clone_random", "Arrival", "arrival", "simple_sum", "sum_blind_flips", "crc32_blind_flips",
     "simulate_delivery", "analytic_delivery", "SeqServer", "SeqClient", "send_all", "tally",
     "Quiz", "quiz", "QUIZZES", "tcp_connection_diagram", "threads_diagram",
     "handshake_diagram", "rdt21_diagram",

@@ -7,7 +7,12 @@ from .. import protocol as P
 from ..noise import BitFlipChannel
 from ..server import REPLIES, MailServer
 
-__all__ = ["simple_sum", "sum_blind_flips", "analytic_delivery", "simulate_delivery"]
+__all__ = ["simple_sum", "sum_blind_flips", "crc32_blind_flips", "analytic_delivery",
+           "simulate_delivery"]
+
+# CRC-32's generator (IEEE 802.3, the one zlib.crc32 uses), x^32 term included:
+# 15 terms, so it is not divisible by x + 1 and an odd number of flips can slip through.
+CRC32_GENERATOR = 0x104C11DB7
 
 
 def simple_sum(data: bytes) -> int:
@@ -26,6 +31,23 @@ def sum_blind_flips(data: bytes, start: int = 0) -> tuple[tuple[int, int], tuple
             a, b = ones[0], next((z for z in zeros if z > ones[0]), zeros[0])
             return tuple(sorted(((a, bit), (b, bit))))
     raise ValueError("every byte is the same: no two flips cancel out")
+
+
+def crc32_blind_flips(data: bytes, start: int = 0) -> list[tuple[int, int]]:
+    """Bit flips that ``zlib.crc32`` cannot see: the generator polynomial's
+    own pattern (15 bits over 33 positions) laid on the data from byte
+    *start*.  A CRC catches an error exactly when the error, read as a
+    polynomial, is not a multiple of the generator; this one IS the
+    generator.  zlib sends each byte's bit 0 first (a "reflected" CRC), so
+    the highest power falls on bit 0 of byte *start*."""
+    if len(data) < start + 5:
+        raise ValueError("the pattern spans 33 bits: it needs 5 bytes from start")
+    flips = []
+    for power in range(33):
+        if CRC32_GENERATOR >> power & 1:
+            position = 8 * start + 32 - power
+            flips.append((position // 8, position % 8))
+    return sorted(flips)
 
 
 def analytic_delivery(rate: float, attempts: int = 4) -> float:

@@ -3,8 +3,9 @@
 Each ``check_*(fn)`` calls the student's function on test inputs and
 returns a :class:`Verdict`: right, or "not yet" with a hint (never the
 answer).  A function that still raises ``NotImplementedError`` (the stub
-the notebook ships) gets one fixed line, so a committed notebook's output
-is the same on every run.  Inputs that must arrive in pieces come from a
+the notebook ships) gets one fixed line WITHOUT a hint: a hint is earned by
+a wrong attempt, and a committed notebook shows the unanswered state, the
+same on every run.  Inputs that must arrive in pieces come from a
 :class:`ScriptedStream` (a socket-like object whose ``recv`` returns the
 pieces it was given, so the check does not depend on timing), and, for the
 reading exercises, also from a real loopback TCP connection.
@@ -25,7 +26,47 @@ from .concurrency import OneAtATimeServer, stall_test
 __all__ = ["Verdict", "ScriptedStream", "check_recv_all", "check_dispatch",
            "check_parse_login_reply", "check_new_session_id", "check_split_frame",
            "check_read_frame", "check_internet_checksum", "check_blind_flips",
-           "check_receiver", "check_sender", "check_rto_update", "check_utilisation"]
+           "check_receiver", "check_sender", "check_rto_update", "check_utilisation",
+           "check_gbn_receiver",
+           "HINTS", "NOT_ANSWERED"]
+
+
+# The hints a check gives after a WRONG attempt (never before one, never in a
+# committed notebook): each points the way, none is the answer.
+HINTS = {
+    "recv_all": "one recv() returns whatever has arrived so far, which may be only a part. What "
+                "does recv() return once the sender has closed (section 2 printed it)?",
+    "dispatch": "the accept loop must be back in accept() at once, while handle(conn) runs "
+                "elsewhere. Which threading call runs a function while the caller goes on? "
+                "(A Thread's run() and start() differ.)",
+    "parse_login_reply": "which replies are a session id? Only OK followed by exactly ten digits; "
+                         "every other reply (KO, a reason, an empty or a cut reply) means None. "
+                         "Some replies have no ':' at all.",
+    "new_session_id": "notebook 2 cloned the random module from 624 of its outputs: which module "
+                      "of the standard library is made for secrets? And a ten-digit id may start "
+                      "with 0.",
+    "split_frame": "the body may contain '#' too; the checksum never does, and it always has the "
+                   "same length. Which '#' separates them?",
+    "read_frame": "this sender never closes, so b'' never comes. After each piece, ask whether "
+                  "what you have is a complete frame, by section 1's rule for the checksum.",
+    "internet_checksum": "RFC 1071, section 1, gives the steps: which units are added, what "
+                         "happens to a carry, what is done at the end; section 3 works an "
+                         "example. What does an odd-length input need?",
+    "blind_flips": "which byte positions have the same weight in a sum of 16-bit words? Two "
+                   "flips cancel when one adds what the other takes away, at the same weight.",
+    "receiver": "which mails does a receiver deliver, and which number must its "
+                "acknowledgement of a repeat carry so that the sender can move on?",
+    "sender": "the sender may move on only when a reply PROVES this mail arrived. Which of the "
+              "replies prove nothing, or prove something about another mail?",
+    "rto_update": "RFC 6298 section 2.3 gives the two updates in an order that matters, and "
+                  "section 2.4 a floor for the RTO; section 3 of this notebook repeats them.",
+    "gbn_receiver": "Kurose & Ross 3.4.3 (Figure 3.21): a Go-Back-N receiver keeps no buffer, "
+                    "and its ACKs are cumulative. What does it deliver, and what does it "
+                    "acknowledge when a packet it did not expect arrives?",
+    "utilisation": "Kurose & Ross 3.4.2: in one cycle, how long is the sender putting bits on "
+                   "the link, and how long is the whole cycle, until the ACK is back? A "
+                   "utilisation is never more than 1.",
+}
 
 
 @dataclass(repr=False)
@@ -40,7 +81,9 @@ class Verdict:
     def text(self) -> str:
         if self.right:
             return f"✓ right: {self.message}"
-        return ("· " if self.stub else "✗ ") + f"not yet: {self.message}"
+        if self.stub:
+            return f"· {self.message}"
+        return f"✗ not yet: {self.message}"
 
     def __repr__(self) -> str:
         return self.text
@@ -52,9 +95,14 @@ class Verdict:
         return self.right
 
 
+# What a check says before any attempt (the stub the notebook ships): no hint,
+# which is earned by a wrong attempt; the same line on every run.
+NOT_ANSWERED = ("not answered yet: your function still raises NotImplementedError. Replace "
+                "the `raise` with your code, then run this cell again.")
+
+
 def _stub(hint: str) -> Verdict:
-    return Verdict(False, "your function still raises NotImplementedError: replace the "
-                   f"`raise` with your code, then run this cell again. Hint: {hint}", stub=True)
+    return Verdict(False, NOT_ANSWERED, stub=True)
 
 
 class _Failed(Exception):
@@ -142,7 +190,7 @@ def _describe(got, limit: int = 40) -> str:
 
 def check_recv_all(fn) -> Verdict:
     """``fn(sock)`` must return every byte the peer sends, up to its close."""
-    hint = "recv() returns whatever has arrived (up to its size); call it in a loop until it returns b''."
+    hint = HINTS["recv_all"]
 
     def body():
         pieces = [b"OK:", b"01234", b"56789" * 300, b"!", b" the end"]
@@ -179,8 +227,7 @@ def check_recv_all(fn) -> Verdict:
 def check_dispatch(dispatch, *, clients: int = 3) -> Verdict:
     """``dispatch(conn, handle)`` must make sure ``handle(conn)`` runs
     without holding up the server's accept loop."""
-    hint = ("start a thread that runs handle(conn): threading.Thread(target=..., args=(...,)); "
-            "and remember that run() runs it right here, start() in the new thread.")
+    hint = HINTS["dispatch"]
     server = OneAtATimeServer()
     server.dispatch = lambda conn: dispatch(conn, server.handle)
 
@@ -211,8 +258,7 @@ def check_dispatch(dispatch, *, clients: int = 3) -> Verdict:
 def check_parse_login_reply(fn) -> Verdict:
     """``fn(reply: bytes)`` returns the session id (a str of ten digits)
     for ``OK:<ten digits>``, and ``None`` for anything else."""
-    hint = ("look at the part before the first ':' (a 2017 client does too); only 'OK' "
-            "followed by ten digits is a session id: str.partition(':') never fails.")
+    hint = HINTS["parse_login_reply"]
     cases = [
         ((b"OK:0123456789",), "0123456789"),
         ((b"KO",), None),
@@ -235,7 +281,7 @@ def check_parse_login_reply(fn) -> Verdict:
 
 def check_new_session_id(fn, *, draws: int = 300) -> Verdict:
     """``fn()`` returns a new session id: ten decimal digits, unpredictable."""
-    hint = "secrets.randbelow(10**10) gives 0 .. 9999999999; write it with ten digits: f'{n:010d}'."
+    hint = HINTS["new_session_id"]
 
     def body():
         ids = [_call(fn, hint=hint) for _ in range(draws)]
@@ -271,7 +317,7 @@ def check_new_session_id(fn, *, draws: int = 300) -> Verdict:
 def check_split_frame(fn) -> Verdict:
     """``fn(frame: bytes)`` returns ``(content, checksum)``: the bytes before
     the separating ``#`` and the 40 hex digits after it."""
-    hint = "the checksum is always the last 40 characters: split at the LAST '#' (bytes.rpartition)."
+    hint = HINTS["split_frame"]
     frames = [
         P.make_frame("0123456789", "email", "bob", "Hello", "How are you?"),
         P.make_frame("0123456789", "email", "bob", "Room", "Meet in room #5"),
@@ -301,9 +347,7 @@ def check_read_frame(fn) -> Verdict:
     """``fn(sock)`` reads one frame and returns it as soon as it is complete
     (it ends in ``#`` and a checksum that matches what came before), without
     waiting for the sender to close."""
-    hint = ("after each recv(), add the piece to what you have and test: does it end in '#' and "
-            "40 hex digits that are the SHA-1 of everything before that '#'? (mailkit.checksum "
-            "computes it.) Stop then: this sender never closes.")
+    hint = HINTS["read_frame"]
     room = P.make_frame("0123456789", "email", "bob", "Room", "Meet in room #5")
     tricky_body = "code #" + "0" * 40 + " is not a checksum"
     tricky = P.make_frame("0123456789", "email", "bob", "Hex", tricky_body)
@@ -343,8 +387,7 @@ def check_read_frame(fn) -> Verdict:
 
 def check_internet_checksum(fn) -> Verdict:
     """``fn(data: bytes)`` returns the RFC 1071 checksum as an int."""
-    hint = ("add 16-bit words (data[i] * 256 + data[i + 1]; pad an odd last byte with a zero), "
-            "fold every carry out of bit 15 back in at bit 0, then complement: ~total & 0xFFFF.")
+    hint = HINTS["internet_checksum"]
     rng = random.Random(1071)
     vectors = [bytes([0x00, 0x01, 0xF2, 0x03, 0xF4, 0xF5, 0xF6, 0xF7]),   # RFC 1071 §3
                b"", b"\x01", b"\xff\xff\xff\xff\x00\x01", b"Shall we meet at noon by the fountain?",
@@ -377,9 +420,7 @@ def check_internet_checksum(fn) -> Verdict:
 def check_blind_flips(fn) -> Verdict:
     """``fn(data)`` returns two ``(byte, bit)`` flips that change *data* but
     not its Internet checksum."""
-    hint = ("the Internet checksum adds 16-bit words: byte i is worth 256 x its value if i is "
-            "even, 1 x if odd. Flip the same bit 1->0 in one byte and 0->1 in another byte an "
-            "EVEN distance away.")
+    hint = HINTS["blind_flips"]
     samples = [b"Shall we meet at noon by the fountain?", b"0123456789:email:bob:Lunch:Hi",
                bytes(random.Random(4).randbytes(64))]
 
@@ -408,14 +449,13 @@ def check_blind_flips(fn) -> Verdict:
 
 
 # --------------------------------------------------------------------------
-# 05 · the two ends of stop-and-wait (rdt2.2)
+# 05 · the two ends of stop-and-wait (rdt2.1)
 
 
 def check_receiver(fn) -> Verdict:
     """``fn(expected, seq)`` -> ``(deliver, ack, next_expected)``: what a
     receiver expecting *expected* does with a mail numbered *seq*."""
-    hint = ("deliver only the number you expect, then expect the other one; always acknowledge "
-            "the number that CAME (a repeat is acknowledged again, so that its sender can move on).")
+    hint = HINTS["receiver"]
     cases = [((0, 0), (True, 0, 1)), ((0, 1), (False, 1, 0)),
              ((1, 1), (True, 1, 0)), ((1, 0), (False, 0, 1))]
 
@@ -433,9 +473,7 @@ def check_sender(fn) -> Verdict:
     """``fn(seq, reply)`` -> ``"next"`` or ``"resend"``: what a sender that
     sent mail *seq* does with *reply* (the reply's text once its checksum
     verified, or ``None`` if it was damaged or never came)."""
-    hint = ("move on only when the reply verified AND acknowledges the number you sent "
-            "('[ack n]' at its end); a damaged or missing reply, a KO, or an ack of the other "
-            "number (an old reply) all mean: send the same mail again.")
+    hint = HINTS["sender"]
     cases = [((0, None), "resend"), ((0, "KO"), "resend"),
              ((0, "OK: Email Sent [ack 0]"), "next"),
              ((0, "OK: duplicate, not delivered again [ack 0]"), "next"),
@@ -460,8 +498,7 @@ def check_rto_update(fn) -> Verdict:
     """``fn(srtt, rttvar, r)`` returns ``(srtt, rttvar, rto)`` after a
     sample *r* that is not the first (RFC 6298, section 2.3), with the RFC's
     1 s floor on RTO."""
-    hint = ("RTTVAR first, from the OLD SRTT: rttvar = 3/4 rttvar + 1/4 |srtt - r|; then "
-            "srtt = 7/8 srtt + 1/8 r; rto = max(1.0, srtt + 4 rttvar).")
+    hint = HINTS["rto_update"]
     cases = [(0.100, 0.050, 0.120), (0.020, 0.010, 0.300), (0.500, 0.100, 0.400),
              (1.000, 0.400, 1.100), (0.030, 0.000, 0.030)]
 
@@ -498,8 +535,7 @@ def check_rto_update(fn) -> Verdict:
 def check_utilisation(fn) -> Verdict:
     """``fn(bits, rate, rtt, window)`` returns the sender's utilisation
     without loss: min(1, N·(L/R) / (RTT + L/R))."""
-    hint = ("the time to put one mail on the link is L/R = bits / rate seconds; a window of N "
-            "keeps the sender busy N·L/R out of every RTT + L/R, and never more than all the time.")
+    hint = HINTS["utilisation"]
     cases = [(8000, 1e9, 0.030, 1), (8000, 1e6, 0.040, 1), (8000, 1e6, 0.040, 3),
              (8000, 1e6, 0.040, 6), (8000, 1e6, 0.040, 10), (12000, 1.5e6, 0.0, 1)]
 
@@ -523,4 +559,62 @@ def check_utilisation(fn) -> Verdict:
                           f"{got!r}, not {want:.6f}: {why} Hint: {hint}")
         return ("stop-and-wait on Kurose & Ross's 1 Gbit/s link (U = 0.00027), and windows "
                 "of 1, 3, 6 and 10 on a 1 Mbit/s one.")
+    return _run(hint, body)
+
+
+# Settings the Go-Back-N check simulates: (window, loss, seed); 120 mails each.
+GBN_RUNS = [(4, 0.0, 0), (4, 0.1, 1), (8, 0.2, 2), (1, 0.1, 3), (16, 0.3, 4)]
+
+
+def check_gbn_receiver(fn) -> Verdict:
+    """``fn(expected, n)`` -> ``(deliver, ack, next_expected)``: Go-Back-N's
+    receiver.  Checked on single packets first, then inside
+    :func:`mailkit.pipelining.simulate` against the built-in receiver: every
+    mail delivered once and in order, with the same sends and the same time."""
+    hint = HINTS["gbn_receiver"]
+    cases = [(0, 0), (0, 1), (3, 3), (3, 5), (3, 1), (7, 7)]
+
+    def body():
+        for expected, n in cases:
+            want = pipelining.gbn_receiver(expected, n)
+            got = _call(fn, expected, n, hint=hint)
+            if not (isinstance(got, (tuple, list)) and len(got) == 3):
+                raise _Failed(f"expecting {expected}, packet {n} came: you returned {got!r}; "
+                              f"return three values (deliver, ack, next_expected). Hint: {hint}")
+            deliver, ack, nxt = got
+            if bool(deliver) != want[0] or nxt != want[2]:
+                raise _Failed(f"expecting {expected}, packet {n} came: you returned {tuple(got)!r}. "
+                              f"Should it be delivered, and which packet comes next? Hint: {hint}")
+            nothing_yet = want[1] is None and (ack is None or (isinstance(ack, int) and ack < 0))
+            if ack != want[1] and not nothing_yet:
+                raise _Failed(f"expecting {expected}, packet {n} came: you acknowledged {ack!r}. "
+                              f"Which packets does the receiver hold, all in order? (ACKs are "
+                              f"not lost in this model, so a missing or wrong repeat ACK would "
+                              f"go unnoticed in the simulation; on a real path it tells the "
+                              f"sender how far the receiver got.) Hint: {hint}")
+        for window, loss, seed in GBN_RUNS:
+            settings = f"window {window}, loss {loss:g}, seed {seed}"
+            want = pipelining.simulate("gbn", window=window, loss=loss, seed=seed)
+            try:
+                got = pipelining.simulate("gbn", window=window, loss=loss, seed=seed, receiver=fn)
+            except NotImplementedError:
+                raise
+            except Exception as exc:
+                raise _Failed(f"with {settings}, your receiver made the simulation raise "
+                              f"{type(exc).__name__}: {exc}. Hint: {hint}") from None
+            if got.delivered != list(range(got.mails)):
+                missing = sorted(set(range(got.mails)) - set(got.delivered))
+                twice = len(got.delivered) - len(set(got.delivered))
+                what = (f"{len(missing)} mails never delivered (the first: {missing[0]})" if missing
+                        else f"{twice} mails delivered twice" if twice
+                        else "the mails delivered out of order")
+                raise _Failed(f"with {settings}: {what}. An ACK tells the sender that everything "
+                              f"up to its number arrived. Hint: {hint}")
+            if (got.sends, got.time) != (want.sends, want.time):
+                raise _Failed(f"with {settings} every mail arrived, but after {got.sends} sends and "
+                              f"{got.time * 1000:.0f} virtual ms, where Go-Back-N's receiver needs "
+                              f"{want.sends} and {want.time * 1000:.0f} ms. Hint: {hint}")
+        return (f"one packet at a time, then {len(GBN_RUNS)} simulated runs of 120 mails "
+                "(windows 1 to 16, loss up to 30 %): every mail once, in order, with the "
+                "same sends and times as Go-Back-N's receiver.")
     return _run(hint, body)

@@ -90,12 +90,26 @@ QUIZZES: dict[str, list[Question]] = {
         Question(("b",), "Nothing arrives, so only the sender's own timer can notice: "
                  "silence looks the same whether the request, the reply, or just time was lost.",
                  "What does a client that waits on recv() see when a request is lost silently?"),
-        Question((1, 1.0), "RFC 6298 (2.4): RTO is rounded up to 1 second (Linux uses 200 ms); "
+        Question((1, 1.0), "RFC 6298 (2.4): a smaller RTO SHOULD be rounded up to 1 second (Linux uses 200 ms); "
                  "SRTT + 4·RTTVAR alone would be far smaller on a fast path.",
                  "Look at the RFC line of the RTT plot: where does it never go below?"),
         Question(("c",), "Go-Back-N sends every unacknowledged packet again after one loss, "
                  "so a bigger window wastes more; Selective Repeat resends only the lost one.",
                  "Count the sends of GBN and SR at the same loss in the form above."),
+    ],
+    "08": [
+        Question(("a",), "The side that sends the first FIN (the active close) waits in "
+                 "TIME_WAIT; the other side's socket is gone as soon as its own FIN is "
+                 "acknowledged. In a mailkit login that is the client; when a server's reply "
+                 "overtakes the client's FIN, it is the server.",
+                 "After the login in section 5, whose end of the connection was in TIME_WAIT, "
+                 "and whose FIN came first?"),
+        Question((1,), "The SYN uses one sequence number: the server acknowledges ISN + 1, "
+                 "relative 1, though no data byte has come yet.",
+                 "How much sequence space does a SYN use?"),
+        Question(("b",), "A SYN to a port where nobody listens is answered at once by a RST "
+                 "(RFC 9293 section 3.10.7.1): connect() raises ConnectionRefusedError.",
+                 "Look at the last connection of the capture."),
     ],
 }
 

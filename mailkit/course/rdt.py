@@ -1,4 +1,4 @@
-"""Sequence numbers, the rdt2.2 idea (notebook 05) -- a demonstration.
+"""Sequence numbers, the rdt2.1 idea (notebook 05) -- a demonstration.
 
 :class:`SeqServer` and :class:`SeqClient` add sequence numbers on top of the
 unchanged protocol; :func:`send_all` and :func:`tally` count what a sender
@@ -34,7 +34,7 @@ def _verified(reply: bytes) -> str | None:
 
 
 class SeqServer(MailServer):
-    """A DEMONSTRATION of rdt2.2's receiver on top of the mail protocol (the
+    """A DEMONSTRATION of rdt2.1's receiver on top of the mail protocol (the
     protocol itself is unchanged; this server only adds to it):
 
     * an ``email`` whose subject starts with ``[seq 0]`` or ``[seq 1]`` is
@@ -46,7 +46,7 @@ class SeqServer(MailServer):
     """
 
     class Responder(MailResponder):
-        """rdt2.2's receiver: sequence numbers on emails, checksums on replies."""
+        """rdt2.1's receiver: sequence numbers on emails, checksums on replies."""
 
         def __init__(self, store):
             super().__init__(store)
@@ -110,13 +110,13 @@ class SeqServer(MailServer):
 
 
 class SeqClient:
-    """A DEMONSTRATION of rdt2.2's sender for :class:`SeqServer`: it tags
+    """A DEMONSTRATION of rdt2.1's sender for :class:`SeqServer`: it tags
     each mail's subject with an alternating sequence number (0, 1, 0, ...),
     and sends the same frame again until a reply arrives whose checksum
     verifies and which acknowledges that number.  A corrupted reply, a
     ``KO`` or a lost reply all lead to the same move: send again.
 
-    Like rdt2.2's sender it does not give up: *max_attempts* is only a
+    Like rdt2.1's sender it does not give up: *max_attempts* is only a
     safety net.  (A sender that gave up and went on with the next number
     would fall out of step with the receiver, which would then take the
     next mail for a duplicate.)

@@ -18,6 +18,17 @@ mailkit's client does) or the server closes first (as the 2017 client,
 which never half-closes, lets it).  Besides it, a client tries a port
 nobody listens on and gets a RST (RFC 9293 section 3.10.7.1: ``<SEQ=0>
 <ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>``).
+
+The times are those of a capture taken at the client, on a path with a
+round-trip time and a rate drawn for the capture: a segment from the server
+that answers the client arrives one RTT (give or take 10 %) after the
+client's last segment, and the client's data segments leave one after
+another, each L/R after the one before.  (Where the capture simplifies: the
+client sends the next part of its request only after the server's ACK of
+the last two, so the transfer proceeds in rounds of two segments.)  The
+timing has a generator of its own, seeded from the two ISNs, so that it
+draws nothing from *rng*: every other answer is what it was before the
+times were modelled.
 """
 
 from __future__ import annotations
@@ -31,13 +42,19 @@ from dataclasses import dataclass
 from mailkit import pcap
 from mailkit.protocol import make_frame
 
-__all__ = ["Truth", "made_up_capture", "write_capture", "capture_bytes", "same", "example_capture", "EXAMPLE_SEED"]
+__all__ = ["Truth", "made_up_capture", "write_capture", "capture_bytes", "same", "close",
+           "example_capture", "EXAMPLE_SEED"]
 
 EXAMPLE_SEED = 7            # the capture of lab 7's visible checks
 HOST = "127.0.0.1"
 START = 1_796_000_000.0     # a time in 2026: the capture's first frame
 MSS_CHOICES = (536, 1024, 1200, 1400, 1460)   # small MSS: a mail frame takes a few segments
 REPLY = b"OK: Email Sent"
+RTT_RANGE = (0.010, 0.080)  # seconds: a path across a city to one across a continent
+RATES = (1e6, 2e6, 5e6, 10e6)   # bits per second: slow enough that L/R shows in the times
+# A timestamp in a classic pcap file has microseconds: a time computed from two of
+# them is exact to 2 us; the checks allow that much and no more.
+TIME_RESOLUTION = 1e-6
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,8 @@ class Truth:
     refused_isn: int         # that SYN's sequence number
     client_mss: int
     server_mss: int
+    handshake_rtt: float = 0.0       # seconds from the client's SYN to the SYN-ACK
+    throughput: float = 0.0          # request bytes per second: first request segment to its last ACK
 
 
 class _Side:
@@ -96,9 +115,23 @@ def made_up_capture(rng: random.Random, *, closes_first: str | None = None,
     frames: list[tuple[float, bytes]] = []
     ip_ids = {"c": rng.randrange(65536), "s": rng.randrange(65536)}
 
+    timing = random.Random(isns[0] * 2**32 + isns[1])      # draws nothing from rng
+    rtt, rate = timing.uniform(*RTT_RANGE), timing.choice(RATES)
+    last = {"who": None}
+    when: dict[str, float] = {}
+
     def send(who: str, src: _Side, dst: _Side, flags: int, payload: bytes = b"", options: bytes = b"",
-             ack: int | None = None, window: int = 65483) -> None:
+             ack: int | None = None, window: int = 65483, mark: str | None = None) -> None:
         clock[0] += rng.uniform(0.00001, 0.0003)
+        if who == "s" and last["who"] == "c":
+            clock[0] += rtt * timing.uniform(0.9, 1.1)      # the answer comes back one RTT later
+        elif who == "c" and last["who"] == "c" and payload:
+            clock[0] += len(payload) * 8 / rate              # back to back: L/R apart
+        last["who"] = who
+        clock[0] = round(clock[0], 6)                        # what a pcap timestamp holds
+        if mark:
+            when.setdefault(mark, clock[0])
+            when[mark + " last"] = clock[0]
         ack_no = dst.next if ack is None else ack
         frames.append((clock[0], pcap.tcp_frame(
             src=HOST, dst=HOST, sport=src.port, dport=dst.port, seq=src.next,
@@ -124,18 +157,19 @@ def made_up_capture(rng: random.Random, *, closes_first: str | None = None,
     if refused_first:
         refused()
     # the three-way handshake
-    send("c", client, server, pcap.SYN, options=pcap.mss_option(client_mss), window=65495)
-    send("s", server, client, pcap.SYN | pcap.ACK, options=pcap.mss_option(server_mss), window=65483)
+    send("c", client, server, pcap.SYN, options=pcap.mss_option(client_mss), window=65495, mark="syn")
+    send("s", server, client, pcap.SYN | pcap.ACK, options=pcap.mss_option(server_mss), window=65483,
+         mark="syn-ack")
     send("c", client, server, pcap.ACK)
     # the request, cut to the server's MSS, and the server's ACKs (one per two segments)
     sizes = _segments(len(request), server_mss, rng)
     at = 0
     for i, n in enumerate(sizes):
-        last = i == len(sizes) - 1
-        send("c", client, server, pcap.ACK | (pcap.PSH if last else 0), request[at:at + n])
+        final = i == len(sizes) - 1
+        send("c", client, server, pcap.ACK | (pcap.PSH if final else 0), request[at:at + n], mark="data")
         at += n
-        if i % 2 == 1 or last:
-            send("s", server, client, pcap.ACK)
+        if i % 2 == 1 or final:
+            send("s", server, client, pcap.ACK, mark="data-ack")
     # the reply and the close
     if closes_first == "client":
         send("c", client, server, pcap.FIN | pcap.ACK)        # shutdown(SHUT_WR): "that was all"
@@ -155,7 +189,9 @@ def made_up_capture(rng: random.Random, *, closes_first: str | None = None,
         refused()
     truth = Truth(client_isn=isns[0], server_isn=isns[1], request_segments=len(sizes),
                   request_bytes=len(request), closed_first=closes_first, refused_port=refused_port,
-                  refused_isn=refused_isn, client_mss=client_mss, server_mss=server_mss)
+                  refused_isn=refused_isn, client_mss=client_mss, server_mss=server_mss,
+                  handshake_rtt=round(when["syn-ack"] - when["syn"], 6),
+                  throughput=len(request) / round(when["data-ack last"] - when["data"], 6))
     return frames, truth
 
 
@@ -179,6 +215,12 @@ def same(answer, expected) -> bool:
         return (isinstance(answer, (tuple, list)) and len(answer) == len(expected)
                 and all(same(a, e) for a, e in zip(answer, expected)))
     return type(answer) is type(expected) and answer == expected
+
+
+def close(answer, expected: float, *, spread: float) -> bool:
+    """Whether *answer* is a number (not a bool) within *spread* of *expected*."""
+    return (isinstance(answer, (int, float)) and not isinstance(answer, bool)
+            and abs(answer - expected) <= spread)
 
 
 def example_capture(path=None) -> str:

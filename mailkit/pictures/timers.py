@@ -113,7 +113,7 @@ class ThroughputPlot(_Png):
     def figure(self):
         fig, ax = _figure()
         ax.plot(self.windows, self.theory, color=COLOURS["ink"],
-                label="theory, no loss: U·R/L, U = min(1, N·(L/R)/(RTT + L/R))")
+                label="theory, no loss: U·R/L,\nU = min(1, N·(L/R)/(RTT + L/R))")
         styles = ["o", "s", "^", "D"]
         colours = [COLOURS["OK"], COLOURS["KO"], COLOURS["flip"], COLOURS["no reply"]]
         for i, (name, values) in enumerate(self.series.items()):
@@ -123,7 +123,8 @@ class ThroughputPlot(_Png):
         ax.set_ylabel("mails per second")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        # beside the axes, not over them: inside, it covered GBN's points at N = 8-10
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.set_title(self.title, fontsize=11)
         fig.tight_layout()
         return fig

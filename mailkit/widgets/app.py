@@ -175,8 +175,10 @@ class MailClientApp(W.VBox):
                            "mailkit-clear")
         # Written by the kernel when it has taken the noise in: what the next requests will meet.
         ui.noise_note = _tagged(W.HTML(), "mailkit-noise-note")
-        ui.diagram = _tagged(W.HTML(), "mailkit-diagram")
-        ui.frames = _tagged(W.HTML(), "mailkit-frames")
+        # Scroll, never clip: two apps side by side leave each about half a page,
+        # narrower than a sequence diagram or a long frame.
+        ui.diagram = _tagged(W.HTML(layout=W.Layout(overflow="auto", max_width="100%")), "mailkit-diagram")
+        ui.frames = _tagged(W.HTML(layout=W.Layout(overflow="auto", max_width="100%")), "mailkit-frames")
 
         ui.tabs = _tagged(W.Tab([
             W.VBox([ui.inbox_note, ui.inbox_box]),
