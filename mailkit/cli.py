@@ -228,8 +228,10 @@ def _serve(args) -> int:
     signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     host, port = server.address
     print(f"mailkit listening on {host}:{port}", flush=True)
-    print(f"mail storage cap: {f'{cap_mb:g} MB' if cap_mb else 'none'} (--max-db-mb); "
-          f"{_limits_line(limits)}", flush=True)
+    # On standard error (standard output is the one line above, which
+    # scripts wait for), even with --quiet: the instructor should see it.
+    print(f"mailkit: mail storage cap {f'{cap_mb:g} MB' if cap_mb else 'none'} (--max-db-mb); "
+          f"{_limits_line(limits)}", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     finally:
