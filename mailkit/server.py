@@ -49,7 +49,7 @@ from concurrent.futures import Future
 from . import protocol as P
 from .listener import HANDED_ON, Listener, PortInUseError, Received, format_peer, send_and_close
 from .limits import ClassLimits
-from .responder import REPLIES, Listing, LoginThrottle, MailResponder, help_text, is_refusal, loggable, reply_text
+from .responder import PIECE_BYTES, REPLIES, Listing, LoginThrottle, MailResponder, help_text, is_refusal, loggable, reply_text
 from .store import SCRYPT_N, MailStore
 
 __all__ = ["MailServer", "PortInUseError", "REPLIES", "KO_RESEND_S", "help_text", "LoginThrottle"]
@@ -82,6 +82,9 @@ class MailServer(Listener):
     """
 
     KO_RESEND_S = KO_RESEND_S
+    # The socket send buffer of a listing's connection: what the kernel holds
+    # of a reply nobody reads (Linux doubles it for its bookkeeping).
+    LISTING_SNDBUF = 128 * 1024
 
     def __init__(
         self,
@@ -198,17 +201,25 @@ class MailServer(Listener):
         budget = self.limits.replies
         address = peer[0] if isinstance(peer, (tuple, list)) else peer
         try:
+            # The kernel's share of an unread reply is bounded too (Linux
+            # would grow a loopback send buffer to 4 MB).
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.LISTING_SNDBUF)
             conn.settimeout(self.SEND_TIMEOUT_S)    # per send: a client that reads nothing
             conn.sendall(listing.first_line().encode("utf-8"))
             start = 0
             for hold, group in listing.pieces():
-                if not budget.acquire(address, hold, self.SEND_TIMEOUT_S):
+                # A piece of small messages (at most PIECE_BYTES of text) goes
+                # at once: one per connection, so max_connections bound them.
+                # A piece that is one big message waits for room in the budget.
+                big = len(group) == 1 and group[0][1] > PIECE_BYTES
+                if big and not budget.acquire(address, hold, self.SEND_TIMEOUT_S):
                     log.warning("%s listing cut short: no room for unread replies", format_peer(peer))
                     return
                 try:
                     conn.sendall(listing.piece(group, start))
                 finally:
-                    budget.release(address, hold)
+                    if big:
+                        budget.release(address, hold)
                 start += len(group)
         except OSError:             # the client left, or read nothing for SEND_TIMEOUT_S
             pass
