@@ -1,6 +1,6 @@
 """Limits that keep one student from taking a class server from the others.
 
-Four small, independent pieces, each with its own lock, an injectable
+Small, independent pieces, each with its own lock, an injectable
 ``clock`` (tests pass a fake one) and a bound on the memory it keeps, so
 that a flood of made-up keys (user names, addresses) cannot grow it for as
 long as the flood lasts:
@@ -21,6 +21,21 @@ long as the flood lasts:
 * :func:`login_name_too_long`: a look at a request's first bytes that
   refuses a login whose user name cannot be valid before anything (the
   throttle, the log, the password hash) sees it.
+
+Issue 21 ("no student can hurt a classmate": a class sits behind a few
+addresses, so limits follow the logged-in user, a network, or the server):
+
+* :class:`SenderLimits`: a mail rate and a daily byte budget per sender,
+  and a smaller share of both per (sender, recipient);
+* :class:`FairSlots`: the password hashes, one per core, handed to the
+  waiting addresses in turn; with ``ClassLimits.hashes`` (a RateLimiter of
+  hashes per address over every user name) and the LoginThrottle's
+  new-address allowance per user, refusals cost no hash;
+* :class:`GuessCeiling`: bad session ids the whole server checks a second;
+* :func:`prefix`: the /24 (IPv4) or /64 (IPv6) that ConnectionSlots caps;
+* :class:`ReplyBudget`: bytes of listing pieces built but not yet sent;
+* :class:`RefusalLog` and :class:`LogCap`: one log line per address per
+  minute for refusals, and at most so many bytes of log an hour.
 
 :class:`ClassLimits` bundles them with the defaults for a class of 300; the
 servers take one (``MailServer(limits=...)``), and ``python -m mailkit
@@ -810,15 +825,3 @@ class ClassLimits:
         self.replies = ReplyBudget(self.reply_bytes, self.reply_bytes_per_address)
         self.refusals = RefusalLog(clock=self.clock)
 
-    @classmethod
-    def off(cls, **kw) -> "ClassLimits":
-        """Every per-sender and per-address limit of issue 21 so high that it
-        never acts (the benchmark's "old" side, ``serve --no-limits``); the
-        code still runs, so the cost of checking stays in the figures."""
-        big = 10.0 ** 12
-        return cls(**{**dict(per_prefix=10**6, hashes_per_s=big, hashes_burst=big,
-                             guess_ceiling_per_s=big, guess_ceiling_burst=big,
-                             sender_mail_burst=big, sender_mail_every_s=1 / big,
-                             sender_bytes_per_day=big, pair_mail_burst=big,
-                             pair_mail_every_s=1 / big, pair_bytes_per_day=big,
-                             reply_bytes=2**62, reply_bytes_per_address=2**62), **kw})
