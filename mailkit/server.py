@@ -205,6 +205,12 @@ class MailServer(Listener):
             # would grow a loopback send buffer to 4 MB).
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.LISTING_SNDBUF)
             conn.settimeout(self.SEND_TIMEOUT_S)    # per send: a client that reads nothing
+            # While a listing goes out, its connection counts as busy only
+            # as long as the client reads: each piece the kernel takes marks
+            # it active, and one that reads nothing for ConnectionSlots'
+            # idle_after may be closed to make room (unread dumps held every
+            # slot of a full server).
+            self.slots.active(conn)
             conn.sendall(listing.first_line().encode("utf-8"))
             start = 0
             for hold, group in listing.pieces():
@@ -220,6 +226,7 @@ class MailServer(Listener):
                 finally:
                     if big:
                         budget.release(address, hold)
+                self.slots.active(conn)
                 start += len(group)
         except OSError:             # the client left, or read nothing for SEND_TIMEOUT_S
             pass
