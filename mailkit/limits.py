@@ -58,6 +58,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from contextlib import contextmanager
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 from .protocol import CHECKSUM_LEN, SESSION_ID_LEN
@@ -350,7 +351,7 @@ class ConnectionSlots:
         self.idle_after = idle_after
         self._clock = clock
         self._lock = threading.Lock()
-        self._conns: OrderedDict = OrderedDict()    # key -> (address, last active, busy); oldest first
+        self._conns: OrderedDict = OrderedDict()    # key -> (address, last active, busy, prefix); oldest first
         self._per: dict = {}                        # address -> open count
 
     def open(self, key, address) -> tuple[bool, list]:
@@ -365,7 +366,7 @@ class ConnectionSlots:
             free = self.total - len(self._conns)
             if free <= self.reserve:
                 want = self.reserve - free + 1
-                for k, (_, last, busy) in self._conns.items():    # oldest activity first
+                for k, (_, last, busy, _) in self._conns.items():    # oldest activity first
                     if len(to_close) >= want or now - last < self.idle_after:
                         break
                     if not busy:
@@ -374,7 +375,7 @@ class ConnectionSlots:
                     self._drop(k)
                 if len(self._conns) >= self.total:
                     return False, to_close
-            self._conns[key] = (address, now, False)
+            self._conns[key] = (address, now, False, net)
             self._per[address] = self._per.get(address, 0) + 1
             self._per_net[net] = self._per_net.get(net, 0) + 1
             return True, to_close
@@ -387,7 +388,7 @@ class ConnectionSlots:
         with self._lock:
             entry = self._conns.get(key)
             if entry is not None:
-                self._conns[key] = (entry[0], now, busy)
+                self._conns[key] = (entry[0], now, busy, entry[3])
                 self._conns.move_to_end(key)
 
     def close(self, key) -> None:
@@ -397,7 +398,7 @@ class ConnectionSlots:
     def _drop(self, key) -> None:
         entry = self._conns.pop(key, None)
         if entry is not None:
-            for table, k in ((self._per, entry[0]), (self._per_net, prefix(entry[0]))):
+            for table, k in ((self._per, entry[0]), (self._per_net, entry[3])):
                 n = table[k] - 1
                 if n:
                     table[k] = n
@@ -418,9 +419,19 @@ class ConnectionSlots:
 def prefix(address) -> str:
     """The network an address belongs to, for the per-prefix connection cap:
     its /24 for IPv4 (``127.0.1.0/24``), its /64 for IPv6 (one host's usual
-    share), the address itself for anything else (a test's made-up key)."""
+    share), the address itself for anything else (a test's made-up key).
+    Called for every connection: a dotted IPv4 address takes a string
+    split (0.3 µs, where ipaddress takes 17), anything else is cached."""
     if not isinstance(address, str):
         return str(address)
+    head, dot, last = address.rpartition(".")
+    if dot and last.isdigit() and head.count(".") == 2 and ":" not in head:
+        return head + ".0/24"
+    return _prefix_slow(address)
+
+
+@lru_cache(maxsize=4096)
+def _prefix_slow(address: str) -> str:
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
@@ -474,36 +485,43 @@ class SenderLimits:
         self.pair_mails = RateLimiter(pair_rate, pair_burst, clock=clock, max_keys=max_keys)
         self.pair_bytes = RateLimiter(pair_bytes_per_day / self.DAY_S, pair_bytes_per_day,
                                       clock=clock, max_keys=max_keys)
-        self._lock = threading.Lock()
+        self._clock = clock
+        self._lock = threading.Lock()       # check() reads and writes the four tables under it
 
     def check(self, sender: str, recipient: str, size: int) -> str | None:
-        pair = (sender, recipient)
+        """None (the tokens are taken: send it) or the refusal.  One lock
+        and one clock reading for all four buckets: this runs for every
+        mail (a RateLimiter call each cost 26 µs a mail in all)."""
         size = max(1, size)
-        checks = [
-            (self.mails, sender, 1, lambda b: (
-                f"you have sent {b.burst:g} mails in a short time (your limit: {b.burst:g} at once, "
-                f"then one every {_every_text(b.rate)})")),
-            (self.bytes, sender, size, lambda b: (
-                f"you have sent your {_mb(b.burst)} of mail for today (your limit per day)")),
-            (self.pair_mails, pair, 1, lambda b: (
-                f"you have sent {recipient} {b.burst:g} mails in a short time (your limit per "
-                f"recipient: {b.burst:g} at once, then one every {_every_text(b.rate)})")),
-            (self.pair_bytes, pair, size, lambda b: (
-                f"you have sent {recipient} your {_mb(b.burst)} of mail for today (your limit "
-                f"per recipient and day)")),
-        ]
-        if sender == recipient:
-            del checks[2:]          # mail to oneself hurts no classmate: only the sender's own limits
+        pair = (sender, recipient)
+        own = sender == recipient       # mail to oneself hurts no classmate: only the sender's own limits
+        checks = ((self.mails, sender, 1), (self.bytes, sender, size),
+                  (self.pair_mails, pair, 1), (self.pair_bytes, pair, size))[:2 if own else 4]
+        now = self._clock()
         with self._lock:
-            for bucket, key, cost, why in checks:
-                if cost > bucket.burst:
-                    return f"ERROR: sending limit: this mail is bigger than your {_mb(bucket.burst)} a day"
-                wait = bucket.wait_time(key, cost)
-                if wait > 0:
-                    return f"ERROR: sending limit: {why(bucket)}; try again in {_wait_text(wait)}"
-            for bucket, key, cost, _ in checks:
-                bucket.hit(key, cost)
+            found = []
+            for n, (bucket, key, cost) in enumerate(checks):
+                tokens, at = bucket._buckets.d.get(key, (bucket.burst, now))
+                tokens = min(bucket.burst, tokens + (now - at) * bucket.rate)
+                if tokens < cost:
+                    return self._refusal(n, bucket, recipient, cost, (cost - tokens) / bucket.rate)
+                found.append(tokens - cost)
+            for (bucket, key, _), left in zip(checks, found):
+                bucket._buckets.put(key, (left, now), bucket._matters)
         return None
+
+    @staticmethod
+    def _refusal(n: int, b: "RateLimiter", recipient: str, cost: float, wait: float) -> str:
+        if cost > b.burst:
+            return f"ERROR: sending limit: this mail is bigger than your {_mb(b.burst)} a day"
+        why = (f"you have sent {b.burst:g} mails in a short time (your limit: {b.burst:g} at once, "
+               f"then one every {_every_text(b.rate)})",
+               f"you have sent your {_mb(b.burst)} of mail for today (your limit per day)",
+               f"you have sent {recipient} {b.burst:g} mails in a short time (your limit per "
+               f"recipient: {b.burst:g} at once, then one every {_every_text(b.rate)})",
+               f"you have sent {recipient} your {_mb(b.burst)} of mail for today (your limit "
+               f"per recipient and day)")[n]
+        return f"ERROR: sending limit: {why}; try again in {_wait_text(wait)}"
 
 
 def _mb(n: float) -> str:
