@@ -211,7 +211,9 @@ class MailServer(Listener):
             # idle_after may be closed to make room (unread dumps held every
             # slot of a full server).
             self.slots.active(conn)
-            conn.sendall(listing.first_line().encode("utf-8"))
+            # The head goes out with the first piece, in one send: a 2017
+            # client reads ONE recv(1024), so a short listing must arrive whole.
+            head = listing.first_line().encode("utf-8")
             start = 0
             for hold, group in listing.pieces():
                 # A piece of small messages (at most PIECE_BYTES of text) goes
@@ -222,12 +224,15 @@ class MailServer(Listener):
                     log.warning("%s listing cut short: no room for unread replies", format_peer(peer))
                     return
                 try:
-                    conn.sendall(listing.piece(group, start))
+                    conn.sendall(head + listing.piece(group, start))
+                    head = b""
                 finally:
                     if big:
                         budget.release(address, hold)
                 self.slots.active(conn)
                 start += len(group)
+            if head:                                # no message: the head is the whole reply
+                conn.sendall(head)
         except OSError:             # the client left, or read nothing for SEND_TIMEOUT_S
             pass
         finally:

@@ -373,6 +373,32 @@ def test_unread_dumps_hold_at_most_the_reply_budget_and_a_reader_is_still_served
                 sock.close()
 
 
+def test_unread_listings_holding_every_slot_make_room_for_a_classmate():
+    """Every connection of a full server is a dump nobody reads: a listing
+    counts as active only while its client reads, so the next student's
+    login closes one of them instead of getting "server busy"."""
+    with server(max_connections=6, reserve=1, idle_after=0.0, per_prefix=100, per_address=100) as s:
+        for i in range(20):
+            s.store.deliver("bob", "alice", f"big {i}", "y" * 100_000)
+        alice = login(s.address)
+        unread = []
+        try:
+            for k in range(6):
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.bind((f"127.0.{40 + k}.1", 0))
+                sock.connect(s.address)
+                sock.sendall(make_frame(alice, "dump"))
+                sock.shutdown(socket.SHUT_WR)
+                unread.append(sock)
+            while s.slots.count() < 5:                      # they hold the slots (one may be closed)
+                threading.Event().wait(0.01)
+            assert login(s.address, "bob")                  # served, not "server busy"
+        finally:
+            for sock in unread:
+                sock.close()
+
+
 def test_the_reply_budget_waits_for_room_and_gives_up_after_its_timeout():
     b = ReplyBudget(total=100, per_address=60)
     assert b.acquire("a", 60, 0) and not b.acquire("a", 1, 0)       # the address's share
