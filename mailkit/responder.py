@@ -119,7 +119,8 @@ class Listing:
 
     def piece(self, group, start: int) -> bytes:
         """The text of *group*, numbered from *start* + 1 (a message deleted
-        meanwhile is skipped; the numbers stay those of the plan)."""
+        since the plan was made is left out: the listing then holds fewer
+        messages than its head says, as a client reading it may notice)."""
         n, out = len(self.plan), []
         for i, m in enumerate(self.store.messages_between(self.user, self.sender, group[0][0], group[-1][0]),
                               start + 1):
@@ -211,10 +212,11 @@ class MailResponder:
                     return (f"{what} refused: server-wide ceiling on bad session ids",
                             REPLIES.GUESS_CEILING.format(math.ceil(wait)))
                 try:
-                    user = self.store.session_user(request.session_id)
                     if self.limits.bind_sessions and self._bound.get(request.session_id) != address:
-                        # another address's session: exactly as if there were none
+                        # not a session of this address: exactly as if there were none (and
+                        # the store is not asked, so its idle timer is not restarted)
                         raise SessionError(f"unknown session id {request.session_id} (log in again)")
+                    user = self.store.session_user(request.session_id)
                 except SessionError as exc:
                     if address is not None:     # (no socket, no address: a notebook's respond())
                         self.limits.guesses.hit(address)
