@@ -480,46 +480,57 @@ class SenderLimits:
     def __init__(self, *, mail_burst: float, mail_rate: float, bytes_per_day: float,
                  pair_burst: float, pair_rate: float, pair_bytes_per_day: float,
                  clock=time.monotonic, max_keys: int = MAX_TRACKED):
-        self.mails = RateLimiter(mail_rate, mail_burst, clock=clock, max_keys=max_keys)
-        self.bytes = RateLimiter(bytes_per_day / self.DAY_S, bytes_per_day, clock=clock, max_keys=max_keys)
-        self.pair_mails = RateLimiter(pair_rate, pair_burst, clock=clock, max_keys=max_keys)
-        self.pair_bytes = RateLimiter(pair_bytes_per_day / self.DAY_S, pair_bytes_per_day,
-                                      clock=clock, max_keys=max_keys)
+        # (burst, rate a second) of: a sender's mails, its bytes; a pair's mails, its bytes
+        self.limits = ((mail_burst, mail_rate), (bytes_per_day, bytes_per_day / self.DAY_S),
+                       (pair_burst, pair_rate), (pair_bytes_per_day, pair_bytes_per_day / self.DAY_S))
         self._clock = clock
-        self._lock = threading.Lock()       # check() reads and writes the four tables under it
+        self._lock = threading.Lock()
+        # sender -> (mails, bytes, when); (sender, recipient) -> the same: one
+        # entry, one look-up for both buckets of a key
+        self._senders = _Table(max_keys)
+        self._pairs = _Table(max_keys)
 
     def check(self, sender: str, recipient: str, size: int) -> str | None:
-        """None (the tokens are taken: send it) or the refusal.  One lock
-        and one clock reading for all four buckets: this runs for every
-        mail (a RateLimiter call each cost 26 µs a mail in all)."""
+        """None (the tokens are taken: send it) or the refusal.  One lock,
+        one clock reading and two look-ups for the four buckets: this runs
+        for every mail (four RateLimiters cost 26 µs a mail; this about 6)."""
         size = max(1, size)
-        pair = (sender, recipient)
         own = sender == recipient       # mail to oneself hurts no classmate: only the sender's own limits
-        checks = ((self.mails, sender, 1), (self.bytes, sender, size),
-                  (self.pair_mails, pair, 1), (self.pair_bytes, pair, size))[:2 if own else 4]
         now = self._clock()
         with self._lock:
+            tables = ((self._senders, sender, 0),) if own else (
+                (self._senders, sender, 0), (self._pairs, (sender, recipient), 2))
             found = []
-            for n, (bucket, key, cost) in enumerate(checks):
-                tokens, at = bucket._buckets.d.get(key, (bucket.burst, now))
-                tokens = min(bucket.burst, tokens + (now - at) * bucket.rate)
-                if tokens < cost:
-                    return self._refusal(n, bucket, recipient, cost, (cost - tokens) / bucket.rate)
-                found.append(tokens - cost)
-            for (bucket, key, _), left in zip(checks, found):
-                bucket._buckets.put(key, (left, now), bucket._matters)
+            for table, key, n in tables:
+                (mb, mr), (bb, br) = self.limits[n], self.limits[n + 1]
+                entry = table.get(key)
+                if entry is None:
+                    mails, nbytes = mb, bb
+                else:
+                    mails = min(mb, entry[0] + (now - entry[2]) * mr)
+                    nbytes = min(bb, entry[1] + (now - entry[2]) * br)
+                if mails < 1:
+                    return self._refusal(n, recipient, 1, (1 - mails) / mr)
+                if nbytes < size:
+                    return self._refusal(n + 1, recipient, size, (size - nbytes) / br)
+                found.append((table, key, (mails - 1, nbytes - size, now)))
+            for table, key, value in found:
+                table.put(key, value, self._matters)
         return None
 
-    @staticmethod
-    def _refusal(n: int, b: "RateLimiter", recipient: str, cost: float, wait: float) -> str:
-        if cost > b.burst:
-            return f"ERROR: sending limit: this mail is bigger than your {_mb(b.burst)} a day"
-        why = (f"you have sent {b.burst:g} mails in a short time (your limit: {b.burst:g} at once, "
-               f"then one every {_every_text(b.rate)})",
-               f"you have sent your {_mb(b.burst)} of mail for today (your limit per day)",
-               f"you have sent {recipient} {b.burst:g} mails in a short time (your limit per "
-               f"recipient: {b.burst:g} at once, then one every {_every_text(b.rate)})",
-               f"you have sent {recipient} your {_mb(b.burst)} of mail for today (your limit "
+    def _matters(self, value) -> bool:
+        return self._clock() - value[2] < self.DAY_S       # a day later every bucket is full again
+
+    def _refusal(self, n: int, recipient: str, cost: float, wait: float) -> str:
+        burst, rate = self.limits[n]
+        if cost > burst:
+            return f"ERROR: sending limit: this mail is bigger than your {_mb(burst)} a day"
+        why = (f"you have sent {burst:g} mails in a short time (your limit: {burst:g} at once, "
+               f"then one every {_every_text(rate)})",
+               f"you have sent your {_mb(burst)} of mail for today (your limit per day)",
+               f"you have sent {recipient} {burst:g} mails in a short time (your limit per "
+               f"recipient: {burst:g} at once, then one every {_every_text(rate)})",
+               f"you have sent {recipient} your {_mb(burst)} of mail for today (your limit "
                f"per recipient and day)")[n]
         return f"ERROR: sending limit: {why}; try again in {_wait_text(wait)}"
 
