@@ -13,6 +13,21 @@ JSON object.  Every loop is bounded in count and time; loopback only.
     python benchmarks/class_server.py quota        # B5: 200 x 1 MB mails, 4 dumps at once
     python benchmarks/class_server.py storm        # B6: N logins at once at the real hash cost
     python benchmarks/class_server.py diskfull     # B7: a full disk, an unopenable DB, file modes
+
+Issue 21 (one student against classmates): one scenario per row of its
+table, each with the honest student's success rate and p50/p99:
+
+    python benchmarks/class_server.py fillbox      # 1,000 mails to alice from one sender
+    python benchmarks/class_server.py fillall      # eve mails 200 classmates from 20 addresses
+    python benchmarks/class_server.py filldisk     # 300 x 1 MB mails round the class
+    python benchmarks/class_server.py madeup       # made-up user names, 1 then 10 addresses
+    python benchmarks/class_server.py spread       # alice's password from 2,000 addresses
+    python benchmarks/class_server.py drip         # 20 addresses x 31 dripping connections
+    python benchmarks/class_server.py dumps        # 16 x 32 unread 2 MB dumps
+    python benchmarks/class_server.py guessids     # session ids from 200 addresses
+    python benchmarks/class_server.py lognight     # how fast refusals grow the log
+    git archive 189710f | tar -x -C /tmp/mk-old    # the server before issue 21
+    python benchmarks/class_server.py classmates --old /tmp/mk-old --out /tmp/rows.json
 """
 
 from __future__ import annotations
@@ -404,12 +419,403 @@ def diskfull(root: Path, tmp: Path) -> dict:
 SCENARIOS = {f.__name__: f for f in (conns, throttle, guess, longnames, quota, storm, diskfull)}
 
 
+
+# == issue 21: one student against classmates ======================================
+#
+# Each row of issue 21's table, against the server in --root (run twice:
+# the old checkout and this one; ``classmates`` does both side by side).
+# The honest student on 127.0.0.2 sends a `count` every 0.25 s and logs in
+# every 2 s throughout; each row reports the attack's figure and the
+# honest student's success rate and p50/p99 (seconds).
+
+CLASS = [f"s{i:03d}" for i in range(200)]      # 200 classmates, for the rows that need them
+
+
+class Honest:
+    """The honest student: a count every 0.25 s, a login every 2 s."""
+
+    def __init__(self, address):
+        self.address = address
+        self.results: list[tuple[str, bool, float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    MIN_S = 5.0         # at least this long, so that a quick attack still has a sample
+
+    def __enter__(self):
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.wait(max(0.0, self._started + self.MIN_S - time.monotonic()))
+        self._stop.set()
+        self._thread.join(30)
+
+    def _one(self, kind: str, data: bytes) -> bytes:
+        t0 = time.monotonic()
+        try:
+            reply = request(self.address, data, HONEST, timeout=5)
+            ok = reply.startswith(b"OK")
+            why = "" if ok else reply[:40].decode(errors="replace")
+        except OSError as exc:
+            reply, ok, why = b"", False, type(exc).__name__
+        self.results.append((kind, ok, time.monotonic() - t0, why))
+        return reply
+
+    def _run(self):
+        sid, next_login = None, 0.0
+        while not self._stop.is_set():
+            if time.monotonic() >= next_login or sid is None:
+                reply = self._one("login", b"alice:wonderland")
+                if reply.startswith(b"OK:"):
+                    sid = reply[3:].decode()
+                next_login = time.monotonic() + 2.0
+            else:
+                self._one("count", make_frame(sid, "count"))
+            self._stop.wait(0.25)
+
+    def summary(self) -> dict:
+        took = sorted(t for _, _, t, _ in self.results)
+        def pct(p):
+            return round(took[min(len(took) - 1, int(p * len(took)))], 3) if took else None
+        out = {"honest_ok": f"{sum(ok for _, ok, _, _ in self.results)}/{len(self.results)}",
+               "honest_p50_s": pct(0.50), "honest_p99_s": pct(0.99)}
+        for kind in ("count", "login"):
+            rs = [r for r in self.results if r[0] == kind]
+            out[f"honest_{kind}s"] = f"{sum(ok for _, ok, _, _ in rs)}/{len(rs)}"
+        fails = {}
+        for _, ok, _, why in self.results:
+            if not ok:
+                fails[why] = fails.get(why, 0) + 1
+        if fails:
+            out["honest_failures"] = fails
+        return out
+
+
+def served_class(root: Path, tmp: Path, name: str, *, accounts: bool = False, log: Path | None = None,
+                 extra=()) -> Served:
+    """A server with alice, bob, eve, mallory (and the 200 classmates)."""
+    USERS.update(eve="apple", mallory="pear")
+    if accounts:
+        USERS.update({n: "pw" for n in CLASS})
+    try:
+        return Served(root, tmp / f"{name}.db", *extra, log=log)
+    finally:
+        for n in CLASS:
+            USERS.pop(n, None)
+
+
+def run_for(seconds: float, threads: int, fn) -> None:
+    """Call ``fn(k, i)`` in *threads* threads for *seconds* (or until it returns False)."""
+    end = time.monotonic() + seconds
+
+    def worker(k):
+        i = 0
+        while time.monotonic() < end:
+            try:
+                if fn(k, i) is False:
+                    return
+            except OSError:
+                pass
+            i += 1
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(worker, range(threads)))
+
+
+def tally() -> tuple[dict, threading.Lock]:
+    return {}, threading.Lock()
+
+
+def count_reply(counts: dict, lock, reply: bytes) -> None:
+    key = reply[:28].decode(errors="replace") or "(nothing)"
+    with lock:
+        counts[key] = counts.get(key, 0) + 1
+
+
+def fillbox(root: Path, tmp: Path) -> dict:
+    """Fill alice's mailbox from one address: 1,000 one-byte mails."""
+    served = served_class(root, tmp, "fillbox")
+    try:
+        with Honest(served.address) as honest:
+            eve = login(served.address, "eve", ATTACKER)
+            counts, lock = tally()
+            t0 = time.monotonic()
+            run_for(60, 8, lambda k, i: (i * 8 + k < 1000) and count_reply(
+                counts, lock, request(served.address, make_frame(eve, "email", "alice", f"x{k}-{i}", "x"),
+                                      ATTACKER)) is None)
+            took = time.monotonic() - t0
+            bob = login(served.address, "bob")
+            bob_reply = request(served.address, make_frame(bob, "email", "alice", "hi", "from bob")).decode()
+            alice = login(served.address)
+            cleared = request(served.address, make_frame(alice, "delmsg", "*", "*")).decode()
+            left = request(served.address, make_frame(alice, "count")).decode()
+        return {"attack": f"1000 one-byte mails eve->alice in {took:.2f} s: "
+                          f"{counts.get('OK: Email Sent', 0)} stored", "replies": counts,
+                "bob_to_alice": bob_reply[:90], "alice_delmsg_*_*": cleared, "alice_count_after": left,
+                **honest.summary()}
+    finally:
+        served.stop()
+
+
+def fillall(root: Path, tmp: Path, seconds: float = 10.0) -> dict:
+    """eve mails the 200 classmates from 20 addresses, as fast as she can."""
+    served = served_class(root, tmp, "fillall", accounts=True)
+    try:
+        with Honest(served.address) as honest:
+            sids = [login(served.address, "eve", f"127.0.3.{a + 1}") for a in range(20)]
+            counts, lock = tally()
+            run_for(seconds, 16, lambda k, i: count_reply(counts, lock, request(
+                served.address, make_frame(sids[(k + i) % 20], "email", CLASS[(k * 131 + i) % 200], "x", "x"),
+                f"127.0.3.{(k + i) % 20 + 1}")))
+        stored = counts.get("OK: Email Sent", 0)
+        return {"attack": f"{stored} mails stored in {seconds:g} s ({stored / seconds:.0f}/s) from 20 addresses",
+                "replies": counts, **honest.summary()}
+    finally:
+        served.stop()
+
+
+def filldisk(root: Path, tmp: Path, mails: int = 300) -> dict:
+    """mallory sends 1 MB mails round the class (at most *mails*: 300 MB)."""
+    served = served_class(root, tmp, "filldisk", accounts=True)
+    try:
+        with Honest(served.address) as honest:
+            sid = login(served.address, "mallory", ATTACKER)
+            body = "d" * 1_000_000
+            counts, lock = tally()
+            t0 = time.monotonic()
+            run_for(60, 4, lambda k, i: (i * 4 + k < mails) and count_reply(counts, lock, request(
+                served.address, make_frame(sid, "email", CLASS[(i * 4 + k) % 200], "big", body), ATTACKER,
+                timeout=30)) is None)
+            took = time.monotonic() - t0
+        db_mb = sum(p.stat().st_size for p in tmp.glob("filldisk.db*")) / 2**20
+        return {"attack": f"{mails} x 1 MB mails in {took:.1f} s: database {db_mb:.0f} MB",
+                "replies": counts, **honest.summary()}
+    finally:
+        served.stop()
+
+
+def madeup(root: Path, tmp: Path, seconds: float = 10.0) -> dict:
+    """Logins with made-up user names: one address x 32, then 10 addresses x 8."""
+    out = {}
+    for label, addresses, threads in (("1 address", 1, 32), ("10 addresses", 10, 80)):
+        served = served_class(root, tmp, f"madeup{addresses}")
+        try:
+            with Honest(served.address) as honest:
+                counts, lock = tally()
+                run_for(seconds, threads, lambda k, i: count_reply(counts, lock, request(
+                    served.address, f"nobody{k}x{i}:guess".encode(), f"127.0.4.{k % addresses + 1}",
+                    timeout=30)))
+            checked = sum(v for r, v in counts.items() if r.startswith("KO: wrong username"))
+            logins = [t for kind, ok, t, _ in honest.results if kind == "login"]
+            out[label] = {"hashes_per_s": round(checked / seconds, 1), "replies": counts,
+                          "honest_login_p50_s": round(sorted(logins)[len(logins) // 2], 3) if logins else None,
+                          "honest_login_max_s": round(max(logins), 3) if logins else None,
+                          **honest.summary()}
+        finally:
+            served.stop()
+    return out
+
+
+def spread(root: Path, tmp: Path, seconds: float = 15.0, addresses: int = 2000) -> dict:
+    """alice's password from a fresh address per guess (2,000 addresses)."""
+    served = served_class(root, tmp, "spread")
+    try:
+        login(served.address)                       # alice's own address: she has logged in from it
+        with Honest(served.address) as honest:
+            counts, lock = tally()
+            run_for(seconds, 16, lambda k, i: count_reply(counts, lock, request(
+                served.address, f"alice:guess{k}-{i}".encode(),
+                f"127.1.{((i * 16 + k) % addresses) // 250}.{((i * 16 + k) % addresses) % 250 + 1}",
+                timeout=30)))
+        checked = sum(v for r, v in counts.items() if r.startswith("KO: wrong username"))
+        logins = [t for kind, ok, t, _ in honest.results if kind == "login"]
+        return {"attack": f"{checked / seconds:.1f} real checks/s ({checked * 3600 / seconds:,.0f} an hour)",
+                "replies": counts, "alice_login_max_s": round(max(logins), 3) if logins else None,
+                **honest.summary()}
+    finally:
+        served.stop()
+
+
+def drip(root: Path, tmp: Path, seconds: float = 15.0, addresses: int = 20, per: int = 31,
+         one_net: bool = True) -> dict:
+    """A byte every 0.45 s on *per* connections from each of *addresses*."""
+    served = served_class(root, tmp, "drip")
+    frame = b"0123456789:email:bob:slow:" + b"x" * 200
+    src = [f"127.0.1.{a + 1}" if one_net else f"127.0.{10 + a}.1" for a in range(addresses)]
+    stop = threading.Event()
+    opened = [0]
+
+    def dripper():
+        socks = {}                              # sock -> (address index, bytes sent)
+        while not stop.is_set():
+            for a in range(addresses):
+                have = sum(1 for v in socks.values() if v[0] == a)
+                for _ in range(per - have):
+                    try:
+                        s = connect(served.address, src[a], 1)
+                        s.setblocking(False)
+                        socks[s] = (a, 0)
+                        opened[0] += 1
+                    except OSError:
+                        break
+            for s, (a, n) in list(socks.items()):
+                try:
+                    if select.select([s], [], [], 0)[0]:
+                        raise OSError
+                    s.send(frame[n % len(frame):n % len(frame) + 1])
+                    socks[s] = (a, n + 1)
+                except OSError:
+                    s.close()
+                    del socks[s]
+            stop.wait(0.45)
+        for s in socks:
+            s.close()
+
+    try:
+        t = threading.Thread(target=dripper)
+        t.start()
+        time.sleep(1.0)
+        with Honest(served.address) as honest:
+            time.sleep(seconds)
+        stop.set()
+        t.join()
+        return {"attack": f"{addresses} addresses x {per} dripping ({'one /24' if one_net else f'{addresses} /24s'}),"
+                          f" {opened[0]} connections opened", **honest.summary()}
+    finally:
+        served.stop()
+
+
+def dumps(root: Path, tmp: Path, seconds: float = 15.0, addresses: int = 16, per: int = 32) -> dict:
+    """2 MB dumps never read, from 16 addresses (16 /24s) x 32."""
+    served = served_class(root, tmp, "dumps")
+    try:
+        sid = login(served.address, "eve", ATTACKER)
+        for i in range(2):
+            request(served.address, make_frame(sid, "email", "eve", f"big {i}", "b" * 1_000_000), ATTACKER, 30)
+        time.sleep(0.5)
+        rss0 = served.mb("VmRSS")
+        stop = threading.Event()
+
+        def holder():
+            socks = []
+            while not stop.is_set():
+                while len(socks) < addresses * per and not stop.is_set():
+                    a = len(socks) % addresses
+                    try:
+                        s = connect(served.address, f"127.0.{20 + a}.1", 2)
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                        s.sendall(make_frame(sid, "dump"))
+                        s.shutdown(socket.SHUT_WR)
+                        socks.append(s)
+                    except OSError:
+                        break
+                stop.wait(0.5)
+                for s in list(socks):               # closed by the server: open another
+                    try:
+                        if s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                            s.close()
+                            socks.remove(s)
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        s.close()
+                        socks.remove(s)
+            for s in socks:
+                s.close()
+
+        t = threading.Thread(target=holder)
+        t.start()
+        time.sleep(1.0)
+        with Honest(served.address) as honest:
+            time.sleep(seconds)
+        peak = served.mb("VmHWM")
+        stop.set()
+        t.join()
+        return {"attack": f"{addresses} x {per} unread 2 MB dumps: server RSS {rss0:.0f} -> peak {peak:.0f} MB",
+                **honest.summary()}
+    finally:
+        served.stop()
+
+
+def guessids(root: Path, tmp: Path, seconds: float = 8.0, addresses: int = 200) -> dict:
+    """Session ids guessed from 200 addresses."""
+    served = served_class(root, tmp, "guessids")
+    try:
+        with Honest(served.address) as honest:
+            counts, lock = tally()
+            run_for(seconds, 32, lambda k, i: count_reply(counts, lock, request(
+                served.address, make_frame(f"{(k * 7919 + i * 104729) % 10**10:010d}", "count"),
+                f"127.2.{((i * 32 + k) % addresses) // 100}.{((i * 32 + k) % addresses) % 100 + 1}")))
+        checked = sum(v for r, v in counts.items() if "unknown session" in r)
+        per_s = checked / seconds
+        chance = 1 - (1 - 300 / 1e10) ** (per_s * 3 * 3600)
+        return {"attack": f"{per_s:.0f} checked/s; {chance:.1%} chance to hit one of 300 sessions in 3 h",
+                "replies": counts, **honest.summary()}
+    finally:
+        served.stop()
+
+
+def lognight(root: Path, tmp: Path, seconds: float = 20.0) -> dict:
+    """Mixed refusals from 20 addresses; how fast does the log grow?"""
+    log = tmp / "night.log"
+    served = served_class(root, tmp, "lognight", log=log)
+    try:
+        with Honest(served.address) as honest:
+            def attack(k, i):
+                src = f"127.0.5.{k % 20 + 1}"
+                # cheap refusals (no password hash), as fast as they come back
+                data = [make_frame(f"{(k * 31 + i) % 10**10:010d}", "dump"), b"garbage without a frame",
+                        b"x" * 40 + b":pw"][i % 3]
+                request(served.address, data, src, timeout=10)
+            run_for(seconds, 20, attack)
+        size = log.stat().st_size
+        per_hour = size / seconds * 3600 / 2**20
+        return {"attack": f"{size / 2**20:.2f} MB of log in {seconds:g} s = {per_hour:,.0f} MB/hour at this rate",
+                **honest.summary()}
+    finally:
+        served.stop()
+
+
+ROWS = {f.__name__: f for f in (fillbox, fillall, filldisk, madeup, spread, drip, dumps, guessids, lognight)}
+SCENARIOS.update(ROWS)
+SCENARIOS["drip_nets"] = lambda root, tmp: drip(root, tmp, one_net=False)
+
+
+def classmates(old: Path, new: Path, rows: list[str], out: Path | None) -> dict:
+    """Each row against the old and the new server, one after the other."""
+    results = {}
+    for name in rows:
+        results[name] = {}
+        for side, root in (("old", old), ("new", new)):
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.monotonic()
+                try:
+                    results[name][side] = SCENARIOS[name](root.resolve(), Path(tmp))
+                except Exception as exc:  # noqa: BLE001 - reported, the next row runs
+                    results[name][side] = {"error": repr(exc)}
+                results[name][side]["took_s"] = round(time.monotonic() - t0, 1)
+            print(json.dumps({"row": name, "side": side, **results[name][side]}), flush=True)
+        if out:
+            out.write_text(json.dumps(results, indent=1))
+    return results
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
+    parser.add_argument("scenario", choices=[*SCENARIOS, "all", "classmates"])
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose mailkit serves")
+    parser.add_argument("--old", type=Path, help="classmates: the old checkout (git archive 189710f)")
+    parser.add_argument("--rows", default=",".join([*ROWS, "drip_nets"]), help="classmates: which rows")
+    parser.add_argument("--out", type=Path, help="classmates: write the results here (JSON)")
     parser.add_argument("-n", type=int, help="storm: how many logins (default 200)")
     args = parser.parse_args(argv)
+    if args.scenario == "classmates":
+        if args.old is None:
+            parser.error("classmates needs --old (a checkout of the old mailkit)")
+        classmates(args.old, args.root, args.rows.split(","), args.out)
+        return 0
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     for name in names:
         with tempfile.TemporaryDirectory() as tmp:

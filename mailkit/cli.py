@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import logging.handlers
 import os
 import signal
 import stat
@@ -23,10 +24,25 @@ import sys
 from .client import MailClient, MailClientError
 from .protocol import DEFAULT_PORT, LocalProtocolError
 from .server import MailServer
-from .limits import ClassLimits
+from .limits import ClassLimits, LogCap
 from .store import QUOTA_BYTES, QUOTA_MESSAGES, MailStore, StoreError, StoreOpenError
 
 DEFAULT_DB = "mail.db"
+# The mail a class server keeps, by default: 1 GB (300 students x 3 MB), or
+# half the free space on the database's disk at start if that is less, so
+# that mail is refused with a clear reply long before the disk is full.
+DISK_CAP_MB = 1024
+DISK_CAP_FRACTION = 0.5
+# What is left above the mail cap for sessions and deletions (they still
+# work when the mail is at its cap): SQLite's own hard limit sits that much higher.
+DISK_CAP_ROOM_MB = 16
+# The log: a night of attacks wrote 36.7 MB in 15 minutes.  At most
+# LOG_MB_PER_HOUR an hour (refusals are summarised once per address per
+# minute, so a class's honest traffic fits), and with --log-file at most
+# LOG_FILES files of LOG_MB each.
+LOG_MB_PER_HOUR = 20.0
+LOG_MB = 20.0
+LOG_FILES = 5
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,10 +87,48 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"messages one mailbox holds (default {QUOTA_MESSAGES}; 0: no limit)")
     limits.add_argument("--quota-mb", type=float, default=QUOTA_BYTES / 2**20, metavar="MB",
                         help=f"megabytes one mailbox holds (default {QUOTA_BYTES / 2**20:g}; 0: no limit)")
-    limits.add_argument("--max-db-mb", type=float, default=0, metavar="MB",
-                        help="cap the database file at MB megabytes: past it, mail is refused with "
-                             "'storage full', as on a full disk (default 0: no cap)")
+    limits.add_argument("--max-db-mb", type=float, default=None, metavar="MB",
+                        help=f"cap the mail in the database at MB megabytes: past it, new mail is "
+                             f"refused with 'storage full' (logins and deletions still work). Default: "
+                             f"{DISK_CAP_MB} MB or half the free disk space at start, whichever is less "
+                             f"(printed at start-up); 0: no cap")
+    limits.add_argument("--max-per-prefix", type=int, default=d.per_prefix, metavar="N",
+                        help=f"open connections from one network, a /24 for IPv4 or a /64 for IPv6 "
+                             f"(default {d.per_prefix})")
+    limits.add_argument("--mails-at-once", type=float, default=d.sender_mail_burst, metavar="N",
+                        help=f"mails one user may send at once (default {d.sender_mail_burst:g}) ...")
+    limits.add_argument("--mail-every", type=float, default=d.sender_mail_every_s, metavar="S",
+                        help=f"... then one every S seconds (default {d.sender_mail_every_s:g})")
+    limits.add_argument("--mb-per-day", type=float, default=d.sender_bytes_per_day / 2**20, metavar="MB",
+                        help=f"megabytes of mail one user may send a day (default {d.sender_bytes_per_day / 2**20:g})")
+    limits.add_argument("--pair-mails-at-once", type=float, default=d.pair_mail_burst, metavar="N",
+                        help=f"mails one user may send ONE recipient at once (default {d.pair_mail_burst:g}) ...")
+    limits.add_argument("--pair-mail-every", type=float, default=d.pair_mail_every_s, metavar="S",
+                        help=f"... then one every S seconds (default {d.pair_mail_every_s:g})")
+    limits.add_argument("--pair-mb-per-day", type=float, default=d.pair_bytes_per_day / 2**20, metavar="MB",
+                        help=f"megabytes of mail one user may send one recipient a day "
+                             f"(default {d.pair_bytes_per_day / 2**20:g})")
+    limits.add_argument("--logins-at-once", type=float, default=d.hashes_burst, metavar="N",
+                        help=f"password checks from one address at once, over all user names "
+                             f"(default {d.hashes_burst:g}) ...")
+    limits.add_argument("--login-rate", type=float, default=d.hashes_per_s, metavar="N",
+                        help=f"... then N a second (default {d.hashes_per_s:g})")
+    limits.add_argument("--guess-ceiling", type=float, default=d.guess_ceiling_per_s, metavar="N",
+                        help=f"bad session ids the whole server checks a second (default "
+                             f"{d.guess_ceiling_per_s:g}, bursts of {d.guess_ceiling_burst:g})")
+    limits.add_argument("--bind-sessions", action="store_true",
+                        help="a session id works only from the address that logged in (a 2017 "
+                             "client always reconnects from the same address)")
+    logs = serve.add_argument_group("the log")
     serve.add_argument("--quiet", action="store_true", help="no log line per request")
+    logs.add_argument("--log-file", metavar="FILE",
+                      help=f"log to FILE, rotated at --log-mb megabytes, {LOG_FILES} old files kept "
+                           "(default: standard error)")
+    logs.add_argument("--log-mb", type=float, default=LOG_MB, metavar="MB",
+                      help=f"size of one log file before it is rotated (default {LOG_MB:g})")
+    logs.add_argument("--log-mb-per-hour", type=float, default=LOG_MB_PER_HOUR, metavar="MB",
+                      help=f"at most MB megabytes of log an hour; past it, lines are dropped and "
+                           f"counted (default {LOG_MB_PER_HOUR:g}; 0: no cap)")
 
     add = sub.add_parser("adduser", help="add an account to a mail database",
                          description="Add an account. Prompts for the password on a terminal; "
@@ -94,10 +148,38 @@ def main(argv: list[str] | None = None) -> int:
     return {"serve": _serve, "adduser": _adduser, "client": _client}[args.cmd](args)
 
 
+def disk_cap_mb(db: str, asked: float | None) -> float:
+    """The mail cap: *asked* (0: none), else DISK_CAP_MB or DISK_CAP_FRACTION
+    of the free space where *db* is, whichever is less."""
+    if asked is not None:
+        return asked
+    folder = os.path.dirname(os.path.abspath(db))
+    try:
+        st = os.statvfs(folder)
+        free_mb = st.f_bavail * st.f_frsize / 2**20
+    except (OSError, AttributeError):       # no such folder yet (the store says so), or no statvfs
+        return float(DISK_CAP_MB)
+    used_mb = os.path.getsize(db) / 2**20 if os.path.exists(db) else 0.0
+    return round(min(float(DISK_CAP_MB), used_mb + DISK_CAP_FRACTION * free_mb), 1)
+
+
+def _log_to(args) -> None:
+    """Logging for ``serve``: standard error or a rotated file, capped per hour."""
+    if args.quiet:
+        return
+    if args.log_file:
+        handler = logging.handlers.RotatingFileHandler(
+            args.log_file, maxBytes=int(args.log_mb * 2**20), backupCount=LOG_FILES, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    if args.log_mb_per_hour:
+        handler.addFilter(LogCap(int(args.log_mb_per_hour * 2**20)))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+
+
 def _serve(args) -> int:
-    if not args.quiet:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="%(asctime)s %(name)s %(message)s")
+    _log_to(args)
     users = {}
     for spec in args.user:
         name, sep, password = spec.partition(":")
@@ -111,10 +193,12 @@ def _serve(args) -> int:
         except (OSError, ValueError) as exc:
             print(f"mailkit: {exc}", file=sys.stderr)
             return 2
+    cap_mb = disk_cap_mb(args.db, args.max_db_mb)
     try:
         store = MailStore(args.db, quota_messages=args.quota_messages or None,
                           quota_bytes=int(args.quota_mb * 2**20) or None,
-                          max_db_bytes=int(args.max_db_mb * 2**20) or None)
+                          max_mail_bytes=int(cap_mb * 2**20) or None,
+                          max_db_bytes=int((cap_mb + DISK_CAP_ROOM_MB) * 2**20) if cap_mb else None)
     except StoreOpenError as exc:       # one line naming the path, no traceback
         print(f"mailkit: {exc}", file=sys.stderr)
         return 2
@@ -125,7 +209,15 @@ def _serve(args) -> int:
         limits = ClassLimits(per_address=args.max_per_address, max_connections=args.max_connections,
                              login_free=args.login_free,
                              login_max_delay=args.login_max_delay, guesses_per_s=args.guess_rate,
-                             guess_burst=max(1.0, 2 * args.guess_rate))
+                             guess_burst=max(1.0, 2 * args.guess_rate),
+                             per_prefix=args.max_per_prefix, bind_sessions=args.bind_sessions,
+                             sender_mail_burst=args.mails_at_once, sender_mail_every_s=args.mail_every,
+                             sender_bytes_per_day=args.mb_per_day * 2**20,
+                             pair_mail_burst=args.pair_mails_at_once, pair_mail_every_s=args.pair_mail_every,
+                             pair_bytes_per_day=args.pair_mb_per_day * 2**20,
+                             hashes_burst=args.logins_at_once, hashes_per_s=args.login_rate,
+                             guess_ceiling_per_s=args.guess_ceiling,
+                             guess_ceiling_burst=max(args.guess_ceiling, 10 * args.guess_ceiling))
         server = MailServer(users, host=args.host, port=args.port, store=store, limits=limits)
         server.start()
     except (OSError, StoreError, LocalProtocolError, ValueError) as exc:
@@ -136,11 +228,22 @@ def _serve(args) -> int:
     signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     host, port = server.address
     print(f"mailkit listening on {host}:{port}", flush=True)
+    # On standard error (standard output is the one line above, which
+    # scripts wait for), even with --quiet: the instructor should see it.
+    print(f"mailkit: mail storage cap {f'{cap_mb:g} MB' if cap_mb else 'none'} (--max-db-mb); "
+          f"{_limits_line(limits)}", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     finally:
         server.close()
     return 0
+
+
+def _limits_line(limits: ClassLimits) -> str:
+    return (f"per user {limits.sender_mail_burst:g} mails at once then 1 every "
+            f"{limits.sender_mail_every_s:g} s, {limits.sender_bytes_per_day / 2**20:g} MB a day; "
+            f"per recipient {limits.pair_mail_burst:g} then 1 every {limits.pair_mail_every_s:g} s, "
+            f"{limits.pair_bytes_per_day / 2**20:g} MB a day")
 
 
 def read_users_file(path: str) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Limits that keep one student from taking a class server from the others.
 
-Four small, independent pieces, each with its own lock, an injectable
+Small, independent pieces, each with its own lock, an injectable
 ``clock`` (tests pass a fake one) and a bound on the memory it keeps, so
 that a flood of made-up keys (user names, addresses) cannot grow it for as
 long as the flood lasts:
@@ -22,6 +22,21 @@ long as the flood lasts:
   refuses a login whose user name cannot be valid before anything (the
   throttle, the log, the password hash) sees it.
 
+Issue 21 ("no student can hurt a classmate": a class sits behind a few
+addresses, so limits follow the logged-in user, a network, or the server):
+
+* :class:`SenderLimits`: a mail rate and a daily byte budget per sender,
+  and a smaller share of both per (sender, recipient);
+* :class:`FairSlots`: the password hashes, one per core, handed to the
+  waiting addresses in turn; with ``ClassLimits.hashes`` (a RateLimiter of
+  hashes per address over every user name) and the LoginThrottle's
+  new-address allowance per user, refusals cost no hash;
+* :class:`GuessCeiling`: bad session ids the whole server checks a second;
+* :func:`prefix`: the /24 (IPv4) or /64 (IPv6) that ConnectionSlots caps;
+* :class:`ReplyBudget`: bytes of listing pieces built but not yet sent;
+* :class:`RefusalLog` and :class:`LogCap`: one log line per address per
+  minute for refusals, and at most so many bytes of log an hour.
+
 :class:`ClassLimits` bundles them with the defaults for a class of 300; the
 servers take one (``MailServer(limits=...)``), and ``python -m mailkit
 serve`` has a flag for each number.
@@ -33,17 +48,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import logging
+import math
+import os
 import re
 import secrets
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from contextlib import contextmanager
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 from .protocol import CHECKSUM_LEN, SESSION_ID_LEN
 
 __all__ = ["RateLimiter", "LoginThrottle", "ConnectionSlots", "ClassLimits", "session_tag",
-           "login_name_too_long", "MAX_TRACKED", "MAX_USERNAME"]
+           "login_name_too_long", "MAX_TRACKED", "MAX_USERNAME", "SenderLimits", "FairSlots",
+           "GuessCeiling", "ReplyBudget", "RefusalLog", "LogCap", "prefix"]
 
 # Keys any one table remembers.  A key whose state says nothing any more (a
 # full bucket, a forgiven failure) is dropped first; past the bound the
@@ -134,31 +156,38 @@ class RateLimiter:
         tokens, at = self._buckets.get(key, (self.burst, now))
         return min(self.burst, tokens + (now - at) * self.rate)
 
-    def wait_time(self, key) -> float:
+    def wait_time(self, key, cost: float = 1) -> float:
+        """0 while *key* has *cost* tokens, else the seconds until it has."""
         with self._lock:
             tokens = self._tokens(key, self._clock())
-        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+        return 0.0 if tokens >= cost else (cost - tokens) / self.rate
 
-    def hit(self, key) -> None:
-        """Take one token (the bucket may go below zero: then the key waits longer)."""
+    def hit(self, key, cost: float = 1) -> None:
+        """Take *cost* tokens (the bucket may go below zero: then the key waits longer)."""
         now = self._clock()
         with self._lock:
-            tokens = max(self._tokens(key, now) - 1, -self.burst)
-            self._buckets.put(key, (tokens, now), lambda v: self._tokens_at(v, self._clock()) < self.burst)
+            tokens = max(self._tokens(key, now) - cost, -self.burst)
+            self._buckets.put(key, (tokens, now), self._matters)
 
-    def _tokens_at(self, value, now: float) -> float:
+    def _matters(self, value) -> bool:
         tokens, at = value
-        return tokens + (now - at) * self.rate
+        return tokens + (self._clock() - at) * self.rate < self.burst
 
-    def allow(self, key) -> bool:
-        """``hit(key)`` if the key has a token, and say whether it had."""
+    def allow(self, key, cost: float = 1) -> bool:
+        """``hit(key, cost)`` if the key has *cost* tokens, and say whether it had."""
         now = self._clock()
         with self._lock:
             tokens = self._tokens(key, now)
-            if tokens < 1:
+            if tokens < cost:
                 return False
-            self._buckets.put(key, (tokens - 1, now), lambda v: self._tokens_at(v, self._clock()) < self.burst)
+            self._buckets.put(key, (tokens - cost, now), self._matters)
             return True
+
+    def give_back(self, key, cost: float = 1) -> None:
+        """Return *cost* tokens taken by ``allow`` (the work they paid for did not happen)."""
+        now = self._clock()
+        with self._lock:
+            self._buckets.put(key, (min(self.burst, self._tokens(key, now) + cost), now), self._matters)
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -197,6 +226,16 @@ class LoginThrottle:
     FORGET_AFTER_S = 15 * 60.0
     USER_FREE = 10
     USER_LEAK_S = 30.0        # one failure forgiven per this many seconds
+    # Wrong passwords for one user from addresses that have never logged in
+    # as that user: 10, then one per 30 s (120 an hour, where a fresh address
+    # per guess got 81,000 an hour); past them such addresses are refused
+    # before the hash.  An address that has logged in as the user (within
+    # KNOWN_FOR_S) is not counted, so alice on her own laptop is checked at
+    # once while 2,000 addresses guess her password; right passwords cost
+    # nothing, so a class logging in together is never refused.
+    NEW_ADDRESS_BURST = 10
+    NEW_ADDRESS_EVERY_S = 30.0
+    KNOWN_FOR_S = 7 * 24 * 3600.0    # a week: the labs of one course week
 
     def __init__(self, *, clock=time.monotonic, free: int | None = None,
                  base_delay: float | None = None, max_delay: float | None = None,
@@ -212,6 +251,9 @@ class LoginThrottle:
         self._lock = threading.Lock()
         self._pairs = _Table(max_keys)        # (user, address) -> _Failures
         self._users = _Table(max_keys)        # user -> _Failures (count decays)
+        self._known = _Table(max_keys)        # (user, address) -> last login there
+        self.fresh = RateLimiter(1 / self.NEW_ADDRESS_EVERY_S, self.NEW_ADDRESS_BURST,
+                                 clock=clock, max_keys=max_keys)
 
     def delay(self, failures: int, free: int) -> float:
         """The wait after *failures* wrong passwords, the first *free* of them free."""
@@ -237,6 +279,8 @@ class LoginThrottle:
         return max(0.0, wait)
 
     def failed(self, user: str, address) -> None:
+        if address is not None and not self.known(user, address):
+            self.fresh.hit(user)
         now = self._clock()
         with self._lock:
             pair = self._pairs.get((user, address))
@@ -246,9 +290,29 @@ class LoginThrottle:
             ucount = 1 if u is None else self._user_count(u, now) + 1
             self._users.put(user, _Failures(ucount, now), self._user_matters)
 
+    def known(self, user: str, address) -> bool:
+        """True if *address* has logged in as *user* within KNOWN_FOR_S."""
+        with self._lock:
+            at = self._known.get((user, address))
+        return at is not None and self._clock() - at <= self.KNOWN_FOR_S
+
+    def admit(self, user: str, address) -> float:
+        """Before a password check: 0 (check it) or the seconds to refuse:
+        an address not known for *user* waits while the wrong passwords from
+        such addresses are past the user's allowance.  (Ask again just before
+        hashing: failures may have come in meanwhile.)"""
+        if address is None or self.known(user, address):
+            return 0.0
+        return self.fresh.wait_time(user)
+
     def succeeded(self, user: str, address) -> None:
         with self._lock:
             self._pairs.pop((user, address))
+            if address is not None:
+                self._known.put((user, address), self._clock(), self._known_matters)
+
+    def _known_matters(self, at: float) -> bool:
+        return self._clock() - at <= self.KNOWN_FOR_S
 
     def _pair_matters(self, f: _Failures) -> bool:
         return self._clock() - f.last <= self.forget_after
@@ -277,15 +341,17 @@ class ConnectionSlots:
     """
 
     def __init__(self, *, total: int = 512, per_address: int = 32, reserve: int | None = None,
-                 idle_after: float = 0.5, clock=time.monotonic):
-        if per_address < 1 or total < 1:
-            raise ValueError("total and per_address must be >= 1")
+                 idle_after: float = 0.5, clock=time.monotonic, per_prefix: int | None = None):
+        if per_address < 1 or total < 1 or (per_prefix is not None and per_prefix < 1):
+            raise ValueError("total, per_address and per_prefix must be >= 1")
         self.total, self.per_address = total, per_address
+        self.per_prefix = total if per_prefix is None else per_prefix
+        self._per_net: dict = {}                    # prefix -> open count
         self.reserve = max(1, total // 8) if reserve is None else reserve
         self.idle_after = idle_after
         self._clock = clock
         self._lock = threading.Lock()
-        self._conns: OrderedDict = OrderedDict()    # key -> (address, last active, busy); oldest first
+        self._conns: OrderedDict = OrderedDict()    # key -> (address, last active, busy, prefix); oldest first
         self._per: dict = {}                        # address -> open count
 
     def open(self, key, address) -> tuple[bool, list]:
@@ -293,11 +359,14 @@ class ConnectionSlots:
         with self._lock:
             if self._per.get(address, 0) >= self.per_address:
                 return False, []
+            net = prefix(address)
+            if self._per_net.get(net, 0) >= self.per_prefix:
+                return False, []
             to_close = []
             free = self.total - len(self._conns)
             if free <= self.reserve:
                 want = self.reserve - free + 1
-                for k, (_, last, busy) in self._conns.items():    # oldest activity first
+                for k, (_, last, busy, _) in self._conns.items():    # oldest activity first
                     if len(to_close) >= want or now - last < self.idle_after:
                         break
                     if not busy:
@@ -306,8 +375,9 @@ class ConnectionSlots:
                     self._drop(k)
                 if len(self._conns) >= self.total:
                     return False, to_close
-            self._conns[key] = (address, now, False)
+            self._conns[key] = (address, now, False, net)
             self._per[address] = self._per.get(address, 0) + 1
+            self._per_net[net] = self._per_net.get(net, 0) + 1
             return True, to_close
 
     def active(self, key, *, busy: bool = False) -> None:
@@ -318,7 +388,7 @@ class ConnectionSlots:
         with self._lock:
             entry = self._conns.get(key)
             if entry is not None:
-                self._conns[key] = (entry[0], now, busy)
+                self._conns[key] = (entry[0], now, busy, entry[3])
                 self._conns.move_to_end(key)
 
     def close(self, key) -> None:
@@ -328,16 +398,398 @@ class ConnectionSlots:
     def _drop(self, key) -> None:
         entry = self._conns.pop(key, None)
         if entry is not None:
-            n = self._per[entry[0]] - 1
-            if n:
-                self._per[entry[0]] = n
-            else:
-                del self._per[entry[0]]
+            for table, k in ((self._per, entry[0]), (self._per_net, entry[3])):
+                n = table[k] - 1
+                if n:
+                    table[k] = n
+                else:
+                    del table[k]
 
     def count(self, address=None) -> int:
         """Open connections: from *address*, or in all."""
         with self._lock:
             return len(self._conns) if address is None else self._per.get(address, 0)
+
+    def count_prefix(self, address) -> int:
+        """Open connections from *address*'s network (see :func:`prefix`)."""
+        with self._lock:
+            return self._per_net.get(prefix(address), 0)
+
+
+def prefix(address) -> str:
+    """The network an address belongs to, for the per-prefix connection cap:
+    its /24 for IPv4 (``127.0.1.0/24``), its /64 for IPv6 (one host's usual
+    share), the address itself for anything else (a test's made-up key).
+    Called for every connection: a dotted IPv4 address takes a string
+    split (0.3 µs, where ipaddress takes 17), anything else is cached."""
+    if not isinstance(address, str):
+        return str(address)
+    head, dot, last = address.rpartition(".")
+    if dot and last.isdigit() and head.count(".") == 2 and ":" not in head:
+        return head + ".0/24"
+    return _prefix_slow(address)
+
+
+@lru_cache(maxsize=4096)
+def _prefix_slow(address: str) -> str:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    bits = 24 if ip.version == 4 else 64
+    return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+
+
+def _wait_text(seconds: float) -> str:
+    seconds = max(1, math.ceil(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{math.ceil(seconds / 60)} min"
+    return f"{math.ceil(seconds / 3600)} h"
+
+
+def _every_text(rate: float) -> str:
+    every = 1 / rate
+    return f"{every:g} s" if every < 120 else f"{every / 60:g} min"
+
+
+class SenderLimits:
+    """How much mail one sender (the logged-in user, wherever they connect
+    from) may send: a mail rate and a daily byte budget, and for each
+    recipient a smaller share of both.
+
+    Four token buckets, checked together under one lock (a mail takes from
+    all four or from none):
+
+    * the sender's mails: ``mail_burst`` at once, then one per ``1/mail_rate`` s;
+    * the sender's bytes (subject and body): ``bytes_per_day``, refilled
+      evenly over a day;
+    * the pair's (sender, recipient) mails and bytes: the same with
+      ``pair_burst``/``pair_rate`` and ``pair_bytes_per_day``.
+
+    ``check(sender, recipient, size)`` returns None (send it; the tokens are
+    taken) or the refusal, which names the sender's own limit and never
+    anything about the recipient's mailbox.
+    """
+
+    DAY_S = 24 * 3600.0
+
+    def __init__(self, *, mail_burst: float, mail_rate: float, bytes_per_day: float,
+                 pair_burst: float, pair_rate: float, pair_bytes_per_day: float,
+                 clock=time.monotonic, max_keys: int = MAX_TRACKED):
+        # (burst, rate a second) of: a sender's mails, its bytes; a pair's mails, its bytes
+        self.limits = ((mail_burst, mail_rate), (bytes_per_day, bytes_per_day / self.DAY_S),
+                       (pair_burst, pair_rate), (pair_bytes_per_day, pair_bytes_per_day / self.DAY_S))
+        self._clock = clock
+        self._lock = threading.Lock()
+        # sender -> (mails, bytes, when); (sender, recipient) -> the same: one
+        # entry, one look-up for both buckets of a key
+        self._senders = _Table(max_keys)
+        self._pairs = _Table(max_keys)
+
+    def check(self, sender: str, recipient: str, size: int) -> str | None:
+        """None (the tokens are taken: send it) or the refusal.  One lock,
+        one clock reading and two look-ups for the four buckets: this runs
+        for every mail (four RateLimiters cost 26 µs a mail; this about 6)."""
+        size = max(1, size)
+        own = sender == recipient       # mail to oneself hurts no classmate: only the sender's own limits
+        now = self._clock()
+        with self._lock:
+            tables = ((self._senders, sender, 0),) if own else (
+                (self._senders, sender, 0), (self._pairs, (sender, recipient), 2))
+            found = []
+            for table, key, n in tables:
+                (mb, mr), (bb, br) = self.limits[n], self.limits[n + 1]
+                entry = table.get(key)
+                if entry is None:
+                    mails, nbytes = mb, bb
+                else:
+                    mails = min(mb, entry[0] + (now - entry[2]) * mr)
+                    nbytes = min(bb, entry[1] + (now - entry[2]) * br)
+                if mails < 1:
+                    return self._refusal(n, recipient, 1, (1 - mails) / mr)
+                if nbytes < size:
+                    return self._refusal(n + 1, recipient, size, (size - nbytes) / br)
+                found.append((table, key, (mails - 1, nbytes - size, now)))
+            for table, key, value in found:
+                table.put(key, value, self._matters)
+        return None
+
+    def _matters(self, value) -> bool:
+        return self._clock() - value[2] < self.DAY_S       # a day later every bucket is full again
+
+    def _refusal(self, n: int, recipient: str, cost: float, wait: float) -> str:
+        burst, rate = self.limits[n]
+        if cost > burst:
+            return f"ERROR: sending limit: this mail is bigger than your {_mb(burst)} a day"
+        why = (f"you have sent {burst:g} mails in a short time (your limit: {burst:g} at once, "
+               f"then one every {_every_text(rate)})",
+               f"you have sent your {_mb(burst)} of mail for today (your limit per day)",
+               f"you have sent {recipient} {burst:g} mails in a short time (your limit per "
+               f"recipient: {burst:g} at once, then one every {_every_text(rate)})",
+               f"you have sent {recipient} your {_mb(burst)} of mail for today (your limit "
+               f"per recipient and day)")[n]
+        return f"ERROR: sending limit: {why}; try again in {_wait_text(wait)}"
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:g} MB" if n >= 2**20 else f"{n / 1024:g} KB"
+
+
+class FairSlots:
+    """At most *slots* holders at a time (the password hashes: one per
+    core), handed out in turn to the keys (addresses) that wait, one each,
+    round robin: an address that sends 32 logins at once waits behind its
+    own, not in front of everyone else's.
+
+        with slots.hold(address):
+            ...                       # at most `slots` threads in here
+    """
+
+    def __init__(self, slots: int):
+        if slots < 1:
+            raise ValueError("slots must be >= 1")
+        self.slots = slots
+        self._lock = threading.Lock()
+        self._free = slots
+        self._waiting: OrderedDict = OrderedDict()    # key -> deque of threading.Event
+
+    def acquire(self, key) -> None:
+        with self._lock:
+            if self._free > 0 and not self._waiting:
+                self._free -= 1
+                return
+            ticket = threading.Event()
+            self._waiting.setdefault(key, deque()).append(ticket)
+        ticket.wait()           # release() always hands the slot on: no timeout needed
+
+    def release(self) -> None:
+        with self._lock:
+            if not self._waiting:
+                self._free += 1
+                return
+            key, queue = next(iter(self._waiting.items()))
+            ticket = queue.popleft()
+            del self._waiting[key]
+            if queue:
+                self._waiting[key] = queue      # to the back: the next key goes first
+        ticket.set()
+
+    def waiting(self) -> int:
+        with self._lock:
+            return sum(len(q) for q in self._waiting.values())
+
+    @contextmanager
+    def hold(self, key):
+        self.acquire(key)
+        try:
+            yield
+        finally:
+            self.release()
+
+
+class GuessCeiling:
+    """A ceiling on the bad session ids the whole server checks a second.
+
+    Every bad id takes a token from one bucket (``rate`` a second, bursts of
+    ``burst``).  While it is empty, a request from an address that sent a bad
+    id within ``memory_s`` seconds is refused without checking its id; an
+    address that has sent none (the honest client, whose ids are good) is
+    checked as always.  Many addresses guessing together thus get at most
+    ``rate`` checks a second, plus one per address per ``memory_s``."""
+
+    def __init__(self, rate: float, burst: float, *, memory_s: float = 60.0,
+                 clock=time.monotonic, max_keys: int = MAX_TRACKED):
+        self.bucket = RateLimiter(rate, burst, clock=clock, max_keys=4)
+        self.memory_s = memory_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._bad = _Table(max_keys)          # address -> last bad id
+
+    def wait_time(self, address) -> float:
+        wait = self.bucket.wait_time("*")
+        if wait <= 0:
+            return 0.0
+        with self._lock:
+            at = self._bad.get(address)
+        return wait if at is not None and self._clock() - at <= self.memory_s else 0.0
+
+    def bad(self, address) -> None:
+        self.bucket.hit("*")
+        now = self._clock()
+        with self._lock:
+            self._bad.put(address, now, lambda at: self._clock() - at <= self.memory_s)
+
+
+class ReplyBudget:
+    """Bytes of replies built but not yet taken by the kernel, in all and
+    per address: a listing is sent in pieces, and each piece first reserves
+    its size here (waiting up to *timeout* for room), so unread replies hold
+    at most ``total`` bytes of the server's memory, and one address at most
+    ``per_address`` of them."""
+
+    def __init__(self, total: int, per_address: int):
+        self.total, self.per_address = total, per_address
+        self._cond = threading.Condition(threading.Lock())
+        self._held = 0
+        self._per: dict = {}
+        self.peak = 0
+
+    def acquire(self, address, n: int, timeout: float) -> bool:
+        n = min(n, self.per_address)            # a piece bigger than the share still goes, alone
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while (self._held + n > self.total
+                   or self._per.get(address, 0) + n > self.per_address):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            self._held += n
+            self._per[address] = self._per.get(address, 0) + n
+            self.peak = max(self.peak, self._held)
+            return True
+
+    def release(self, address, n: int) -> None:
+        n = min(n, self.per_address)
+        with self._cond:
+            self._held -= n
+            left = self._per.get(address, 0) - n
+            if left > 0:
+                self._per[address] = left
+            else:
+                self._per.pop(address, None)
+            self._cond.notify_all()
+
+    def held(self) -> int:
+        with self._cond:
+            return self._held
+
+
+class RefusalLog:
+    """One log line per address per minute for refused requests: the first
+    refusal in a minute is logged as usual, the others only counted, and the
+    count is logged (``summary``) when that address's minute is over.
+
+    ``note(address)`` says whether to log this refusal now and returns the
+    summaries due (of any address) to log first.  Bounded like the other
+    tables; a flood of made-up addresses at worst loses some counts."""
+
+    def __init__(self, window_s: float = 60.0, *, clock=time.monotonic, max_keys: int = MAX_TRACKED):
+        self.window_s = window_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._windows = _Table(max_keys)       # address -> [start, suppressed]
+        self._next_sweep = 0.0
+
+    def note(self, address) -> tuple[bool, list[str]]:
+        now = self._clock()
+        with self._lock:
+            due = self._sweep(now) if now >= self._next_sweep else []
+            w = self._windows.get(address)
+            if w is None or now - w[0] >= self.window_s:
+                if w is not None and w[1]:
+                    due.append(self._summary(address, w))
+                self._windows.put(address, [now, 0], lambda v: v[1] > 0)
+                return True, due
+            w[1] += 1
+            return False, due
+
+    def flush(self) -> list[str]:
+        """Every count not logged yet (the server is stopping)."""
+        with self._lock:
+            due = [self._summary(a, w) for a, w in self._windows.d.items() if w[1]]
+            self._windows.d.clear()
+            return due
+
+    def _sweep(self, now: float) -> list[str]:
+        self._next_sweep = now + self.window_s / 4
+        due = []
+        for address, w in list(self._windows.d.items()):
+            if now - w[0] >= self.window_s:
+                if w[1]:
+                    due.append(self._summary(address, w))
+                del self._windows.d[address]
+        return due
+
+    def _summary(self, address, w) -> str:
+        return (f"{address}: {w[1]} more refused request{'' if w[1] == 1 else 's'} "
+                f"in the {self.window_s:g} s after the one logged")
+
+
+class LogCap(logging.Filter):
+    """A logging filter that lets at most ``bytes_per_hour`` of log text
+    through each hour; past that it drops lines, says so once, and says how
+    many it dropped when the next hour starts.  A night of attacks then
+    costs at most that much disk an hour."""
+
+    def __init__(self, bytes_per_hour: int, *, clock=time.monotonic):
+        super().__init__()
+        self.cap = bytes_per_hour
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._hour_start = clock()
+        self._used = 0
+        self.dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        size = len(record.getMessage()) + 40            # the time and name the format adds
+        now = self._clock()
+        with self._lock:
+            if now - self._hour_start >= 3600:
+                if self.dropped:
+                    record.msg = (f"(log cap: {self.dropped} lines dropped in the last hour) "
+                                  + str(record.msg))
+                self._hour_start, self._used, self.dropped = now, 0, 0
+            if self._used + size <= self.cap:
+                self._used += size
+                return True
+            self.dropped += 1
+            if self.dropped == 1:
+                record.msg = (f"log cap of {self.cap / 2**20:g} MB an hour reached: further lines "
+                              f"this hour are dropped (--log-mb-per-hour)")
+                record.args = ()
+                return True
+            return False
+
+
+# -- the defaults of a class server (docs/instructor.md, "Limits", has the arithmetic) --
+
+# Mail per sender: 500 at once (a lab's loop of test mails, ten times over;
+# the test suite's 17 sessions of one user sending 20 each), then one every
+# 10 s (360 an hour); 20 MB a day (twenty 1 MB mails).  An honest student
+# sends tens of mails in a lab; these stop a script that would fill every
+# mailbox (200,000 mails) or the disk.
+SENDER_MAIL_BURST = 500
+SENDER_MAIL_EVERY_S = 10.0
+SENDER_BYTES_PER_DAY = 20 * 2**20
+# Mail per sender and recipient: 200 at once, then one every 5 min (288 a
+# day); 2 MB a day.  A fifth of a mailbox's quota (1,000 messages, 10 MB):
+# one classmate alone cannot fill another's mailbox in a day (200 + 288).
+PAIR_MAIL_BURST = 200
+PAIR_MAIL_EVERY_S = 300.0
+PAIR_BYTES_PER_DAY = 2 * 2**20
+# Password hashes per address, over every user name (an unknown name costs
+# the same hash): 60 at once (a class behind a NAT logging in together),
+# then 2 a second.  Each hash is ~50 ms of a core.
+HASHES_BURST = 60
+HASHES_PER_S = 2.0
+HASH_SLOTS = max(2, os.cpu_count() or 2)     # hashes at once: one per core (as the store's)
+# Bad session ids the whole server checks: 50 a second, bursts of 500 (a
+# class whose sessions all expired at once).  With 300 sessions alive, a
+# 3-hour lab at the ceiling gives guessers a 1.6 % chance (was 59 %).
+GUESS_CEILING_PER_S = 50.0
+GUESS_CEILING_BURST = 500.0
+# Replies built but not read yet (listings go in pieces): 64 MB in all, 8 MB
+# per address (four 2 MB dumps).  512 unread 2 MB dumps held 647 MB before.
+REPLY_BYTES = 64 * 2**20
+REPLY_BYTES_PER_ADDRESS = 8 * 2**20
+# Open connections from one /24 (IPv4) or /64 (IPv6): a quarter of the
+# server, so three other networks are always served.
+PER_PREFIX = 128
 
 
 @dataclass
@@ -365,6 +817,21 @@ class ClassLimits:
     login_max_delay: float = LoginThrottle.MAX_DELAY_S
     guesses_per_s: float = 20.0
     guess_burst: float = 40.0
+    per_prefix: int = PER_PREFIX
+    hashes_per_s: float = HASHES_PER_S
+    hashes_burst: float = HASHES_BURST
+    guess_ceiling_per_s: float = GUESS_CEILING_PER_S
+    guess_ceiling_burst: float = GUESS_CEILING_BURST
+    bind_sessions: bool = False          # a session id works only from the address that logged in
+    sender_mail_burst: float = SENDER_MAIL_BURST
+    sender_mail_every_s: float = SENDER_MAIL_EVERY_S
+    sender_bytes_per_day: float = SENDER_BYTES_PER_DAY
+    pair_mail_burst: float = PAIR_MAIL_BURST
+    pair_mail_every_s: float = PAIR_MAIL_EVERY_S
+    pair_bytes_per_day: float = PAIR_BYTES_PER_DAY
+    reply_bytes: int = REPLY_BYTES
+    reply_bytes_per_address: int = REPLY_BYTES_PER_ADDRESS
+    hash_slots: int = HASH_SLOTS
     clock: object = field(default=time.monotonic, repr=False)
 
     def __post_init__(self):
@@ -374,4 +841,16 @@ class ClassLimits:
         self.slots = ConnectionSlots(total=self.max_connections, per_address=self.per_address,
                                      reserve=(max(1, self.max_connections // 8) if self.reserve is None
                                               else min(self.reserve, self.max_connections - 1)),
-                                     idle_after=self.idle_after, clock=self.clock)
+                                     idle_after=self.idle_after, clock=self.clock,
+                                     per_prefix=min(self.per_prefix, self.max_connections))
+        self.hashes = RateLimiter(self.hashes_per_s, self.hashes_burst, clock=self.clock)
+        self.hash_queue = FairSlots(self.hash_slots)
+        self.ceiling = GuessCeiling(self.guess_ceiling_per_s, self.guess_ceiling_burst, clock=self.clock)
+        self.senders = SenderLimits(
+            mail_burst=self.sender_mail_burst, mail_rate=1 / self.sender_mail_every_s,
+            bytes_per_day=self.sender_bytes_per_day, pair_burst=self.pair_mail_burst,
+            pair_rate=1 / self.pair_mail_every_s, pair_bytes_per_day=self.pair_bytes_per_day,
+            clock=self.clock)
+        self.replies = ReplyBudget(self.reply_bytes, self.reply_bytes_per_address)
+        self.refusals = RefusalLog(clock=self.clock)
+

@@ -43,7 +43,7 @@ import weakref
 from dataclasses import dataclass
 
 from . import protocol as P
-from .limits import ConnectionSlots
+from .limits import ConnectionSlots, prefix
 
 __all__ = ["Listener", "EventLoop", "WorkerPool", "Received", "PortInUseError",
            "send_and_close", "format_peer", "HANDED_ON"]
@@ -52,6 +52,7 @@ log = logging.getLogger("mailkit.server")
 
 _EADDRINUSE = (98, 48, 10048)  # Linux, macOS, Windows
 _RESET = object()                # EventLoop.recv_now(): the peer reset the connection
+_CLOSING = object()              # selector data of a refused connection being closed
 
 
 class PortInUseError(OSError):
@@ -169,10 +170,11 @@ class WorkerPool:
 class _Arriving:
     """A connection whose request is still arriving (owned by the loop thread)."""
 
-    __slots__ = ("conn", "peer", "reader", "deadline", "wake_at", "armed_at", "again")
+    __slots__ = ("conn", "peer", "reader", "deadline", "wake_at", "armed_at", "again", "first_at")
 
     def __init__(self, conn, peer, reader, deadline: float, again: bool = False):
         self.conn, self.peer, self.reader = conn, peer, reader
+        self.first_at = None        # when its first byte came (for the minimum byte rate)
         self.deadline = deadline
         self.wake_at = deadline     # when to decide, if nothing more comes
         self.armed_at = None        # due time of its live entry in the timer heap
@@ -192,6 +194,12 @@ class EventLoop:
     """
 
     ACCEPT_PAUSE_S = 0.1    # out of file descriptors: stop accepting this long
+    # A refused connection is closed only once its client has read the
+    # refusal and closed too (or after CLOSING_S): closing it with the
+    # client's request unread would send a reset, which discards our reply
+    # at the client (RFC 1122, 4.2.2.13).  At most CLOSING_MAX wait so.
+    CLOSING_S = 1.0
+    CLOSING_MAX = 256
 
     def __init__(self, listener: "Listener", sock: socket.socket):
         self.listener, self.sock = listener, sock
@@ -212,6 +220,7 @@ class EventLoop:
         self._timers: list[tuple[float, int, _Arriving]] = []
         self._order = itertools.count()          # ties in the heap: first come first
         self._accept_paused_until: float | None = None
+        self._closing: collections.deque = collections.deque()    # (close at, conn), oldest first
         self.sel.register(sock, selectors.EVENT_READ)
         self.sel.register(self._wake_r, selectors.EVENT_READ)
 
@@ -253,7 +262,8 @@ class EventLoop:
         sel, timers = self.sel, self._timers
         try:
             while not self._stopping:
-                due = [t for t in (timers[0][0] if timers else None, self._accept_paused_until)
+                due = [t for t in (timers[0][0] if timers else None, self._accept_paused_until,
+                                   self._closing[0][0] if self._closing else None)
                        if t is not None]
                 events = sel.select(max(0.0, min(due) - time.monotonic()) if due else None)
                 now = time.monotonic()
@@ -262,6 +272,8 @@ class EventLoop:
                         self._run_calls()
                     elif key.fileobj is self.sock:
                         self.accept(now)
+                    elif key.data is _CLOSING:
+                        self.drain(key.fileobj)
                     elif key.data.wake_at >= 0:
                         self.guarded(self.receive, key.data, now)
                 while timers and timers[0][0] <= now:
@@ -275,6 +287,8 @@ class EventLoop:
                         self.arm(a)
                     else:
                         self.guarded(self.time_up, a, now)
+                while self._closing and self._closing[0][0] <= now:
+                    self.finish_closing(self._closing.popleft()[1])
                 if self._accept_paused_until is not None and now >= self._accept_paused_until:
                     self._accept_paused_until = None
                     sel.register(self.sock, selectors.EVENT_READ)
@@ -288,6 +302,8 @@ class EventLoop:
             for conn in list(self.arriving):
                 self.listener.forget(conn, shutdown=True)
             self.arriving.clear()
+            while self._closing:
+                self.finish_closing(self._closing.popleft()[1])
             self._timers.clear()
             self.close()
 
@@ -332,10 +348,51 @@ class EventLoop:
             for old in idle:            # slots run low: the longest idle make room
                 self.drop_idle(old)
             if refusal is not None:
-                log.warning("%s refused: %s", format_peer(peer), refusal.decode())
-                send_and_close(conn, refusal)
+                listener.refused(peer, refusal.decode())
+                self.refuse(conn, refusal, now)
                 continue
             self.guarded(self.arrived, conn, peer, now)
+
+    def refuse(self, conn: socket.socket, reply: bytes, now: float) -> None:
+        """Answer a connection we cannot serve with *reply* and close it
+        without a reset: read what it sent, send, half-close, and close once
+        the client has closed (or after CLOSING_S)."""
+        try:
+            conn.setblocking(False)
+            try:
+                while conn.recv(65536):
+                    pass
+            except BlockingIOError:
+                pass
+            conn.send(reply)                # short: fits the socket's buffer
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            conn.close()
+            return
+        if len(self._closing) >= self.CLOSING_MAX:
+            conn.close()
+            return
+        self._closing.append((now + self.CLOSING_S, conn))
+        self.sel.register(conn, selectors.EVENT_READ, _CLOSING)
+
+    def drain(self, conn: socket.socket) -> None:
+        """A refused connection is readable: drop what came; close at its end."""
+        try:
+            if conn.recv(65536):
+                return
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        self.finish_closing(conn)
+
+    def finish_closing(self, conn: socket.socket) -> None:
+        if conn.fileno() >= 0:
+            try:
+                self.sel.unregister(conn)
+            except (KeyError, ValueError):
+                pass
+            conn.close()
 
     def drop_idle(self, conn: socket.socket) -> None:
         """Close a connection that has been idle longest, to make room."""
@@ -396,12 +453,23 @@ class EventLoop:
         """Feed *chunk* (None: nothing new) to the reader, then complete the
         request or wait for more."""
         if chunk is not None:
+            listener, slow = self.listener, False
             if chunk:
-                self.listener.slots.active(a.conn)
+                if a.first_at is None:
+                    a.first_at = now
+                got, took = len(a.reader) + len(chunk), now - a.first_at
+                # Only bytes that keep up MIN_REQUEST_RATE count as activity:
+                # a drip stays "idle", and is closed first when room runs short.
+                if got >= listener.MIN_REQUEST_RATE * took:
+                    listener.slots.active(a.conn)
+                else:
+                    slow = got < listener.MIN_REQUEST_RATE * (took - listener.SLOW_GRACE_S)
             try:
                 a.reader.feed(chunk)
             except P.RequestTooLarge as exc:
                 return self.complete(a, exc)
+            if slow and a.reader.patience() > 0:
+                return self.complete(a, TimeoutError("request arriving too slowly"))
         patience = a.reader.patience()
         if patience <= 0:
             return self.complete(a, None)
@@ -470,6 +538,14 @@ class Listener:
     # retransmit (measured: 200 at once with 128 gave a p99 of 1 s).
     BACKLOG = MAX_CONNECTIONS
     REQUEST_DEADLINE_S = 10.0    # a whole request, however slowly it trickles in
+    # A request in progress must bring at least this many bytes a second,
+    # on average since its first byte, once SLOW_GRACE_S have passed: a
+    # client on the slowest link sends far more (a 2017 client sends all in
+    # one go), and the grace covers a lost segment's retransmission (RTO 1 s,
+    # doubling: RFC 6298).  A drip of a byte every 0.45 s held a slot for
+    # the whole 10 s REQUEST_DEADLINE_S; now it is cut after about 3 s.
+    MIN_REQUEST_RATE = 1024
+    SLOW_GRACE_S = 3.0
     IDLE_TIMEOUT_S = P.RequestReader.IDLE_TIMEOUT_S  # between two pieces of a request
     SEND_TIMEOUT_S = 5.0         # a client that never reads its reply
     STOP_TIMEOUT_S = 0.9         # stop() must return within a second
@@ -477,6 +553,8 @@ class Listener:
     WORKER_LINGER_S = 1.0        # a finished thread waits this long for the next job
     BUSY_REPLY = b"ERROR: server busy, try again in a moment"
     PER_ADDRESS_REPLY = "ERROR: too many connections from your address ({} open); close some and try again"
+    PER_PREFIX_REPLY = ("ERROR: server busy: too many connections from your network ({} open from {}); "
+                        "try again in a moment")
 
     _running: "weakref.WeakSet[Listener]" = weakref.WeakSet()
 
@@ -704,6 +782,8 @@ class Listener:
         if not admitted:
             if self.slots.count(address) >= self.slots.per_address:
                 return self.PER_ADDRESS_REPLY.format(self.slots.per_address).encode(), idle
+            if self.slots.count_prefix(address) >= self.slots.per_prefix:
+                return self.PER_PREFIX_REPLY.format(self.slots.per_prefix, prefix(address)).encode(), idle
             return self.BUSY_REPLY, idle
         with self._conns_lock:
             self._conns.add(conn)
@@ -720,6 +800,11 @@ class Listener:
         with self._conns_lock:
             self._conns.discard(conn)
         self.slots.close(conn)
+
+    def refused(self, peer, reply: str) -> None:
+        """A connection was refused with *reply* (may be overridden: the
+        mail server logs these once per address per minute)."""
+        log.warning("%s refused: %s", format_peer(peer), reply)
 
     def closed_silent(self, peer) -> None:
         """A connection closed (or idle past the timeout) without sending a

@@ -23,16 +23,23 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from concurrent.futures import Future
 
 from . import protocol as P
-from .limits import MAX_USERNAME, ClassLimits, LoginThrottle, login_name_too_long, session_tag
+from .limits import MAX_TRACKED, MAX_USERNAME, ClassLimits, LoginThrottle, login_name_too_long, session_tag
 from .store import (
-    LISTING_BYTES, LISTING_MESSAGES, MailboxFull, MailStore, SessionError, StorageFull, UnknownUser,
+    ANY, LISTING_BYTES, LISTING_MESSAGES, MailboxFull, MailStore, SessionError, StorageFull, UnknownUser,
 )
 from .text import plural
 
-__all__ = ["REPLIES", "help_text", "LoginThrottle", "MailResponder", "reply_text", "loggable"]
+__all__ = ["REPLIES", "help_text", "LoginThrottle", "MailResponder", "Listing", "reply_text", "loggable",
+           "is_refusal", "PIECE_BYTES"]
+
+# A listing goes out in pieces of about this many bytes of subjects and
+# bodies (one message, however big, is one piece): an unread 2 MB dump holds
+# one piece of the server's memory, not 2 MB (see ClassLimits.replies).
+PIECE_BYTES = 64 * 1024
 
 
 class REPLIES:
@@ -45,6 +52,16 @@ class REPLIES:
     TOO_SLOW = "ERROR: request took too long to arrive"
     INTERNAL = "ERROR: internal server error (logged on the server)"
     NAME_TOO_LONG = f"KO: user name too long (at most {MAX_USERNAME} characters)"
+    GUESS_CEILING = "ERROR: too many bad session ids on this server; try again in {} s"
+    TOO_MANY_LOGINS = "KO: too many logins from your address; try again in {} s"
+    USER_UNDER_ATTACK = ("KO: too many password guesses for {} lately; try again in {} s "
+                         "(an address you have logged in from before is not limited)")
+
+
+def is_refusal(reply) -> bool:
+    """True for a reply that refuses (an error, a KO, no reply): the server
+    logs these once per address per minute (see limits.RefusalLog)."""
+    return reply is None or (isinstance(reply, str) and reply.startswith(("ERROR", "KO")))
 
 
 def help_text() -> str:
@@ -57,8 +74,72 @@ def help_text() -> str:
 
 def reply_text(reply) -> str:
     """The text of a reply: *reply* itself, or what its future gives once
-    done (an email's reply waits for the commit that holds the mail)."""
+    done (an email's reply waits for the commit that holds the mail), or a
+    :class:`Listing`'s pieces joined."""
+    if isinstance(reply, Listing):
+        return reply.text()
     return reply.result() if isinstance(reply, Future) else reply
+
+
+class Listing:
+    """The reply to ``getmsg`` or ``dump``, read from the store and formatted
+    one piece at a time (``pieces()``), so that a reply nobody reads holds
+    one piece of memory; ``text()`` is the whole (the same bytes)."""
+
+    def __init__(self, store: MailStore, user: str, sender: str | None, title: str):
+        self.store, self.user, self.sender = store, user, sender
+        self.plan = store.listing_plan(user, sender, limit=LISTING_MESSAGES, max_bytes=LISTING_BYTES)
+        total = store.count(user, sender)
+        if total > len(self.plan):
+            title += f" (the oldest {len(self.plan)} of {total}: delete some to see the others)"
+        n = len(self.plan)
+        self.head = f"OK: {n} message{'' if n == 1 else 's'}{title}"
+
+    def first_line(self) -> str:
+        return self.head
+
+    def groups(self) -> list[list[tuple[int, int]]]:
+        """The plan cut into pieces of about PIECE_BYTES (at least one message each)."""
+        groups, group, size = [], [], 0
+        for row in self.plan:
+            if group and size + row[1] > PIECE_BYTES:
+                groups.append(group)
+                group, size = [], 0
+            group.append(row)
+            size += row[1]
+        if group:
+            groups.append(group)
+        return groups
+
+    @staticmethod
+    def piece_bytes(group) -> int:
+        """What a piece holds in memory while it waits: about twice its text
+        (the str and its UTF-8 bytes) plus the headers."""
+        return 2 * sum(size for _, size in group) + 200 * len(group)
+
+    def piece(self, group, start: int) -> bytes:
+        """The text of *group*, numbered from *start* + 1 (a message deleted
+        since the plan was made is left out: the listing then holds fewer
+        messages than its head says, as a client reading it may notice)."""
+        n, out = len(self.plan), []
+        for i, m in enumerate(self.store.messages_between(self.user, self.sender, group[0][0], group[-1][0]),
+                              start + 1):
+            # format_messages of one message, from its "From:" line on
+            block = P.format_messages([m]).split("\n", 2)[2]
+            out.append(f"\n--- message {i} of {n} ---\n{block}")
+        return "".join(out).encode("utf-8")
+
+    def pieces(self):
+        """``(bytes to hold, group)`` for each piece, in order, after the head."""
+        for group in self.groups():
+            yield self.piece_bytes(group), group
+
+    def text(self) -> str:
+        parts, start = [self.head.encode("utf-8")], 0
+        for group in self.groups():
+            parts.append(self.piece(group, start))
+            start += len(group)
+        return b"".join(parts).decode("utf-8")
 
 
 _SESSION_ID = re.compile(r"(?<![0-9])[0-9]{%d}(?![0-9])" % P.SESSION_ID_LEN)
@@ -97,6 +178,7 @@ class MailResponder:
         self.store = store
         self.limits = limits if limits is not None else ClassLimits()
         self.throttle = throttle if throttle is not None else self.limits.throttle
+        self._bound = _Bindings()         # session id -> the address that logged in
         self.commands = {
             "help": self.help, "email": self.email, "getmsg": self.getmsg,
             "count": self.count, "delmsg": self.delmsg, "dump": self.dump,
@@ -126,15 +208,24 @@ class MailResponder:
                     return (f"{what} refused: too many bad session ids",
                             f"ERROR: too many bad session ids from your address; "
                             f"try again in {math.ceil(wait)} s")
+                if address is not None and (wait := self.limits.ceiling.wait_time(address)) > 0:
+                    return (f"{what} refused: server-wide ceiling on bad session ids",
+                            REPLIES.GUESS_CEILING.format(math.ceil(wait)))
                 try:
+                    if self.limits.bind_sessions and self._bound.get(request.session_id) != address:
+                        # not a session of this address: exactly as if there were none (and
+                        # the store is not asked, so its idle timer is not restarted)
+                        raise SessionError(f"unknown session id {request.session_id} (log in again)")
                     user = self.store.session_user(request.session_id)
                 except SessionError as exc:
-                    if address is not None:
+                    if address is not None:     # (no socket, no address: a notebook's respond())
                         self.limits.guesses.hit(address)
+                        self.limits.ceiling.bad(address)
                     return f"{what} with a bad session id", f"ERROR: {exc}"
                 what = f"{user} {request.name}"
             if request.name == "logoff":
                 self.store.end_session(request.session_id)
+                self._bound.pop(request.session_id)
                 return what, REPLIES.LOGGED_OFF
             return what, self.commands[request.name](user, *request.fields)
         except StorageFull as exc:              # a login or a session touch could not be written
@@ -150,18 +241,47 @@ class MailResponder:
         if wait > 0:
             return (f"KO: too many wrong passwords for {hs.user} from your address; "
                     f"try again in {math.ceil(wait)} s")
-        if not self.store.check_password(hs.user, hs.password):
+        # Every password check costs a hash (an unknown name too: the store
+        # hashes a dummy), so every one counts against the address ...
+        hashes = self.limits.hashes
+        if address is not None and not hashes.allow(address):
+            return REPLIES.TOO_MANY_LOGINS.format(math.ceil(hashes.wait_time(address)))
+        # ... and one user's wrong passwords from addresses that never logged
+        # in as them are counted together (alice's own address is not).
+        if (wait := self.throttle.admit(hs.user, address)) > 0:
+            hashes.give_back(address)           # refused unhashed: it cost nothing
+            return REPLIES.USER_UNDER_ATTACK.format(hs.user, math.ceil(wait))
+        with self.limits.hash_queue.hold(address):  # one address's logins wait behind each other
+            # Asked again in the slot: the guesses queued beside this one
+            # may have used the allowance up meanwhile.
+            if (wait := self.throttle.admit(hs.user, address)) > 0:
+                right = None
+            else:
+                right = self.store.check_password(hs.user, hs.password)
+        if right is None:
+            hashes.give_back(address)
+            return REPLIES.USER_UNDER_ATTACK.format(hs.user, math.ceil(wait))
+        if not right:
             self.throttle.failed(hs.user, address)
             return REPLIES.LOGIN_FAILED
         self.throttle.succeeded(hs.user, address)
-        return f"OK:{self.store.create_session(hs.user)}"
+        session_id = self.store.create_session(hs.user)
+        if self.limits.bind_sessions:
+            self._bound.put(session_id, address)
+        return f"OK:{session_id}"
 
     def help(self, user) -> str:
         return help_text()
 
     def email(self, user: str, recipient: str, subject: str, body: str) -> "Future[str]":
         """Queue the mail for the store's group commit; the reply comes true
-        once it is on disk (or says why it was not stored)."""
+        once it is on disk (or says why it was not stored).  Past the
+        sender's limits (limits.SenderLimits) it is refused at once."""
+        refusal = self.limits.senders.check(user, recipient, len(subject.encode("utf-8", "surrogatepass"))
+                                            + len(body.encode("utf-8", "surrogatepass")))
+        if refusal is not None:
+            return refusal
+
         def reply(outcome) -> str:      # in the store's writer, once the commit is done
             if isinstance(outcome, UnknownUser):   # a short reply: a 1 MB name is not echoed
                 return f"ERROR: unknown recipient {P.preview(recipient)}"
@@ -182,20 +302,47 @@ class MailResponder:
         return f"OK: {plural(self.store.count(user), 'message')}"
 
     def delmsg(self, user: str, sender: str, subject: str) -> str:
+        """Delete; ``*`` as SENDER or SUBJECT matches any (``delmsg:*:*``
+        empties the mailbox, ``delmsg:bob:*`` deletes all of bob's)."""
         n = self.store.delete(user, sender, subject)
         if n == 0:
+            if ANY in (sender, subject):
+                return "ERROR: no message matches" + ("" if sender == ANY else f" from {sender!r}") + (
+                    "" if subject == ANY else f" with subject {subject!r}")
             return f"ERROR: no message from {sender!r} with subject {subject!r}"
         return f"OK: {plural(n, 'message')} deleted"
 
     def dump(self, user: str) -> str:
         return self.listing(user, None, "")
 
-    def listing(self, user: str, sender: str | None, title: str) -> str:
+    def listing(self, user: str, sender: str | None, title: str) -> "Listing":
         """A bounded message listing: the oldest messages up to
         LISTING_MESSAGES and LISTING_BYTES; the first line says how many
-        more there are (docs/protocol.md, "Limits of a class server")."""
-        shown = self.store.messages(user, sender, limit=LISTING_MESSAGES, max_bytes=LISTING_BYTES)
-        total = self.store.count(user, sender)
-        if total > len(shown):
-            title += f" (the oldest {len(shown)} of {total}: delete some to see the others)"
-        return P.format_messages(shown, title=title)
+        more there are (docs/protocol.md, "Limits of a class server").
+        A :class:`Listing`: the fast server sends it in pieces."""
+        return Listing(self.store, user, sender, title)
+
+
+class _Bindings:
+    """session id -> address, bounded: past 100,000 the oldest binding is
+    forgotten, and its session then works from no address (log in again)."""
+
+    MAX = 10 * MAX_TRACKED
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._d: dict = {}
+
+    def get(self, sid):
+        with self._lock:
+            return self._d.get(sid, _Bindings)      # (never an address)
+
+    def put(self, sid, address) -> None:
+        with self._lock:
+            self._d[sid] = address
+            while len(self._d) > self.MAX:
+                del self._d[next(iter(self._d))]
+
+    def pop(self, sid) -> None:
+        with self._lock:
+            self._d.pop(sid, None)

@@ -49,7 +49,7 @@ from concurrent.futures import Future
 from . import protocol as P
 from .listener import HANDED_ON, Listener, PortInUseError, Received, format_peer, send_and_close
 from .limits import ClassLimits
-from .responder import REPLIES, LoginThrottle, MailResponder, help_text, loggable, reply_text
+from .responder import PIECE_BYTES, REPLIES, Listing, LoginThrottle, MailResponder, help_text, is_refusal, loggable, reply_text
 from .store import SCRYPT_N, MailStore
 
 __all__ = ["MailServer", "PortInUseError", "REPLIES", "KO_RESEND_S", "help_text", "LoginThrottle"]
@@ -82,6 +82,9 @@ class MailServer(Listener):
     """
 
     KO_RESEND_S = KO_RESEND_S
+    # The socket send buffer of a listing's connection: what the kernel holds
+    # of a reply nobody reads (Linux doubles it for its bookkeeping).
+    LISTING_SNDBUF = 128 * 1024
 
     def __init__(
         self,
@@ -160,6 +163,10 @@ class MailServer(Listener):
             except Exception:   # one bad request must never take the server down
                 log.exception("%s request failed", format_peer(peer))
                 what, reply = "internal error", REPLIES.INTERNAL
+        if isinstance(reply, Listing):  # getmsg, dump: in pieces, from this worker
+            self._send_listing(conn, peer, reply)
+            self._served(peer, what, reply.first_line(), started)
+            return HANDED_ON
         if isinstance(reply, Future):   # an email: reply once it is on disk
             # The callback runs in the store's writer thread; the reply goes
             # out from the event loop, so the writer only writes.
@@ -184,14 +191,82 @@ class MailServer(Listener):
             self.forget(conn)
         self._served(peer, what, reply, started)
 
+    def _send_listing(self, conn: socket.socket, peer, listing: Listing) -> None:
+        """Send a listing piece by piece: each piece is read from the store
+        only once ClassLimits.replies has room for it, and let go once the
+        kernel has taken it, so unread replies hold a bounded amount of
+        memory.  A client that reads nothing for SEND_TIMEOUT_S, or a piece
+        that finds no room in that time, ends the reply (the connection is
+        closed: the client sees a short listing, never a wrong one)."""
+        budget = self.limits.replies
+        address = peer[0] if isinstance(peer, (tuple, list)) else peer
+        try:
+            # The kernel's share of an unread reply is bounded too (Linux
+            # would grow a loopback send buffer to 4 MB).
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.LISTING_SNDBUF)
+            conn.settimeout(self.SEND_TIMEOUT_S)    # per send: a client that reads nothing
+            # While a listing goes out, its connection counts as busy only
+            # as long as the client reads: each piece the kernel takes marks
+            # it active, and one that reads nothing for ConnectionSlots'
+            # idle_after may be closed to make room (unread dumps held every
+            # slot of a full server).
+            self.slots.active(conn)
+            # The head goes out with the first piece, in one send: a 2017
+            # client reads ONE recv(1024), so a short listing must arrive whole.
+            head = listing.first_line().encode("utf-8")
+            start = 0
+            for hold, group in listing.pieces():
+                # A piece of small messages (at most PIECE_BYTES of text) goes
+                # at once: one per connection, so max_connections bound them.
+                # A piece that is one big message waits for room in the budget.
+                big = len(group) == 1 and group[0][1] > PIECE_BYTES
+                if big and not budget.acquire(address, hold, self.SEND_TIMEOUT_S):
+                    log.warning("%s listing cut short: no room for unread replies", format_peer(peer))
+                    return
+                try:
+                    conn.sendall(head + listing.piece(group, start))
+                    head = b""
+                finally:
+                    if big:
+                        budget.release(address, hold)
+                self.slots.active(conn)
+                start += len(group)
+            if head:                                # no message: the head is the whole reply
+                conn.sendall(head)
+        except OSError:             # the client left, or read nothing for SEND_TIMEOUT_S
+            pass
+        finally:
+            self.forget(conn)
+
     def closed_silent(self, peer) -> None:
         self._served(peer, "nothing sent", None, None)
 
+    def refused(self, peer, reply: str) -> None:
+        """A connection refused at the door: logged once per address per minute."""
+        now, due = self.limits.refusals.note(peer[0] if isinstance(peer, (tuple, list)) else peer)
+        for line in due:
+            log.info("%s", line)
+        if now:
+            log.warning("%s refused: %s", format_peer(peer), reply)
+
+    def stop(self) -> None:
+        super().stop()
+        for line in self.limits.refusals.flush():   # the counts not logged yet
+            log.info("%s", line)
+
     def _served(self, peer, what: str, reply: str | None, started: float | None) -> None:
-        """Count one request and log its one line: who, what, the reply, how long."""
+        """Count one request and log its one line: who, what, the reply, how
+        long.  Refusals are logged once per address per minute, then counted
+        (limits.RefusalLog)."""
         with self._served_lock:
             self.requests_served += 1
         if log.isEnabledFor(logging.INFO):
+            if is_refusal(reply):
+                now, due = self.limits.refusals.note(peer[0] if isinstance(peer, (tuple, list)) else peer)
+                for line in due:
+                    log.info("%s", line)
+                if not now:
+                    return
             took = "" if started is None else " (%.1f ms)" % ((time.perf_counter() - started) * 1000)
             log.info("%s %s -> %s%s", format_peer(peer), loggable(what), loggable(_first_line(reply)), took)
 

@@ -61,6 +61,7 @@ __all__ = [
     "SESSION_TTL_S", "SCRYPT_N", "SCRYPT_R", "SCRYPT_P",
     "QUOTA_MESSAGES", "QUOTA_BYTES", "LISTING_MESSAGES", "LISTING_BYTES",
     "StoreError", "StoreOpenError", "UserExists", "UnknownUser", "MailboxFull", "StorageFull",
+    "StorageCapReached", "ANY", "MAIL_OVERHEAD_BYTES",
     "SessionError", "UnknownSession", "SessionExpired",
     "hash_password", "verify_password", "MailStore",
 ]
@@ -144,6 +145,12 @@ QUOTA_BYTES = 10 * 1024 * 1024        # subjects and bodies, UTF-8
 LISTING_MESSAGES = QUOTA_MESSAGES
 LISTING_BYTES = 2 * 1024 * 1024
 _SQLITE_FULL = 13
+# ``delmsg`` with this as SENDER or SUBJECT matches any (docs/protocol.md):
+# ``*`` is never a user name, and a 2017 client can send it as typed.
+ANY = "*"
+# What one stored mail costs the database beyond its subject and body (its
+# row's other columns, the index entry), counted against ``max_mail_bytes``.
+MAIL_OVERHEAD_BYTES = 200
 # Mails inserted by one statement at most (5 values each: under SQLite's
 # oldest limit of 999 values per statement).  A group goes in as statements
 # of 128, 64, ... 2, 1 rows (its size in binary), so that at most 8
@@ -187,6 +194,11 @@ class MailboxFull(StoreError):
 
 class StorageFull(StoreError):
     """The disk (or the database's size limit) is full: nothing was stored."""
+
+
+class StorageCapReached(StorageFull):
+    """The mail in the database has reached ``max_mail_bytes``: this mail
+    was not stored (logins, sessions and deletions still work)."""
 
 
 def _is_full(exc: BaseException) -> bool:
@@ -314,7 +326,9 @@ class MailStore:
     real one; tests pass a cheap one such as 16);
     ``quota_messages`` and ``quota_bytes`` bound each mailbox (None: no bound);
     ``max_db_bytes`` caps the whole database file (SQLite's ``max_page_count``:
-    past it, StorageFull, as on a full disk).
+    past it, StorageFull, as on a full disk); ``max_mail_bytes`` is the lower
+    cap a class server sets: past it new mail gets StorageCapReached, while
+    the room left below ``max_db_bytes`` keeps logins and deletions working.
     Safe to share between threads. Use it in ``with`` or call ``close()``.
     StoreOpenError if the file cannot be opened or created.
     """
@@ -322,12 +336,13 @@ class MailStore:
     def __init__(self, path: str | os.PathLike = ":memory:", *,
                  session_ttl: float = SESSION_TTL_S, clock=time.time, scrypt_n: int = SCRYPT_N,
                  quota_messages: int | None = QUOTA_MESSAGES, quota_bytes: int | None = QUOTA_BYTES,
-                 max_db_bytes: int | None = None):
+                 max_db_bytes: int | None = None, max_mail_bytes: int | None = None):
         self.path = os.fspath(path)
         self.session_ttl = session_ttl
         self.scrypt_n = scrypt_n
         self._dummy_hash = _dummy_hash(scrypt_n)
         self.quota_messages, self.quota_bytes = quota_messages, quota_bytes
+        self.max_mail_bytes = max_mail_bytes
         self._usage: dict[str, list[int]] = {}   # user -> [messages, bytes], under _lock
         # Users known to exist (mailkit never deletes one), under _lock: their
         # mail needs no look-up of the user (see _commit).
@@ -690,10 +705,15 @@ class MailStore:
             try:
                 self._run("BEGIN IMMEDIATE")
                 self._write_touches(touches, in_transaction=True)
+                room = self._mail_room()
                 for d in group:
                     recipient = d.message.recipient
                     extra = added.setdefault(recipient, [0, 0])
                     try:
+                        if room is not None:
+                            room -= d.size + MAIL_OVERHEAD_BYTES
+                            if room < 0:
+                                raise self._cap_reached()
                         self._check_quota(recipient, extra, d.size)   # MailboxFull
                     except Exception as exc:  # noqa: BLE001 - this delivery fails, not the group
                         self._failed(d, exc)
@@ -731,13 +751,27 @@ class MailStore:
                 if not isinstance(exc, Exception):
                     raise     # Ctrl-C in the committing thread stops that thread only
 
+    def _mail_room(self) -> int | None:
+        """Bytes of mail that still fit under ``max_mail_bytes`` (None: no
+        cap): the pages in use (not on the free list) count.  (self._lock held.)"""
+        if self.max_mail_bytes is None:
+            return None
+        pages = self._run("PRAGMA page_count").fetchone()[0] - self._run("PRAGMA freelist_count").fetchone()[0]
+        return self.max_mail_bytes - pages * self._run("PRAGMA page_size").fetchone()[0]
+
+    def _cap_reached(self) -> StorageCapReached:
+        # The text reaches clients: the server's cap, nothing about anyone's mailbox.
+        return StorageCapReached(
+            f"storage full: the server's mail storage is at its cap ({_mb(self.max_mail_bytes)}), "
+            "nothing was stored (tell whoever runs the server)")
+
     def _failed(self, d: _Delivery, exc: Exception) -> None:
         """*d* is not stored because of *exc*; re-raise if the whole group
         fails with it.  (self._lock held, in a transaction.)"""
         d.error = exc
         if not self._conn.in_transaction:
             raise exc     # SQLite rolled everything back: the group fails
-        if isinstance(exc, StorageFull):
+        if isinstance(exc, StorageFull) and not isinstance(exc, StorageCapReached):
             raise exc     # the rest would not fit either: the group fails
 
     def _insert_one(self, d: _Delivery, extra: list[int]) -> None:
@@ -804,11 +838,9 @@ class MailStore:
         n, used = usage[0] + extra[0], usage[1] + extra[1]
         if ((self.quota_messages is not None and n + 1 > self.quota_messages)
                 or (self.quota_bytes is not None and used + size > self.quota_bytes)):
-            raise MailboxFull(
-                f"mailbox full: {recipient} has {n} message{'' if n == 1 else 's'} "
-                f"({_mb(used)} of {_mb(self.quota_bytes) if self.quota_bytes is not None else 'no limit'}"
-                f"{'' if self.quota_messages is None else f', at most {self.quota_messages} messages'}); "
-                f"{recipient} must delete some first")
+            # The text reaches the SENDER: it says nothing of what is in the
+            # recipient's mailbox (how many, how big), only that it is full.
+            raise MailboxFull(f"mailbox full: {recipient} cannot receive mail until they delete some")
 
     def usage(self, user: str) -> tuple[int, int]:
         """``(messages, bytes)`` in *user*'s mailbox (bytes of subjects and bodies)."""
@@ -861,12 +893,48 @@ class MailStore:
                           (recipient, sender))[0][0]
 
     def delete(self, recipient: str, sender: str, subject: str) -> int:
-        """Delete ``recipient``'s messages with this sender and subject; return how many."""
+        """Delete ``recipient``'s messages with this sender and subject; return how many.
+        ``ANY`` (``"*"``) as *sender* or *subject* matches every one: ``delete(user,
+        ANY, ANY)`` empties the mailbox in one statement."""
+        sql, params = "DELETE FROM messages WHERE recipient = ?", [recipient]
+        if sender != ANY:
+            sql, params = sql + " AND sender = ?", params + [sender]
+        if subject != ANY:
+            sql, params = sql + " AND subject = ?", params + [subject]
         with self._lock:
             self._usage.pop(recipient, None)      # counted again at its next delivery
-            return self._run(
-                "DELETE FROM messages WHERE recipient = ? AND sender = ? AND subject = ?",
-                (recipient, sender, subject)).rowcount
+            return self._run(sql, tuple(params)).rowcount
+
+    def listing_plan(self, recipient: str, sender: str | None = None, *,
+                     limit: int | None = None, max_bytes: int | None = None) -> list[tuple[int, int]]:
+        """``(id, bytes)`` of the messages ``messages(recipient, sender, limit=,
+        max_bytes=)`` would return, without reading them into Python: a
+        listing is then read and sent in pieces (``messages_between``)."""
+        sql = ("SELECT id, length(CAST(subject AS BLOB)) + length(CAST(body AS BLOB)) "
+               "FROM messages WHERE recipient = ?")
+        params: tuple = (recipient,)
+        if sender is not None:
+            sql, params = sql + " AND sender = ?", (recipient, sender)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql, params = sql + " LIMIT ?", (*params, limit)
+        plan, size = [], 0
+        for row in self._read(sql, params):
+            size += row[1]
+            if plan and max_bytes is not None and size > max_bytes:
+                break
+            plan.append(row)
+        return plan
+
+    def messages_between(self, recipient: str, sender: str | None, first: int, last: int) -> list[Message]:
+        """``recipient``'s messages (from ``sender``, if given) with ids from
+        *first* to *last*, oldest first (one piece of a listing_plan)."""
+        sql = ("SELECT sender, recipient, subject, body, sent_at FROM messages "
+               "WHERE recipient = ? AND id BETWEEN ? AND ?")
+        params: tuple = (recipient, first, last)
+        if sender is not None:
+            sql, params = sql + " AND sender = ?", (*params, sender)
+        return [Message(*row) for row in self._read(sql + " ORDER BY id", params)]
 
     # -- lifetime --------------------------------------------------------
     def close(self) -> None:

@@ -26,7 +26,7 @@ import pytest
 from mailkit import REPLIES, MailServer, SimpleMailServer
 from mailkit.client import request_once
 from mailkit.course import FakeClock
-from mailkit.limits import ClassLimits
+from mailkit.limits import ClassLimits, LoginThrottle
 from mailkit.protocol import make_frame
 from mailkit.store import MailStore
 
@@ -216,19 +216,29 @@ def test_wrong_passwords_from_one_address_never_keep_alice_out_from_another(kind
 
 
 def test_guesses_spread_over_many_addresses_are_bounded_per_user():
-    """40 addresses guess alice's password, 5 times each: after each
-    address's first guesses, the per-user delay refuses them; alice, from an
-    address that never guessed wrong, is not slowed down."""
+    """40 addresses guess alice's password, 5 times each: only the first
+    NEW_ADDRESS_BURST checks from addresses that never logged in as alice
+    are made (issue 21: was 40 + 20); alice, from the address she logged in
+    from before, is checked at once; a new address waits its turn."""
     clock = FakeClock(1_000.0)
     with MailServer(USERS, store=store(), limits=ClassLimits(clock=clock)) as server:
-        checked = 0
+        login(server.address, "alice", HONEST)              # alice's own address, known from now on
+        checked, refused = 0, 0
         for round_ in range(5):
             for a in range(40):
                 reply = request(server.address, b"alice:guess", f"127.0.1.{a + 1}")
                 checked += reply == REPLIES.LOGIN_FAILED
+                refused += reply.startswith("KO: too many password guesses for alice lately")
             clock.now += 1
-        assert checked < 40 + 20, checked               # not 200
+        assert checked <= LoginThrottle.NEW_ADDRESS_BURST + 1, checked      # 5 s of refill: one more
+        assert refused > 150
         assert request(server.address, b"alice:wonderland", HONEST).startswith("OK:")
+        assert request(server.address, b"alice:wonderland", "127.0.2.9").startswith(
+            "KO: too many password guesses for alice lately")            # a new address waits
+        clock.now += LoginThrottle.NEW_ADDRESS_EVERY_S
+        assert request(server.address, b"alice:wonderland", "127.0.2.9").startswith("OK:")
+        # ... and that address is hers from now on: the right password gave its token back
+        assert request(server.address, b"alice:wonderland", "127.0.2.9").startswith("OK:")
 
 
 # -- B3: session ids ----------------------------------------------------------------------
@@ -288,11 +298,18 @@ def test_a_1mb_user_name_is_refused_before_the_throttle_or_the_log(kind, caplog)
         assert server.responder.throttle.tracked() == 2   # only the 32-character name (pair and user)
         login(server.address)
         deadline = time.monotonic() + 5
-        while sum("->" in r.getMessage() for r in caplog.records) < 23 and time.monotonic() < deadline:
+        # The fast server logs refusals once per address per minute (issue 21):
+        # the first line, then a count when it stops.
+        want = 2 if kind is MailServer else 23
+        while sum("->" in r.getMessage() for r in caplog.records) < want and time.monotonic() < deadline:
             time.sleep(0.02)
     lines = [r.getMessage() for r in caplog.records]
     assert max(map(len, lines)) < 300                   # no name in the log
-    assert sum("user name over 32 characters" in line for line in lines) == 21
+    if kind is MailServer:
+        assert sum("user name over 32 characters" in line for line in lines) == 1
+        assert f"{ATTACKER}: 21 more refused requests in the 60 s after the one logged" in lines
+    else:
+        assert sum("user name over 32 characters" in line for line in lines) == 21
 
 
 @pytest.mark.slow
@@ -317,9 +334,8 @@ def test_a_full_mailbox_says_so_and_stores_nothing_more(kind):
         replies = [request(server.address, make_frame(sid, "email", "alice", f"s{i}", "hello"))
                    for i in range(5)]
         assert replies[:3] == [REPLIES.EMAIL_SENT] * 3
-        for reply in replies[3:]:
-            assert reply.startswith("ERROR: mailbox full: alice has 3 messages"), reply
-            assert reply.endswith("alice must delete some first")
+        for reply in replies[3:]:   # no figure of alice's mailbox reaches bob
+            assert reply == "ERROR: mailbox full: alice cannot receive mail until they delete some"
         assert server.store.count("alice") == 3
 
 
