@@ -44,7 +44,7 @@ __all__ = [
     "checksum", "escape_field", "unescape_field", "validate_username",
     "make_handshake", "make_frame", "parse_request", "parse_reply", "parse_2017",
     "format_messages", "parse_messages", "RequestReader",
-    "looks_framed", "verifies", "is_frame", "preview",
+    "looks_framed", "verifies", "is_frame", "preview", "normalize_frame",
 ]
 
 SESSION_ID_LEN = 10          # PROTOCOL.md: "ten decimal digits"
@@ -64,6 +64,7 @@ KO_RESEND_S = 2.0
 USERNAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
 _FRAME_START = re.compile(rb"\d{%d}:" % SESSION_ID_LEN)
 _HEX = frozenset(b"0123456789abcdef")
+_HEX_ANY_CASE = frozenset(b"0123456789abcdefABCDEF")
 
 
 @dataclass(frozen=True)
@@ -266,7 +267,7 @@ def unescape_field(text: str) -> str:
 def make_handshake(user: str, password: str) -> bytes:
     """``USERNAME:PASSWORD`` as bytes, exactly as a 2017 client sends it."""
     validate_username(user)
-    if looks_framed(password.encode("utf-8")):
+    if looks_framed(normalize_frame(password.encode("utf-8"))):
         raise LocalProtocolError("a password may not end in '#' and 40 hex digits")
     if password.endswith(("\n", "\r")):
         raise LocalProtocolError("a password may not end in a line break")
@@ -319,6 +320,31 @@ def verifies(data: bytes) -> bool:
     return looks_framed(data) and checksum(data[: -CHECKSUM_LEN - 1]) == data[-CHECKSUM_LEN:].decode()
 
 
+def normalize_frame(data: bytes) -> bytes:
+    r"""What a server reads a frame as: *data* without ONE trailing line end
+    (``\n`` or ``\r\n``, as ``nc`` or a ``println`` adds) and with its
+    checksum in lowercase, when what is left ends in ``#`` and 40 hex digits
+    of either case; otherwise *data* unchanged.
+
+    The decision of issue 22 (docs/protocol.md, "Trailing newlines and
+    uppercase hex"): a server accepts both, because neither touches the
+    bytes the checksum covers (a flipped bit in the content is still caught,
+    and bit 5 flipped in a checksum letter turns ``a`` into ``A`` on an
+    intact frame); a client sends neither, because a 2017 server compares
+    the text after ``#`` as it is and answers ``KO``."""
+    if data.endswith(b"\r\n"):
+        body = data[:-2]
+    elif data.endswith(b"\n"):
+        body = data[:-1]
+    else:
+        body = data
+    tail = body[-CHECKSUM_LEN:]
+    if (len(body) > CHECKSUM_LEN and body[-CHECKSUM_LEN - 1] == ord("#")
+            and set(tail) <= _HEX_ANY_CASE):
+        return body[:-CHECKSUM_LEN] + tail.lower()
+    return data
+
+
 def is_frame(data: bytes) -> bool:
     """A request is a frame if it starts with a session id or carries a checksum."""
     return bool(_FRAME_START.match(data)) or looks_framed(data)
@@ -357,8 +383,9 @@ def parse_request(data: bytes) -> Handshake | Command:
         raise RequestTooLarge(f"request of {len(data)} bytes is over the limit of {MAX_REQUEST_BYTES}")
     if not data.strip():
         raise MalformedRequest("empty request: expected USERNAME:PASSWORD or a command frame")
-    if is_frame(data):
-        return _parse_frame(data)
+    framed = normalize_frame(data)      # one trailing line end, an uppercase checksum: accepted
+    if is_frame(framed):
+        return _parse_frame(framed)
     return _parse_handshake(data)
 
 
@@ -577,8 +604,9 @@ class RequestReader:
         data = self.data
         if not data:
             return self.idle_timeout
-        if looks_framed(data):
-            return 0.0 if verifies(data) else min(self.SETTLE_S, self.idle_timeout)
+        framed = normalize_frame(data)
+        if looks_framed(framed):
+            return 0.0 if verifies(framed) else min(self.SETTLE_S, self.idle_timeout)
         if not _FRAME_START.match(data[: SESSION_ID_LEN + 1]) and not data[:1].isdigit():
             if data.endswith(b"\n"):
                 return 0.0

@@ -287,7 +287,9 @@ ERROR_CASES = [
     ("flipped '#'", GOOD[:-41] + bytes([ord("#") ^ 0b1000]) + GOOD[-40:], ChecksumMismatch,
      ["checksum mismatch"]),
     ("non-hex in checksum", _nonhex(GOOD), ChecksumMismatch, ["checksum mismatch"]),
-    ("uppercase checksum", GOOD[:-40] + GOOD[-40:].upper(), ChecksumMismatch, ["checksum mismatch"]),
+    ("uppercase checksum of other content", GOOD[:-40] + _BAD_DIGEST.upper().encode(), ChecksumMismatch,
+     ["checksum mismatch"]),
+    ("two line ends after the frame", GOOD + b"\n\n", MalformedRequest, ["incomplete frame"]),
     ("truncated, no '#'", GOOD[:-41], MalformedRequest, ["incomplete frame"]),
     ("short truncated", GOOD[:20], MalformedRequest, ["incomplete frame"]),
     ("unknown command", raw_frame(b"0123456789:fetch:bob"), UnknownCommand,
@@ -333,21 +335,29 @@ def test_checksum_mismatch_carries_both_digests():
 ], ids=["email", "count", "delmsg"])
 def test_every_single_bit_flip_is_a_checksum_mismatch(frame):
     # The promise behind KO-and-retry: whatever bit a noisy wire flips, the
-    # server answers KO (ChecksumMismatch), never a different error or a command.
-    others = []
+    # server answers KO (ChecksumMismatch), never a different error or another
+    # command.  The one flip a server accepts (issue 22: uppercase hex is read
+    # as lowercase) is bit 5 of a checksum letter, 'a' <-> 'A': the content is
+    # intact, and it is read as exactly the command that was sent.
+    others, case_flips = [], 0
     for byte in range(len(frame)):
         for bit in range(8):
             damaged = bytearray(frame)
             damaged[byte] ^= 1 << bit
             try:
-                P.parse_request(bytes(damaged))
+                command = P.parse_request(bytes(damaged))
             except ChecksumMismatch:
                 continue
             except RemoteProtocolError as exc:
                 others.append((byte, bit, type(exc).__name__))
             else:
-                others.append((byte, bit, "accepted"))
+                if (bit == 5 and byte >= len(frame) - P.CHECKSUM_LEN and chr(frame[byte]) in "abcdef"
+                        and command == P.parse_request(frame)):
+                    case_flips += 1
+                else:
+                    others.append((byte, bit, "accepted"))
     assert others == []
+    assert case_flips == sum(chr(c) in "abcdef" for c in frame[-P.CHECKSUM_LEN:])
 
 
 @pytest.mark.parametrize("content", [b"0123456789:count:x", b"0123456789:logoff:now",
@@ -553,3 +563,34 @@ def test_reader_completes_a_split_frame_only_at_its_end(body, cuts):
         done = reader.patience() == 0
         assert done == _ends_validly(reader.data)
     assert reader.data == frame and reader.patience() == 0
+
+
+# -- issue 22's decision: a server accepts one trailing line end and an uppercase checksum --
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_one_line_end_after_a_frame_is_accepted_and_completes_it_at_once(ending):
+    assert P.parse_request(GOOD + ending) == P.parse_request(GOOD)
+    reader = P.RequestReader()
+    reader.feed(GOOD + ending)
+    assert reader.patience() == 0.0
+
+
+def test_an_uppercase_checksum_is_accepted_but_a_flipped_content_bit_is_still_caught():
+    upper = GOOD[:-40] + GOOD[-40:].upper()
+    assert upper != GOOD and P.parse_request(upper) == P.parse_request(GOOD)
+    reader = P.RequestReader()
+    reader.feed(upper)
+    assert reader.patience() == 0.0
+    damaged = bytearray(upper)
+    damaged[12] ^= 1                       # a bit of the command name
+    with pytest.raises(ChecksumMismatch):
+        P.parse_request(bytes(damaged) + b"\n")
+
+
+def test_normalize_frame_leaves_handshakes_and_lowercase_frames_alone():
+    assert P.normalize_frame(b"alice:wonderland\n") == b"alice:wonderland\n"
+    assert P.normalize_frame(GOOD) == GOOD
+    assert P.normalize_frame(GOOD + b"\r\n") == GOOD
+    with pytest.raises(P.LocalProtocolError):
+        P.make_handshake("alice", "pw#" + "AB" * 20)     # would read as a frame
