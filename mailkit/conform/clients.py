@@ -1,0 +1,3 @@
+CLIENT_CHECKS = {}
+def run_client_suite(*a, **k):
+    raise NotImplementedError
