@@ -38,7 +38,7 @@ class Result:
     name: str
     section: str
     required: bool
-    mode: str                 # "direct" or "noise"
+    mode: str                 # "direct", "noise" (through the noisy link), "client"
     status: str               # "pass", "fail", "skip" (could not run here), "error" (the suite broke)
     message: str = ""
     expected: str = ""
@@ -49,7 +49,7 @@ class Result:
 
     @property
     def id(self) -> str:
-        return self.name if self.mode == "direct" else f"{self.name}@noise"
+        return f"{self.name}@noise" if self.mode == "noise" else self.name
 
     @property
     def passed(self) -> bool:
