@@ -165,14 +165,19 @@ class ReferenceServer:
                 self._hold(conn)
 
     def _hold(self, conn: socket.socket) -> None:
-        """Say nothing more until the client closes (or the suite stops)."""
+        """Say nothing more, and do not close, until the suite stops: not
+        even the client's FIN ends the silence (a half-close and a close
+        send the same FIN, so a half-closed client would hear the close)."""
         deadline = time.monotonic() + HOLD_S
-        conn.settimeout(0.2)
+        conn.settimeout(POLL_S)
+        reading = True
         while not self._stop.is_set() and time.monotonic() < deadline:
+            if not reading:
+                self._stop.wait(POLL_S)
+                continue
             try:
-                if not conn.recv(65536):
-                    return
+                reading = bool(conn.recv(65536))
             except TimeoutError:
                 continue
             except OSError:
-                return
+                return                          # a reset: the client is gone
