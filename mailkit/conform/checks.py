@@ -86,7 +86,7 @@ def session_ids(ctx: Context) -> None:
                  f"{ID_MIN_DISTANCE:,}, no counter, no clock")
 
 
-@check("session/logoff", "Commands", noise=True)
+@check("session/logoff", "Frames", noise=True)
 def session_logoff(ctx: Context) -> None:
     """``logoff`` gets a reply starting with ``OK``; the session id is then
     refused with a named error (not ``KO``)."""
@@ -101,13 +101,13 @@ def session_logoff(ctx: Context) -> None:
 # -- frames and replies ---------------------------------------------------------------
 
 
-@check("frame/count", "Commands", noise=True)
+@check("frame/count", "Frames", noise=True)
 def frame_count(ctx: Context) -> None:
     """``count`` gets a success reply."""
     ctx.expect_ok(ctx.command(ctx.recipient, "count"), "count")
 
 
-@check("frame/help", "Commands", noise=True)
+@check("frame/help", "Frames", noise=True)
 def frame_help(ctx: Context) -> None:
     """``help`` gets a success reply that names every command."""
     answer = ctx.expect_ok(ctx.command(ctx.sender, "help"), "help")
@@ -162,7 +162,7 @@ def _delivered(ctx: Context, subject: str, body: str, *, pieces: int = 1, what: 
                      f"{ctx.sender} (got {listing[:200]!r})", f"the {name} exactly as sent")
 
 
-@check("email/deliver", "Commands", noise=True)
+@check("email/deliver", "Frames", noise=True)
 def email_deliver(ctx: Context) -> None:
     """An ``email`` gets a reply starting with ``OK``, and the recipient's
     ``getmsg`` lists its subject and body."""
@@ -213,7 +213,7 @@ def email_utf8(ctx: Context) -> None:
     _delivered(ctx, f"Grüße ✓ {token}", f"héllo wörld ✓ {token}")
 
 
-@check("delmsg/deletes", "Commands", noise=True)
+@check("delmsg/deletes", "Frames", noise=True)
 def delmsg_deletes(ctx: Context) -> None:
     """``delmsg`` gets a success reply and the message is gone."""
     token = ctx.token()
@@ -271,7 +271,7 @@ def reply_closes(ctx: Context) -> None:
                  f"{CLOSE_WAIT_S:g} s more ({answer.ending})", "the server closes after its reply")
 
 
-@check("reply/one-piece", "mailkit's client, against any server")
+@check("reply/one-piece", "mailkit's client, against any server (a 2017 one too)")
 def reply_one_piece(ctx: Context) -> None:
     """A reply does not pause for 0.25 s or more before it ends: a client
     that reads until bytes came and then nothing for 0.25 s (mailkit's, with
@@ -347,7 +347,7 @@ def retry_half_closed(ctx: Context) -> None:
 # -- many clients ---------------------------------------------------------------------------
 
 
-@check("concurrency/two-sessions", "PROTOCOL.md: Flaws of 2017 that mailkit fixes")
+@check("concurrency/two-sessions", "PROTOCOL.md: Flaws of 2017 that mailkit fixes compatibly")
 def two_sessions(ctx: Context) -> None:
     """Two users logged in at once both work: a second login neither ends
     the first session nor crashes the server."""
@@ -358,7 +358,7 @@ def two_sessions(ctx: Context) -> None:
         ctx.expect_ok(answer, f"{user}'s count, both sessions open")
 
 
-@check("concurrency/silent-client", "PROTOCOL.md: Flaws of 2017 that mailkit fixes")
+@check("concurrency/silent-client", "PROTOCOL.md: Flaws of 2017 that mailkit fixes compatibly")
 def silent_client(ctx: Context) -> None:
     """While one client has sent half a frame and gone quiet, another
     client's ``help`` is answered within 1.5 s (a server that serves one

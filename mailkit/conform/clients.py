@@ -309,7 +309,7 @@ def gives_up(run: ClientRun) -> None:
               "it reports the failure and goes on")
 
 
-@client_check("client/silent-server", "mailkit's client, against any server", "silent")
+@client_check("client/silent-server", "mailkit's client, against any server (a 2017 one too)", "silent")
 def silent_server(run: ClientRun) -> None:
     """A server that says nothing (no reply, no close) does not hang the
     client: it sends ``count`` again or goes on to ``logoff``."""
@@ -320,7 +320,7 @@ def silent_server(run: ClientRun) -> None:
               "a timeout, then a resend (count changes nothing) or the next command")
 
 
-@client_check("client/server-keeps-connection-open", "mailkit's client, against any server",
+@client_check("client/server-keeps-connection-open", "mailkit's client, against any server (a 2017 one too)",
               "keeps-open", required=False)
 def keeps_open(run: ClientRun) -> None:
     """Against a server that never closes after its reply (a 2017 one), the

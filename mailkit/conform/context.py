@@ -123,14 +123,14 @@ class Context:
                               pieces=pieces)
         if answer.kind != "OK" or not answer.text.startswith("OK"):
             self.fail(f"email got {answer.text[:120]!r} ({answer.ending})",
-                      "a reply starting with OK (OK: Email Sent)", "Commands")
+                      "a reply starting with OK (OK: Email Sent)", "Frames")
         return answer
 
     def inbox_from_sender(self, note: str = "") -> str:
         """The recipient's messages from the sender (``getmsg``), as text."""
         answer = self.command(self.recipient, "getmsg", self.sender,
                               note=note or f"{self.recipient}: getmsg {self.sender}")
-        return self.expect_ok(answer, "getmsg", "Commands").text
+        return self.expect_ok(answer, "getmsg", "Frames").text
 
     def copies(self, text: str, listing: str) -> int:
         return listing.count(text)

@@ -163,6 +163,13 @@ class CommandTarget:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def wait_exit(self, seconds: float) -> None:
+        if self.proc is not None:
+            try:
+                self.proc.wait(seconds)
+            except subprocess.TimeoutExpired:
+                pass
+
     def exit_status(self):
         return None if self.proc is None else self.proc.poll()
 
