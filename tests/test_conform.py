@@ -18,6 +18,7 @@ these tests only look at verdicts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -283,3 +284,52 @@ def test_the_matrix_marks_a_client_that_sends_mail_twice_as_broken():
     copies = [int(n) for n in re.search(r"copies per mail \[([\d, ]+)\]", cell.detail).group(1).split(",")]
     assert cell.status == "broken" and max(copies) == 2        # a second copy (the link may damage one)
 
+
+
+# -- docs/protocol.md says what the suite does ----------------------------------------------
+
+
+DOCS = (ROOT / "docs" / "protocol.md").read_text()
+
+
+def test_the_docs_list_every_check_with_its_level_and_section():
+    rows = re.findall(r"^\| `([a-z]+/[A-Za-z0-9-]+)` \| (required|SHOULD) \| ([^|]+) \|", DOCS, re.M)
+    listed = {name: (level, section.strip()) for name, level, section in rows}
+    every = {**CHECKS, **CLIENT_CHECKS}
+    assert set(listed) == set(every)
+    for name, c in every.items():
+        assert listed[name] == ("required" if c.required else "SHOULD", c.section), name
+
+
+def test_the_c_sha1_gives_the_docs_test_vectors(built, tmp_path):
+    main = tmp_path / "vectors.c"
+    main.write_text('#include "sha1.h"\n#include <stdio.h>\n'
+                    'int main(void) { static char buf[1 << 20]; size_t n = fread(buf, 1, sizeof buf, stdin);\n'
+                    '  char hex[41]; sha1_hex(buf, n, hex); puts(hex); return 0; }\n')
+    subprocess.run(["gcc", "-O2", "-I", str(ROOT / "examples"), "-o", str(tmp_path / "vectors"), str(main)],
+                   check=True)
+    section = DOCS.split("### SHA-1 test vectors", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([^`]*)` \| \d+ \| `([0-9a-f]{40})` \|$", section, re.M)
+    assert len(rows) == 6
+    for content, digest in [*rows, ("x" * 100_000, hashlib.sha1(b"x" * 100_000).hexdigest()),
+                            ("y" * 55, hashlib.sha1(b"y" * 55).hexdigest()),      # padding edges
+                            ("z" * 56, hashlib.sha1(b"z" * 56).hexdigest()),
+                            ("", hashlib.sha1(b"").hexdigest())]:
+        got = subprocess.run([str(tmp_path / "vectors")], input=content.encode(), capture_output=True, check=True)
+        assert got.stdout.decode().strip() == digest, content[:20]
+
+
+def test_the_commands_the_docs_show_run_as_written(built, tmp_path):
+    """The conformance section's commands, verbatim, from a copy of the
+    repository's examples/ (gcc writes its binaries there)."""
+    block = DOCS.split("## Conformance: checking any server or client", 1)[1].split("```sh\n", 1)[1]
+    commands = block.split("```", 1)[0].strip().splitlines()
+    assert len(commands) == 9
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    env = {**os.environ, "PATH": f"{Path(PY).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for command in commands:
+        run = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 0, f"{command}\n{run.stdout[-3000:]}\n{run.stderr[-2000:]}"
+    svg = ET.parse(tmp_path / "matrix.svg").getroot()
+    assert svg.tag.endswith("svg")

@@ -594,3 +594,24 @@ def test_normalize_frame_leaves_handshakes_and_lowercase_frames_alone():
     assert P.normalize_frame(GOOD + b"\r\n") == GOOD
     with pytest.raises(P.LocalProtocolError):
         P.make_handshake("alice", "pw#" + "AB" * 20)     # would read as a frame
+
+
+# -- docs/protocol.md's SHA-1 test vectors are right (issue 22) ---------------------------
+
+
+def _vectors() -> list[tuple[str, int, str]]:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    section = text.split("### SHA-1 test vectors", 1)[1].split("\n## ", 1)[0]
+    return [(m.group(1), int(m.group(2)), m.group(3))
+            for m in re.finditer(r"^\| `([^`]*)` \| (\d+) \| `([0-9a-f]{40})` \|$", section, re.M)]
+
+
+def test_the_sha1_test_vectors_in_the_docs_are_right():
+    rows = _vectors()
+    assert len(rows) == 6
+    for content, size, digest in rows:
+        assert len(content.encode("utf-8")) == size, content
+        assert P.checksum(content.encode("utf-8")) == digest, content
+    assert P.make_frame("0123456789", "count") == b"0123456789:count#" + rows[1][2].encode()
+    assert P.make_frame("0123456789", "email", "bob", "Re: lunch", "at 12:30: bring #4") == \
+        rows[4][0].encode() + b"#" + rows[4][2].encode()

@@ -435,7 +435,7 @@ def frame_separator(ctx: Context) -> None:
         ctx.fail(f"got {answer.text[:60]!r} ({answer.ending})", "KO after the idle timeout")
 
 
-@check("reply/exact-texts", "Replies", required=False)
+@check("reply/exact-texts", "Reply grammar", required=False)
 def reply_texts(ctx: Context) -> None:
     """mailkit's reply texts: ``OK: Email Sent``, ``OK: N message(s)``
     (singular for 1), errors starting ``ERROR:``."""
