@@ -98,10 +98,16 @@ static size_t framed_len(const Buf *b) {
     return 0;
 }
 
+/* 1: the checksum matches; 0: it does not (KO); -1: it matches but is
+ * written in uppercase hex, 2 letters or more (a client's %02X, never one
+ * flipped bit): an error that says so. */
 static int verifies(const char *p, size_t n) {  /* n: the frame's length, checksum included */
     char hex[41];
+    int upper = 0;
     sha1_hex(p, n - 41, hex);
-    return strncasecmp(hex, p + n - 40, 40) == 0;
+    if (strncmp(hex, p + n - 40, 40) == 0) return 1;
+    for (int i = 0; i < 40; i++) upper += p[n - 40 + i] >= 'A' && p[n - 40 + i] <= 'F';
+    return upper >= 2 && strncasecmp(hex, p + n - 40, 40) == 0 ? -1 : 0;
 }
 
 static int starts_with_session(const Buf *b) {
@@ -116,7 +122,7 @@ static int patience(const Buf *b, int closed) {
     if (closed) return 0;
     if (b->len == 0) return IDLE_MS;
     size_t n = framed_len(b);
-    if (n) return verifies(b->p, n) ? 0 : SETTLE_MS;
+    if (n) return verifies(b->p, n) != 0 ? 0 : SETTLE_MS;
     if (!isdigit((unsigned char)b->p[0])) {
         if (b->p[b->len - 1] == '\n') return 0;
         if (memchr(b->p, ':', b->len)) return QUIET_MS;
@@ -363,7 +369,9 @@ static void respond(Buf *out, Buf *req) {
     size_t n = framed_len(req);
     pthread_mutex_lock(&lock);
     if (n) {
-        if (!verifies(req->p, n)) say(out, "KO");
+        int v = verifies(req->p, n);
+        if (v == 0) say(out, "KO");
+        else if (v < 0) say(out, "ERROR: checksum in uppercase hex: send its 40 hex digits in lowercase");
         else if (!starts_with_session(req)) say(out, "ERROR: a frame starts with a 10-digit session id");
         else command(out, req->p, n);
     } else if (req->len > 41 && (req->p[req->len - 41] == '#') != is_hex40(req->p + req->len - 40)) {

@@ -176,7 +176,10 @@ def test_each_wrong_client_fails_the_check_named_for_its_flaw(flaw):
 def test_an_uppercase_checksum_gets_a_hint():
     suite = run_client_suite([*WRONG_CLIENT, "uppercase-checksum", "{host}", "{port}"], seed=4,
                              only=["client/frame-checksum"])
-    assert "uppercase hex or a line end after the checksum" in suite.results[0].message
+    assert "uppercase hex: mailkit's servers answer 'ERROR: checksum in uppercase hex'" in suite.results[0].message
+    newline = run_client_suite([*WRONG_CLIENT, "newline-after-frame", "{host}", "{port}"], seed=4,
+                               only=["client/frame-checksum"])
+    assert "a line end after the checksum: mailkit's servers accept one" in newline.results[0].message
 
 
 # -- output for machines ----------------------------------------------------------------

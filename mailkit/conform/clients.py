@@ -229,10 +229,13 @@ def frame_checksum(run: ClientRun) -> None:
         _fail("no frame came after the login", "a frame per command")
     for request, _, _ in frames:
         if not P.verifies(request):
-            hint = ""
-            if P.verifies(P.normalize_frame(request)):
-                hint = (" (uppercase hex or a line end after the checksum: mailkit's servers accept it, "
-                        "a 2017 server answers KO; send lowercase, nothing after it)")
+            hint, framed = "", P.normalize_frame(request)
+            if framed != request and P.verifies(framed):
+                hint = (" (a line end after the checksum: mailkit's servers accept one, "
+                        "a 2017 server answers KO; send nothing after the 40 digits)")
+            elif P.uppercase_checksum(framed):
+                hint = (" (uppercase hex: mailkit's servers answer 'ERROR: checksum in uppercase hex', "
+                        "a 2017 server KO; send the 40 digits in lowercase)")
             _fail(f"the frame {request[:100]!r} does not end in '#' and the SHA-1 of what is before{hint}",
                   f"...#{P.checksum(request.rpartition(b'#')[0])}")
 
