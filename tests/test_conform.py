@@ -336,3 +336,13 @@ def test_the_commands_the_docs_show_run_as_written(built, tmp_path):
         assert run.returncode == 0, f"{command}\n{run.stdout[-3000:]}\n{run.stderr[-2000:]}"
     svg = ET.parse(tmp_path / "matrix.svg").getroot()
     assert svg.tag.endswith("svg")
+
+
+def test_a_budget_bounds_a_run_against_a_server_that_never_answers():
+    """A grader's bound: past the budget, the checks left fail as not run."""
+    with CommandTarget([*WRONG_SERVER, "waits-for-close", "{port}", "{users}", "{db}"]) as target:
+        suite = run_suite(target, seed=1, noise=False, budget=5.0,
+                          only=["login/ok", "login/bad-password", "frame/count", "frame/help", "email/deliver"])
+    assert len(suite.results) == 5 and not suite.ok
+    assert any("time budget (5 s) was spent" in r.message for r in suite.results)
+    assert suite.results[0].status == "fail" and "time budget" not in suite.results[0].message

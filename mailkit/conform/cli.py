@@ -22,15 +22,20 @@ from .target import DEFAULT_USERS, AddressTarget, CommandTarget, StartFailed, pa
 __all__ = ["main"]
 
 
+def _usage(message: str):
+    print(f"python -m mailkit conform: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _users(specs: list[str]) -> dict[str, str]:
     users = {}
     for spec in specs:
         name, sep, password = spec.partition(":")
         if not sep or not name or not password:
-            raise SystemExit(f"--user wants NAME:PASSWORD, got {spec!r}")
+            _usage(f"--user wants NAME:PASSWORD, got {spec!r}")
         users[name] = password
     if users and len(users) < 2:
-        raise SystemExit("give at least two --user accounts (a sender and a recipient)")
+        _usage("give at least two --user accounts (a sender and a recipient)")
     return users
 
 
@@ -63,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--check", action="append", metavar="NAME",
                         help="run only this check (may be repeated); --list shows them")
     server.add_argument("--list", action="store_true", help="list the checks and the sections they test")
+    server.add_argument("--budget", type=float, default=None, metavar="S",
+                        help="stop starting checks after S seconds (those left fail as not run)")
     _outputs(server)
 
     client = sub.add_parser("client", help="check a client program: -- COMMAND {host} {port}",
@@ -136,19 +143,19 @@ def _server(args, command: list[str]) -> int:
         return _list(CHECKS)
     users = _users(args.user)
     if command and args.address:
-        raise SystemExit("give HOST:PORT or -- COMMAND, not both")
+        _usage("give HOST:PORT or -- COMMAND, not both")
     if command:
         target = CommandTarget(command, users or None)
     elif args.address:
         target = AddressTarget(parse_address(args.address), users or DEFAULT_USERS)
     else:
-        raise SystemExit("give HOST:PORT, or -- and a command with {port}")
+        _usage("give HOST:PORT, or -- and a command with {port}")
     unknown = [n for n in args.check or [] if n not in CHECKS]
     if unknown:
-        raise SystemExit(f"no such check: {unknown} (--list shows them)")
+        _usage(f"no such check: {unknown} (--list shows them)")
     try:
         suite = run_suite(target, seed=args.seed, strict=args.strict or bool(args.check),
-                          noise=not args.no_noise, only=args.check)
+                          noise=not args.no_noise, only=args.check, budget=args.budget)
     finally:
         if isinstance(target, CommandTarget):
             target.close()
@@ -160,7 +167,7 @@ def _client(args, command: list[str]) -> int:
     if args.list:
         return _list(CLIENT_CHECKS)
     if not command:
-        raise SystemExit("give -- and the client command, with {host} and {port}")
+        _usage("give -- and the client command, with {host} and {port}")
     suite = run_client_suite(command, seed=args.seed, strict=args.strict)
     return _finish(args, suite)
 
@@ -168,7 +175,7 @@ def _client(args, command: list[str]) -> int:
 def _matrix(args) -> int:
     from .matrix import matrix_text, run_matrix
     if not args.server or not args.client:
-        raise SystemExit("give at least one --server and one --client")
+        _usage("give at least one --server and one --client")
     servers = [s if ":" in s and " " not in s and s.rpartition(":")[2].isdigit() else shlex.split(s)
                for s in args.server]
     clients = [shlex.split(c) for c in args.client]
