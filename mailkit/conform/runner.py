@@ -172,19 +172,19 @@ def run_suite(target, *, seed: int = 0, strict: bool = False, noise: bool = True
     started = time.monotonic()
     deadline = None if budget is None else started + budget
 
-    def run_check(name, target, **kw):          # the module's run_check, within the budget
+    def within_budget(name, target, **kw):
         if deadline is not None and time.monotonic() > deadline:
             spec = CHECKS[name]
             return Result(name, spec.section, spec.required, kw.get("mode", "direct"), "fail",
                           f"not run: the suite's time budget ({budget:g} s) was spent",
                           "every check runs within the budget", seed=seed, doc=spec.doc)
-        return _run_check(name, target, **kw)
+        return run_check(name, target, **kw)
 
     with target:
         sessions: dict = {}
         direct = [n for n in names if not CHECKS[n].restarts]
         for name in direct:
-            suite.results.append(_survived(target, run_check(name, target, seed=seed, sessions=sessions),
+            suite.results.append(_survived(target, within_budget(name, target, seed=seed, sessions=sessions),
                                            sessions))
         if noise:
             noisy = [n for n in names if CHECKS[n].noise]
@@ -192,7 +192,7 @@ def run_suite(target, *, seed: int = 0, strict: bool = False, noise: bool = True
             try:
                 link_sessions: dict = {}
                 for name in noisy:
-                    result = run_check(name, target, seed=seed, mode="noise", link=link,
+                    result = within_budget(name, target, seed=seed, mode="noise", link=link,
                                        sessions=link_sessions)
                     _survived(target, result, link_sessions)
                     if tuple(target.address) != tuple(link.target):
@@ -203,9 +203,7 @@ def run_suite(target, *, seed: int = 0, strict: bool = False, noise: bool = True
                 link.stop()
         for name in names:
             if CHECKS[name].restarts:
-                suite.results.append(run_check(name, target, seed=seed, sessions=sessions))
+                suite.results.append(within_budget(name, target, seed=seed, sessions=sessions))
     suite.seconds = time.monotonic() - started
     return suite
 
-
-_run_check = run_check
