@@ -346,3 +346,22 @@ def test_a_budget_bounds_a_run_against_a_server_that_never_answers():
     assert len(suite.results) == 5 and not suite.ok
     assert any("time budget (5 s) was spent" in r.message for r in suite.results)
     assert suite.results[0].status == "fail" and "time budget" not in suite.results[0].message
+
+
+def test_probe_runs_one_named_check_as_a_grader_would(server, capsys):
+    from mailkit.conform import probe
+    users = {"alice": USERS["alice"], "bob": USERS["bob"]}
+    a = probe("email/colon-in-subject", *server.address, seed=123, users=users)
+    b = probe("email/colon-in-subject", *server.address, seed=124, users=users, noise=True)
+    assert a.passed and b.passed and b.mode == "noise"
+    assert capsys.readouterr() == ("", "")                       # nothing printed
+    sent = [s.sent for s in a.steps]
+    assert any(b"Re#3A lunch" in x for x in sent)                # the seeded text went out escaped
+    again = probe("email/colon-in-subject", *server.address, seed=123, users=users)
+
+    def email(result) -> list[bytes]:   # what the email said, without session id and checksum
+        return [s.sent.split(b":email:", 1)[1].rsplit(b"#", 1)[0] for s in result.steps if b":email:" in s.sent]
+    assert email(a) == email(again) and email(a)[0] != email(b)[0]   # the seed decides the text
+    assert json.loads(json.dumps(a.as_dict()))["name"] == "email/colon-in-subject"
+    wrong = probe("login/ok", *server.address, users={"alice": "nope", "bob": "x"})
+    assert wrong.status == "fail" and wrong.expected == "OK: and a ten-digit session id"

@@ -16,7 +16,7 @@ from . import checks  # noqa: F401 - registers the server checks
 from .context import CHECKS, Context
 from .wire import CheckFailed, NotApplicable, Wire
 
-__all__ = ["Result", "Suite", "run_check", "run_suite", "NOISE", "server_checks"]
+__all__ = ["Result", "Suite", "run_check", "run_suite", "probe", "NOISE", "server_checks"]
 
 
 # The noisy pass: what the link does to every connection.  Replies are never
@@ -107,6 +107,23 @@ def run_check(name: str, target, *, seed: int = 0, mode: str = "direct", link=No
     result.steps = wire.steps
     result.seconds = time.monotonic() - started
     return result
+
+
+def probe(name: str, host: str, port: int, *, seed: int = 0, users: dict[str, str] | None = None,
+          noise: bool = False) -> Result:
+    """One named check against the server at *host*:*port*, as a grader's
+    hidden probe: *seed* decides the texts the check sends (and, with
+    *noise*, what the link does), *users* the accounts it uses (at least
+    two; default alice/bob).  Returns a :class:`Result` (``as_dict()`` is
+    JSON); prints nothing, raises nothing for what the server does.
+    ``durability/after-OK`` needs a target that can restart the server:
+    call :func:`run_check` with a :class:`~mailkit.conform.target.CommandTarget`."""
+    from .target import AddressTarget
+    target = AddressTarget((host, port), users)
+    if not noise:
+        return run_check(name, target, seed=seed)
+    with NoisyLink(target.address, seed=seed, **NOISE) as link:
+        return run_check(name, target, seed=seed, mode="noise", link=link)
 
 
 @dataclass
