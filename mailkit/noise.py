@@ -206,9 +206,10 @@ class NoisyLink(Listener):
     Draws for loss and jitter are made only when those are switched on, so
     a link without them meets the same luck as before they existed.
 
-    Pieces: *split_rate* is the chance that a request goes upstream in 2 to
-    4 pieces, cut at seeded places, *split_gap* seconds apart (TCP may
-    deliver any request so; a server must read until it is complete).
+    Pieces: *split_rate* is the chance that a command frame goes upstream in
+    2 to 4 pieces, cut at seeded places, *split_gap* seconds apart (TCP may
+    deliver any request so; a server must read until the frame is complete).
+    Handshakes are never cut: nothing marks their end but 50 ms of quiet.
 
     A reply with no fault planned is passed on as its bytes arrive, and the
     client's bytes go upstream until either side closes, because a 2017
@@ -265,10 +266,10 @@ class NoisyLink(Listener):
                 f"seed={self.seed}>")
 
     def _silence(self) -> str:
-        """The repr's part for silent loss and jitter (empty when off, as before they existed)."""
+        """The repr's part for silent loss, jitter and pieces (empty when off, as before they existed)."""
         parts = [f", {name}={value}" for name, value in (
             ("loss_rate", self.loss_rate), ("reply_loss_rate", self.reply_loss_rate),
-            ("delay", self.delay), ("jitter", self.jitter)) if value]
+            ("delay", self.delay), ("jitter", self.jitter), ("split_rate", self.split_rate)) if value]
         return "".join(parts)
 
     def plan_next(self, *, flips=(), reply_flips=(), drop_reply: bool = False,
@@ -310,8 +311,8 @@ class NoisyLink(Listener):
                     faults.lose_reply = rng.random() < self.reply_loss_rate
                 if self.jitter:
                     faults.delay = max(0.0, self.delay + rng.uniform(-self.jitter, self.jitter))
-                if self.split_rate:
-                    faults.cuts = _cuts(rng, len(request), rng.random() < self.split_rate)
+                if self.split_rate:     # frames only: a handshake has no end mark but 50 ms of quiet
+                    faults.cuts = _cuts(rng, len(request), rng.random() < self.split_rate and frame)
                 if faults.drop_reply or faults.lose_request:
                     faults.lose_reply = False        # one fate per reply
                 if faults.lose_request:

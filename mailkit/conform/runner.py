@@ -27,7 +27,7 @@ NOISE = {
     "loss_rate": 0.05,    # 1 request in 20 lost silently (the suite sends it again, as a timer would)
     "delay": 0.01,        # every reply held 10 ms ...
     "jitter": 0.01,       # ... +- 10 ms
-    "split_rate": 0.5,    # half the requests reach the server in 2 to 4 pieces
+    "split_rate": 0.5,    # half the frames reach the server in 2 to 4 pieces
 }
 
 
