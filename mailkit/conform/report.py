@@ -32,6 +32,7 @@ _ENDINGS = {
     "quiet": "then nothing more (the connection stayed open)",
     "silent": "nothing came back (no reply, no close)",
     "reset": "the connection was reset",
+    "too long": "more than the suite reads (8 MiB): it stopped reading",
     "": "",
 }
 

@@ -41,6 +41,9 @@ LOSS_WAIT_S = 0.6
 # about once in 15 runs of ~40 frames; 9 KOs or losses in a row, at 1 in 4,
 # about once in 5,000 runs).
 RETRIES = 8
+# A reply the suite reads at most (the largest it asks for is a listing
+# holding a 100 KB body): a hostile server cannot fill the suite's memory.
+MAX_READ = 8 * 1024 * 1024
 
 
 class CheckFailed(AssertionError):
@@ -125,7 +128,7 @@ class Conn:
         the close or *quiet* seconds with nothing more; then, if
         *until_close*, up to that long more for the close."""
         started = time.monotonic()
-        chunks, gaps, last, ending = [], [], None, "silent"
+        chunks, gaps, last, ending, size = [], [], None, "silent", 0
         while True:
             if last is None:
                 wait = timeout - (time.monotonic() - started)
@@ -153,6 +156,10 @@ class Conn:
                 gaps.append(now - last)
             chunks.append(chunk)
             last = now
+            size += len(chunk)
+            if size > MAX_READ:
+                ending = "too long"
+                break
         if ending == "quiet" and until_close > 0:
             self.sock.settimeout(until_close)
             try:
