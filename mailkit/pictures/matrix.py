@@ -13,15 +13,15 @@ CELL_W, CELL_H, GAP = 96, 34, 4
 
 
 def _short(text: str, n: int) -> str:
-    return text if len(text) <= n else "…" + text[-(n - 1):]
+    return text if len(text) <= n else text[:n - 1] + "…"
 
 
 def matrix_svg(rows: list[str], cols: list[str], cells) -> str:
     """An SVG of the matrix; *cells[i][j]* has ``status`` and ``label``
     (a :class:`mailkit.conform.matrix.Cell`)."""
-    left = 12 + 7 * min(44, max((len(r) for r in rows), default=8))
-    top = 40 + 16 * len(cols)
-    width = left + len(cols) * (CELL_W + GAP) + 12
+    left = 24 + int(7.3 * min(44, max((len(r) for r in rows), default=8)))   # 12 px monospace: ~7.2 px a character
+    top = 40 + 16 * len(cols) + 24
+    width = max(left + len(cols) * (CELL_W + GAP) + 12, 12 + int(7.3 * (6 + max((len(c) for c in cols), default=0))))
     height = top + len(rows) * (CELL_H + GAP) + 40
     out = [svg_open(width, height),
            f'<text x="12" y="20" font-weight="bold" fill="{COLOURS["ink"]}">'
