@@ -21,6 +21,8 @@ Imported on their own, for notebooks:
 * :mod:`mailkit.course` - helpers the course notebooks call
 * :mod:`mailkit.widgets` - ``MailClientApp``, a whole mail client (ipywidgets)
 * :mod:`mailkit.labs` - releasing, checking and grading labs
+* :mod:`mailkit.conform` - conformance checks for any server or client,
+  in any language (``python -m mailkit conform``)
 """
 
 import logging

@@ -3,6 +3,7 @@
     python -m mailkit serve --port 2525 --db mail.db
     python -m mailkit adduser --db mail.db alice
     python -m mailkit client --port 2525
+    python -m mailkit conform server -- ./myserver {port} {users}
 
 Passwords never need to appear on a command line (where ``ps`` shows them to
 every user of the machine): ``adduser`` asks for one (or reads a line from
@@ -144,6 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--host", default="127.0.0.1")
     cli.add_argument("--port", type=int, default=DEFAULT_PORT)
 
+    sub.add_parser("conform", add_help=False,
+                   help="conformance checks for any server or client (python -m mailkit conform --help)")
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["conform"]:             # its own parser: it takes a command after --
+        from .conform.cli import main as conform
+        return conform(argv[1:])
     args = parser.parse_args(argv)
     return {"serve": _serve, "adduser": _adduser, "client": _client}[args.cmd](args)
 

@@ -126,6 +126,7 @@ class LinkEvent:
     lost_request: bool = False       # silently: never forwarded, the client hears nothing
     lost_reply: bool = False         # silently: the server answered, the client hears nothing
     delay: float = 0.0               # seconds the reply was held back (jitter included)
+    pieces: int = 1                  # the request went upstream in this many pieces
     error: str = ""
 
     def summary(self) -> str:
@@ -134,6 +135,8 @@ class LinkEvent:
         parts.append(f"request {head!r}")
         if self.request_flips:
             parts.append(f"flipped {list(self.request_flips)}")
+        if self.pieces > 1:
+            parts.append(f"sent upstream in {self.pieces} pieces")
         rep = self.reply.split(b"\n", 1)[0][:30].decode("utf-8", "replace")
         if not self.lost_request:                 # a lost request never reached the server
             parts.append(f"reply {rep!r}")
@@ -165,6 +168,7 @@ class _Faults:
     delay: float = 0.0
     lose_request: bool = False
     lose_reply: bool = False
+    cuts: tuple[int, ...] = ()      # where the request is cut into pieces upstream
 
     def flips_for_reply(self, reply: bytes) -> tuple[Flip, ...]:
         if self.reply_flips is not None:
@@ -202,6 +206,11 @@ class NoisyLink(Listener):
     Draws for loss and jitter are made only when those are switched on, so
     a link without them meets the same luck as before they existed.
 
+    Pieces: *split_rate* is the chance that a command frame goes upstream in
+    2 to 4 pieces, cut at seeded places, *split_gap* seconds apart (TCP may
+    deliver any request so; a server must read until the frame is complete).
+    Handshakes are never cut: nothing marks their end but 50 ms of quiet.
+
     A reply with no fault planned is passed on as its bytes arrive, and the
     client's bytes go upstream until either side closes, because a 2017
     server never closes a connection after its reply.  A reply to be
@@ -221,15 +230,18 @@ class NoisyLink(Listener):
     # connection at most.  Longer than any client timeout in the course (the
     # longest: MailClient's patience, 5 s x 4), so the client gives up first.
     LOSS_HOLD_S = 30.0
+    SPLIT_GAP_S = 0.03      # between two pieces of a split request: past any Nagle delay, below a login's quiet time
 
     def __init__(self, target: tuple[str, int], *, rate: float = 0.0, reply_rate: float = 0.0,
                  drop_rate: float = 0.0, delay: float = 0.0, seed: int = 0,
                  noisy_handshakes: bool = False, host: str = "127.0.0.1", port: int = 0,
                  idle_timeout: float | None = None, loss_rate: float = 0.0,
-                 reply_loss_rate: float = 0.0, jitter: float = 0.0, hold: float | None = None):
+                 reply_loss_rate: float = 0.0, jitter: float = 0.0, hold: float | None = None,
+                 split_rate: float = 0.0, split_gap: float | None = None):
         super().__init__(host, port, idle_timeout=idle_timeout)
         for name, value in (("rate", rate), ("reply_rate", reply_rate), ("drop_rate", drop_rate),
-                            ("loss_rate", loss_rate), ("reply_loss_rate", reply_loss_rate)):
+                            ("loss_rate", loss_rate), ("reply_loss_rate", reply_loss_rate),
+                            ("split_rate", split_rate)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} is a probability between 0 and 1, not {value}")
         if delay < 0 or jitter < 0:
@@ -238,6 +250,8 @@ class NoisyLink(Listener):
         self.rate, self.reply_rate, self.drop_rate, self.delay = rate, reply_rate, drop_rate, delay
         self.loss_rate, self.reply_loss_rate, self.jitter = loss_rate, reply_loss_rate, jitter
         self.hold = self.LOSS_HOLD_S if hold is None else hold
+        self.split_rate = split_rate
+        self.split_gap = self.SPLIT_GAP_S if split_gap is None else split_gap
         self.noisy_handshakes = noisy_handshakes
         self.seed = seed
         self._rng = random.Random(seed)
@@ -252,10 +266,10 @@ class NoisyLink(Listener):
                 f"seed={self.seed}>")
 
     def _silence(self) -> str:
-        """The repr's part for silent loss and jitter (empty when off, as before they existed)."""
+        """The repr's part for silent loss, jitter and pieces (empty when off, as before they existed)."""
         parts = [f", {name}={value}" for name, value in (
             ("loss_rate", self.loss_rate), ("reply_loss_rate", self.reply_loss_rate),
-            ("delay", self.delay), ("jitter", self.jitter)) if value]
+            ("delay", self.delay), ("jitter", self.jitter), ("split_rate", self.split_rate)) if value]
         return "".join(parts)
 
     def plan_next(self, *, flips=(), reply_flips=(), drop_reply: bool = False,
@@ -297,13 +311,16 @@ class NoisyLink(Listener):
                     faults.lose_reply = rng.random() < self.reply_loss_rate
                 if self.jitter:
                     faults.delay = max(0.0, self.delay + rng.uniform(-self.jitter, self.jitter))
+                if self.split_rate:     # frames only: a handshake has no end mark but 50 ms of quiet
+                    faults.cuts = _cuts(rng, len(request), rng.random() < self.split_rate and frame)
                 if faults.drop_reply or faults.lose_request:
                     faults.lose_reply = False        # one fate per reply
                 if faults.lose_request:
                     faults.drop_reply = False
             event = LinkEvent(number, request, faults.request_flips,
                               dropped_reply=faults.drop_reply, delay=faults.delay,
-                              lost_request=faults.lose_request, lost_reply=faults.lose_reply)
+                              lost_request=faults.lose_request, lost_reply=faults.lose_reply,
+                              pieces=len(faults.cuts) + 1)
             self.events.append(event)
         return event, faults
 
@@ -336,7 +353,7 @@ class NoisyLink(Listener):
                 try:
                     reply, more, half_closed = self._forward(
                         conn, up, _apply(request, faults.request_flips),
-                        half_closed=half_closed, stream=stream)
+                        half_closed=half_closed, stream=stream, cuts=faults.cuts)
                 except OSError as exc:
                     event.error = f"server unreachable: {exc}"
                     return None
@@ -407,7 +424,7 @@ class NoisyLink(Listener):
                 pass
 
     def _forward(self, conn: socket.socket, up: socket.socket, request: bytes, *,
-                 half_closed: bool, stream: bool) -> tuple[bytes, bytes, bool]:
+                 half_closed: bool, stream: bool, cuts=()) -> tuple[bytes, bytes, bool]:
         """Send *request* upstream and collect the reply, passing on anything
         more the client sends, and its half-close, while the reply comes.
         With *stream*, each piece of the reply goes on to the client as it
@@ -420,7 +437,12 @@ class NoisyLink(Listener):
         or ``REPLY_LINGER_S`` (a half-closed client, which has had every
         byte already if streamed); or when the client sends again."""
         with selectors.DefaultSelector() as sel:
-            up.sendall(request)
+            start = 0
+            for cut in cuts:                  # a split request: its pieces, a gap apart
+                up.sendall(request[start:cut])
+                start = cut
+                self.stop_requested(self.split_gap)
+            up.sendall(request[start:])
             if half_closed:
                 up.shutdown(socket.SHUT_WR)
             else:
@@ -466,6 +488,16 @@ class NoisyLink(Listener):
                 if self.stop_requested():
                     break
             return b"".join(chunks), b"", half_closed
+
+
+def _cuts(rng: random.Random, size: int, hit: bool) -> tuple[int, ...]:
+    """Where to cut a request of *size* bytes: 1 to 3 places if *hit*.  The
+    same count of numbers is drawn either way (see :func:`_plan`)."""
+    draws = [rng.random() for _ in range(3)]
+    count = 1 + int(draws[0] * 3)
+    if not hit or size < 2:
+        return ()
+    return tuple(sorted({1 + int(u * (size - 1)) for u in draws[:count]}))
 
 
 def _apply(data: bytes, flips) -> bytes:

@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 __all__ = [
     "CHECKSUM_LEN", "COMMANDS", "KO_RESEND_S", "MAX_REQUEST_BYTES", "SESSION_ID_LEN",
     "ProtocolError", "LocalProtocolError", "RemoteProtocolError",
-    "ChecksumMismatch", "MalformedRequest", "UnknownCommand", "RequestTooLarge",
+    "ChecksumMismatch", "MalformedRequest", "UnknownCommand", "RequestTooLarge", "UppercaseChecksum",
     "Handshake", "Command", "Message", "Reply",
     "checksum", "escape_field", "unescape_field", "validate_username",
     "make_handshake", "make_frame", "parse_request", "parse_reply", "parse_2017",
     "format_messages", "parse_messages", "RequestReader",
-    "looks_framed", "verifies", "is_frame", "preview",
+    "looks_framed", "verifies", "is_frame", "preview", "normalize_frame", "uppercase_checksum",
 ]
 
 SESSION_ID_LEN = 10          # PROTOCOL.md: "ten decimal digits"
@@ -64,6 +64,7 @@ KO_RESEND_S = 2.0
 USERNAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
 _FRAME_START = re.compile(rb"\d{%d}:" % SESSION_ID_LEN)
 _HEX = frozenset(b"0123456789abcdef")
+_HEX_ANY_CASE = frozenset(b"0123456789abcdefABCDEF")
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,11 @@ class MalformedRequest(RemoteProtocolError):
 
 class UnknownCommand(MalformedRequest):
     """A frame with a command that is not in :data:`COMMANDS`."""
+
+
+class UppercaseChecksum(MalformedRequest):
+    """A frame whose checksum is right but in uppercase hex (a client's
+    habit, not a flipped bit: see :func:`uppercase_checksum`)."""
 
 
 class RequestTooLarge(RemoteProtocolError):
@@ -266,7 +272,7 @@ def unescape_field(text: str) -> str:
 def make_handshake(user: str, password: str) -> bytes:
     """``USERNAME:PASSWORD`` as bytes, exactly as a 2017 client sends it."""
     validate_username(user)
-    if looks_framed(password.encode("utf-8")):
+    if looks_framed(password.encode("utf-8").lower()):
         raise LocalProtocolError("a password may not end in '#' and 40 hex digits")
     if password.endswith(("\n", "\r")):
         raise LocalProtocolError("a password may not end in a line break")
@@ -319,6 +325,40 @@ def verifies(data: bytes) -> bool:
     return looks_framed(data) and checksum(data[: -CHECKSUM_LEN - 1]) == data[-CHECKSUM_LEN:].decode()
 
 
+def normalize_frame(data: bytes) -> bytes:
+    r"""*data* without ONE trailing line end (``\n`` or ``\r\n``, as ``nc``
+    or a ``println`` adds) when what is left ends in ``#`` and 40 hex
+    digits (of either case); otherwise *data* unchanged.
+
+    The decision of issue 22 (docs/protocol.md, "Trailing newlines and
+    uppercase hex"): a server accepts one line end after a frame (no single
+    flipped bit can make one, and it is outside the checksummed bytes); a
+    client sends none, because a 2017 server answers ``KO``."""
+    if data.endswith(b"\r\n"):
+        body = data[:-2]
+    elif data.endswith(b"\n"):
+        body = data[:-1]
+    else:
+        return data
+    tail = body[-CHECKSUM_LEN:]
+    if (len(body) > CHECKSUM_LEN and body[-CHECKSUM_LEN - 1] == ord("#")
+            and set(tail) <= _HEX_ANY_CASE):
+        return body
+    return data
+
+
+def uppercase_checksum(data: bytes) -> bool:
+    """True if *data* is a frame whose checksum is right but written with
+    at least two uppercase hex letters: a client's habit (``%02X``), never
+    one flipped bit (which can change the case of one letter only, and gets
+    ``KO`` like any damage).  Servers answer it with a named error that says
+    to send lowercase (docs/protocol.md, "Trailing newlines and uppercase hex")."""
+    tail = data[-CHECKSUM_LEN:]
+    return (len(data) > CHECKSUM_LEN and data[-CHECKSUM_LEN - 1] == ord("#")
+            and set(tail) <= _HEX_ANY_CASE and sum(65 <= c <= 70 for c in tail) >= 2
+            and checksum(data[:-CHECKSUM_LEN - 1]) == tail.decode("ascii").lower())
+
+
 def is_frame(data: bytes) -> bool:
     """A request is a frame if it starts with a session id or carries a checksum."""
     return bool(_FRAME_START.match(data)) or looks_framed(data)
@@ -357,8 +397,9 @@ def parse_request(data: bytes) -> Handshake | Command:
         raise RequestTooLarge(f"request of {len(data)} bytes is over the limit of {MAX_REQUEST_BYTES}")
     if not data.strip():
         raise MalformedRequest("empty request: expected USERNAME:PASSWORD or a command frame")
-    if is_frame(data):
-        return _parse_frame(data)
+    framed = normalize_frame(data)      # one trailing line end after a frame: accepted
+    if is_frame(framed):
+        return _parse_frame(framed)
     return _parse_handshake(data)
 
 
@@ -374,6 +415,10 @@ def _parse_handshake(data: bytes) -> Handshake:
 
 
 def _parse_frame(data: bytes) -> Command:
+    if uppercase_checksum(data):
+        raise UppercaseChecksum(
+            "checksum in uppercase hex: send its 40 hex digits in lowercase "
+            "(docs/protocol.md, 'Trailing newlines and uppercase hex')")
     if not looks_framed(data):
         if _damaged_checksum(data):
             raise ChecksumMismatch(_decode_loose(data[-CHECKSUM_LEN:]), "(unreadable checksum)")
@@ -577,8 +622,11 @@ class RequestReader:
         data = self.data
         if not data:
             return self.idle_timeout
-        if looks_framed(data):
-            return 0.0 if verifies(data) else min(self.SETTLE_S, self.idle_timeout)
+        framed = normalize_frame(data)
+        if looks_framed(framed):
+            return 0.0 if verifies(framed) else min(self.SETTLE_S, self.idle_timeout)
+        if uppercase_checksum(framed):
+            return 0.0          # complete: it gets an error that says to send lowercase
         if not _FRAME_START.match(data[: SESSION_ID_LEN + 1]) and not data[:1].isdigit():
             if data.endswith(b"\n"):
                 return 0.0

@@ -332,3 +332,18 @@ def test_noisy_link_is_deterministic():
     assert _noisy_session(seed=11) == first
     assert any(flips for _, flips, _ in first) and any(drop for *_, drop in first)
     assert _noisy_session(seed=12) != first
+
+
+def test_a_link_cuts_requests_into_pieces_upstream_and_they_still_arrive_whole(server):
+    """split_rate (issue 22): the request reaches the server in 2-4 pieces,
+    seeded; a server that reads until the frame is complete is not fooled."""
+    with NoisyLink(server.address, split_rate=1.0, seed=3) as link:
+        assert "split_rate=1.0" in repr(link)
+        alice = MailClient(*link.address)
+        alice.login("alice", USERS["alice"])
+        for i in range(5):
+            assert alice.send("bob", f"piece {i}", "body " * 50) == REPLIES.EMAIL_SENT
+        events = list(link.events)
+    assert events[0].pieces == 1                     # the login: never cut
+    assert all(e.pieces >= 2 for e in events[1:]) and "sent upstream in" in events[1].summary()
+    assert sorted(m.subject for m in inbox(server)) == [f"piece {i}" for i in range(5)]

@@ -287,7 +287,9 @@ ERROR_CASES = [
     ("flipped '#'", GOOD[:-41] + bytes([ord("#") ^ 0b1000]) + GOOD[-40:], ChecksumMismatch,
      ["checksum mismatch"]),
     ("non-hex in checksum", _nonhex(GOOD), ChecksumMismatch, ["checksum mismatch"]),
-    ("uppercase checksum", GOOD[:-40] + GOOD[-40:].upper(), ChecksumMismatch, ["checksum mismatch"]),
+    ("uppercase checksum of other content", GOOD[:-40] + _BAD_DIGEST.upper().encode(), ChecksumMismatch,
+     ["checksum mismatch"]),
+    ("two line ends after the frame", GOOD + b"\n\n", MalformedRequest, ["incomplete frame"]),
     ("truncated, no '#'", GOOD[:-41], MalformedRequest, ["incomplete frame"]),
     ("short truncated", GOOD[:20], MalformedRequest, ["incomplete frame"]),
     ("unknown command", raw_frame(b"0123456789:fetch:bob"), UnknownCommand,
@@ -334,6 +336,8 @@ def test_checksum_mismatch_carries_both_digests():
 def test_every_single_bit_flip_is_a_checksum_mismatch(frame):
     # The promise behind KO-and-retry: whatever bit a noisy wire flips, the
     # server answers KO (ChecksumMismatch), never a different error or a command.
+    # (Issue 22's uppercase-hex error needs two uppercase letters: one flip
+    # makes at most one.)
     others = []
     for byte in range(len(frame)):
         for bit in range(8):
@@ -553,3 +557,64 @@ def test_reader_completes_a_split_frame_only_at_its_end(body, cuts):
         done = reader.patience() == 0
         assert done == _ends_validly(reader.data)
     assert reader.data == frame and reader.patience() == 0
+
+
+# -- issue 22's decision: a server accepts one trailing line end and an uppercase checksum --
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_one_line_end_after_a_frame_is_accepted_and_completes_it_at_once(ending):
+    assert P.parse_request(GOOD + ending) == P.parse_request(GOOD)
+    reader = P.RequestReader()
+    reader.feed(GOOD + ending)
+    assert reader.patience() == 0.0
+
+
+def test_an_uppercase_checksum_gets_an_error_that_says_so_at_once():
+    upper = GOOD[:-40] + GOOD[-40:].upper()
+    assert upper != GOOD and P.uppercase_checksum(upper)
+    with pytest.raises(P.UppercaseChecksum, match="uppercase hex: send its 40 hex digits in lowercase"):
+        P.parse_request(upper)
+    reader = P.RequestReader()
+    reader.feed(upper + b"\n")
+    assert reader.patience() == 0.0         # no 2 s wait for it
+    damaged = bytearray(upper)
+    damaged[12] ^= 1                         # a bit of the command name: damage, so KO
+    with pytest.raises(ChecksumMismatch):
+        P.parse_request(bytes(damaged))
+
+
+def test_one_uppercase_letter_is_a_flipped_bit_and_gets_ko():
+    i = next(i for i in range(len(GOOD) - 40, len(GOOD)) if chr(GOOD[i]) in "abcdef")
+    one = GOOD[:i] + GOOD[i:i + 1].upper() + GOOD[i + 1:]
+    assert not P.uppercase_checksum(one)
+    with pytest.raises(ChecksumMismatch):
+        P.parse_request(one)
+
+
+def test_normalize_frame_leaves_handshakes_and_lowercase_frames_alone():
+    assert P.normalize_frame(b"alice:wonderland\n") == b"alice:wonderland\n"
+    assert P.normalize_frame(GOOD) == GOOD
+    assert P.normalize_frame(GOOD + b"\r\n") == GOOD
+    assert P.normalize_frame(b"0123456789:count\n") == b"0123456789:count\n"   # no checksum: unchanged
+
+
+# -- docs/protocol.md's SHA-1 test vectors are right (issue 22) ---------------------------
+
+
+def _vectors() -> list[tuple[str, int, str]]:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    section = text.split("### SHA-1 test vectors", 1)[1].split("\n## ", 1)[0]
+    return [(m.group(1), int(m.group(2)), m.group(3))
+            for m in re.finditer(r"^\| `([^`]*)` \| (\d+) \| `([0-9a-f]{40})` \|$", section, re.M)]
+
+
+def test_the_sha1_test_vectors_in_the_docs_are_right():
+    rows = _vectors()
+    assert len(rows) == 6
+    for content, size, digest in rows:
+        assert len(content.encode("utf-8")) == size, content
+        assert P.checksum(content.encode("utf-8")) == digest, content
+    assert P.make_frame("0123456789", "count") == b"0123456789:count#" + rows[1][2].encode()
+    assert P.make_frame("0123456789", "email", "bob", "Re: lunch", "at 12:30: bring #4") == \
+        rows[4][0].encode() + b"#" + rows[4][2].encode()

@@ -380,3 +380,56 @@ class Server2017:
 
 # Notebook 03's name for it ("a 2017-style server").
 Server2017Style = Server2017
+
+
+# --------------------------------------------------------------------------
+# The 2017 client as a program: its menu on stdin
+
+
+FIELDS_2017 = {"email": ("recipient", "subject", "body"), "getmsg": ("sender",), "count": (),
+               "delmsg": ("sender", "subject"), "dump": (), "help": (), "logoff": ()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mailkit.course.client2017 HOST PORT [--timeout S]``: the
+    2017 client's menu, as docs/protocol.md ("Write your own client") writes
+    down its stdin: a user name line, a password line, then per command its
+    name and one line per field.  It prints each reply; it ends after
+    ``logoff`` or at the end of its input.  Like the real one it waits for a
+    reply for ever unless ``--timeout`` is given (then it crashes with a
+    traceback on a timeout, as the real one did on any socket error)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m mailkit.course.client2017",
+                                     description="The 2017 client, driven by its menu on stdin.")
+    parser.add_argument("host")
+    parser.add_argument("port", type=int)
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds to wait for a reply (default: for ever, as in 2017)")
+    args = parser.parse_args(argv)
+    client = Client2017(args.host, args.port, timeout=args.timeout)
+
+    def ask(prompt: str) -> str:
+        print(prompt, end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            raise EOFError
+        return line.rstrip("\r\n")
+
+    try:
+        while not client.session_id:
+            user, password = ask("Username: "), ask("Password: ")
+            print(client.login(user, password), flush=True)
+        while True:
+            name = ask("Enter cmd: ").strip()
+            if name not in FIELDS_2017:
+                print(f"Unknown command: {name}", flush=True)
+                continue
+            fields = [ask(f"Enter {what}: ") for what in FIELDS_2017[name]]
+            print(client.command(name, *fields), flush=True)
+            if name == "logoff":
+                return 0
+    except EOFError:
+        return 0
+

@@ -21,6 +21,8 @@ One module per picture:
   pyplot, no global state) and shows as PNG; nbval does not compare PNG
   bytes, so its text form carries the numbers of the plot, and those are
   compared;
+* :mod:`~mailkit.pictures.matrix` - :func:`matrix_svg`, the class interop
+  matrix of ``conform matrix`` (who interoperates with whom);
 * :mod:`~mailkit.pictures.drawing` - what they share: :class:`Shown`, the
   colours, the opening of an SVG.
 """
@@ -29,9 +31,10 @@ from .drawing import COLOURS, Shown
 from .frame import FrameView, frame_html
 from .hexdump import HexdumpView, hexdump_html
 from .ladder import Ladder, Layout, Step
+from .matrix import matrix_svg
 from .plots import RetryPlot, pieces_svg, retry_plot
 from .sequence import SequenceDiagram, link_diagram, sequence_diagram
 
 __all__ = ["SequenceDiagram", "sequence_diagram", "HexdumpView", "hexdump_html",
            "RetryPlot", "retry_plot", "Ladder", "Layout", "Step", "link_diagram", "FrameView",
-           "frame_html", "pieces_svg", "COLOURS", "Shown"]
+           "frame_html", "pieces_svg", "COLOURS", "Shown", "matrix_svg"]
