@@ -89,7 +89,8 @@ def _note_pid(name: str, pid: int) -> None:
 class Kernel:
     """A kernel this harness started, sandboxed or not, and a client for it."""
 
-    def __init__(self, *, sandboxed: bool, limits: sandbox.Limits, hide: list[str], tmp: str | None = None):
+    def __init__(self, *, sandboxed: bool, limits: sandbox.Limits, hide: list[str], tmp: str | None = None,
+                 cgroup: sandbox.MemoryCgroup | None = None):
         from jupyter_client.blocking import BlockingKernelClient
         from jupyter_client.connect import write_connection_file
 
@@ -107,7 +108,7 @@ class Kernel:
                                         hide=[Path(h) for h in hide])
             # The whole run's memory, every process it starts included: a
             # cgroup where this machine has one we may use, else rlimits.
-            self.cgroup = sandbox.MemoryCgroup.create(limits.memory_mb)
+            self.cgroup = cgroup        # made by the grader for this run (None: none here)
             preexec = sandbox.preexec(limits, cgroup=self.cgroup)
             self.memory_bound = (self.cgroup.describe() if self.cgroup
                                  else sandbox.rlimit_bound(limits))
@@ -398,7 +399,7 @@ def main(report_fd: str) -> int:
         out.flush()
 
     kernel = Kernel(sandboxed=bool(job.get("sandbox")), limits=limits, hide=job.get("hide", []),
-                    tmp=job.get("tmp"))
+                    tmp=job.get("tmp"), cgroup=sandbox.MemoryCgroup.from_list(job.get("cgroup")))
     try:
         began = time.monotonic()
         why = kernel.wait_ready(float(job.get("startup_timeout", KERNEL_STARTUP_S)))

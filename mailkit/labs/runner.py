@@ -144,6 +144,10 @@ class _Harness:
         self.settings = settings
         self.private = Path(tempfile.mkdtemp(prefix="mailkit-run-", dir=settings.get("tmp")))  # 0700, never in a sandbox
         self.log = self.private / "harness.log"
+        # The run's memory cgroup is made (and removed) here, in the grader:
+        # whatever happens to the harness, it does not outlive the run.
+        self.cgroup = (_sandbox.MemoryCgroup.create(settings["limits"]["memory_mb"])
+                       if settings.get("sandbox") else None)
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         report_r, report_w = os.pipe()       # the report: only the harness holds its write end
         try:
@@ -158,7 +162,8 @@ class _Harness:
         self.reader = threading.Thread(target=self._read_report, args=(report_r,), daemon=True)
         self.reader.start()
         try:
-            self.proc.stdin.write(json.dumps(settings).encode() + b"\n")
+            cgroup = self.cgroup.as_list() if self.cgroup else None
+            self.proc.stdin.write(json.dumps(dict(settings, cgroup=cgroup)).encode() + b"\n")
             self.proc.stdin.flush()
         except BrokenPipeError:
             pass
@@ -174,7 +179,12 @@ class _Harness:
     def discard(self) -> None:
         _kill_group(self.proc)
         self.reader.join(REPORT_READ_S)
+        self.cleanup()
+
+    def cleanup(self) -> None:
         shutil.rmtree(self.private, ignore_errors=True)
+        if self.cgroup is not None:
+            self.cgroup.remove()
 
 
 class _Warm:
@@ -270,7 +280,7 @@ def _run_once(job: dict, *, deadline: float) -> RunResult:
             elif ended is None:
                 result.grader_error = "the grader's harness ended without finishing its report"
     finally:
-        shutil.rmtree(private, ignore_errors=True)
+        harness.cleanup()
         result.seconds = time.perf_counter() - started
     return result
 

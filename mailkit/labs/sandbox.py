@@ -203,6 +203,13 @@ class MemoryCgroup:
                 group.remove()
         return None
 
+    def as_list(self) -> list:
+        return [str(self.path), self.version, self.limit_mb]
+
+    @classmethod
+    def from_list(cls, value) -> "MemoryCgroup | None":
+        return cls(Path(value[0]), int(value[1]), int(value[2])) if value else None
+
     def describe(self) -> str:
         return f"cgroup v{self.version}: {self.limit_mb} MB per submission"
 
