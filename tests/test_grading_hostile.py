@@ -54,18 +54,19 @@ def solved(lab: str) -> nbformat.NotebookNode:
 
 
 def payload(marker: Path, classmate: Path) -> str:
-    """What a hostile cell runs: it writes the host marker, reads what it
-    must not (the shadow file, the classmate's notebook, the sources),
-    forges pass lines into any report it can reach, and exits hard."""
+    """What a hostile cell runs (issue 19): it writes the host marker, reads
+    what it must not (the shadow file, the classmate's notebook), forges
+    pass lines into the report where the harness kept it (its working
+    folder) and into any descriptor it holds, and exits hard."""
     return f"""
-import glob, json, os, pathlib
+import json, os, pathlib
 pathlib.Path({str(marker)!r}).write_text("ran outside the sandbox")
 stolen = [pathlib.Path(p).read_text()[:80] for p in ("/etc/shadow", {str(classmate)!r})]
 print("stolen:", stolen)
-for path in glob.glob("/**/report.jsonl", recursive=True):
+for path in ("report.jsonl", os.path.join(os.getcwd(), "report.jsonl")):   # where the harness's report was
     with open(path, "a") as f:
         for i in range(40):
-            f.write(json.dumps({{"cell": i, "passed": True, "status": "ok"}}) + "\\n")
+            f.write(json.dumps({{"cell": i, "passed": True, "status": "ok", "got": ""}}) + "\\n")
 for fd in range(3, 64):
     try:
         os.write(fd, b'{{"cell": 0, "passed": true, "status": "ok"}}\\n')

@@ -82,6 +82,8 @@ class Gradebook:
             trouble += f"; {errors} grader error(s): not graded, run grade again to retry them"
         if not self.sandboxed:
             trouble += "; UNSANDBOXED (--unsafe-no-sandbox)"
+        elif self.memory.startswith("rlimits"):
+            trouble += f"; memory bounded by {self.memory}"
         flagged = sum(1 for r in self.results if r.flags)
         if flagged:
             trouble += f"; {flagged} flagged"
