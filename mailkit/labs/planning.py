@@ -140,6 +140,9 @@ def plan(lab: Lab, submission: Submission, *, hidden: bool = True,
         add_extras(id(src))
     for key in list(extras):
         add_extras(key)
+    if notes and any(c.kind == "extra" for c in cells):
+        notes.append("(cells are matched to the lab's by their cell id: the cells that match none "
+                     "still ran, as cells you added)")
     setup = tuple(c.source for c in lab.nb.cells
                   if c.get("cell_type") == "code" and not is_check(c) and not is_solution(c))
     return Job(tuple(cells), setup, run_limit(lab), cell_timeout, tuple(notes))

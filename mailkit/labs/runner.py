@@ -129,8 +129,10 @@ def _covering(folders) -> list[str]:
 
 
 def _kernel_never_started(result: RunResult) -> bool:
+    """No student code ran: the kernel did not answer, or exited, before any cell."""
     return not result.killed and any(
-        c.message.startswith("the kernel did not start") for c in result.cells.values())
+        c.message.startswith(("the kernel did not start", "the kernel exited at start"))
+        for c in result.cells.values())
 
 
 _KERNEL_SETTINGS = ("sandbox", "limits", "hide", "tmp")    # what the harness needs to start a kernel
