@@ -97,13 +97,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="one file per student and lab, DIR/STUDENT/LAB.txt: each check, pass or fail, and a hint")
     gr.add_argument("--jobs", type=int, default=1, metavar="N", help="notebooks graded at once (default 1)")
     gr.add_argument("--timeout", type=float, default=DEFAULT_CELL_TIMEOUT_S, metavar="S",
-                    help=f"seconds a cell may run (default {DEFAULT_CELL_TIMEOUT_S:g})")
+                    help=f"seconds a cell may run (default {DEFAULT_CELL_TIMEOUT_S:g}); a whole notebook "
+                         f"may run {DEFAULT_RUN_LIMIT_S:g} s, or what its lab's run_limit_s says")
     gr.add_argument("--lab", action="append", metavar="LAB",
                     help="grade only this lab (id or file name; may be repeated); default: every lab handed in")
     gr.add_argument("--quiet", action="store_true", help="no progress bar")
     limits = Limits()
     gr.add_argument("--memory", type=int, default=limits.memory_mb, metavar="MB",
-                    help=f"address space of each process of a submission (default {limits.memory_mb})")
+                    help=f"memory of a submission, all its processes together, where a cgroup can be made; "
+                         f"and the address space of each of its processes (default {limits.memory_mb})")
     gr.add_argument("--processes", type=int, default=limits.processes, metavar="N",
                     help=f"processes and threads of a submission (default {limits.processes})")
     gr.add_argument("--cpu", type=int, default=limits.cpu_s, metavar="S",
