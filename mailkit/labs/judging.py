@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import difflib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .notebook import Check, Lab
 from .planning import Job
