@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["Limits", "available", "bwrap_command", "enter_network_namespace", "preexec", "UID_RANGE",
-           "MemoryCgroup", "rlimit_bound", "memory_bound"]
+           "MemoryCgroup", "rlimit_bound", "memory_bound", "remove_stale_cgroups", "memory_cgroup_parents"]
 
 UID_RANGE = (200_000, 265_000)   # throwaway uids: no account, no files on the host
 HOME = "/home/student"
@@ -180,7 +180,7 @@ class MemoryCgroup:
         """A new cgroup below this process's own, capped at *limit_mb*, or
         None where there is none we may make (no cgroup, read-only, no
         memory controller for children)."""
-        for version, parent in _memory_cgroup_parents():
+        for version, parent in memory_cgroup_parents():
             path = parent / f"mailkit-run-{os.getpid()}-{os.urandom(4).hex()}"
             try:
                 path.mkdir()
@@ -235,7 +235,7 @@ class MemoryCgroup:
                 time.sleep(0.02)
 
 
-def _memory_cgroup_parents() -> list[tuple[int, Path]]:
+def memory_cgroup_parents() -> list[tuple[int, Path]]:
     """This process's own memory cgroup folders where children can be made:
     v2 (its cgroup lets children use the memory controller), then v1."""
     try:
@@ -266,8 +266,36 @@ def _memory_cgroup_parents() -> list[tuple[int, Path]]:
     return found
 
 
+def remove_stale_cgroups() -> int:
+    """Remove the empty run cgroups of graders that are gone (a grader
+    killed with SIGKILL cannot remove its own); return how many."""
+    removed = 0
+    for _, parent in memory_cgroup_parents():
+        try:
+            children = list(parent.glob("mailkit-run-*"))
+        except OSError:
+            continue
+        for child in children:
+            try:
+                pid = int(child.name.split("-")[2])
+                os.kill(pid, 0)
+                continue                    # its grader is still running
+            except (ValueError, IndexError, PermissionError):
+                continue
+            except ProcessLookupError:
+                pass
+            try:
+                child.rmdir()               # refused if a process is still in it
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
 def memory_bound(limits: Limits) -> str:
-    """How a sandboxed run's memory is bounded on this machine (for the guide and the summary)."""
+    """How a sandboxed run's memory is bounded on this machine (for the
+    guide and the summary); first removes the cgroups killed graders left."""
+    remove_stale_cgroups()
     group = MemoryCgroup.create(limits.memory_mb)
     if group is None:
         return rlimit_bound(limits)
