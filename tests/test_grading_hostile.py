@@ -338,3 +338,19 @@ def test_memory_is_bounded_per_submission_not_per_process():
     else:
         assert bound == "rlimits only: 600 MB per process x 256 processes = 150 GB per submission"
         assert result.cells[0].passed
+
+
+def test_a_harness_that_fails_is_a_grader_error_not_a_score():
+    """The grader's own failure (here its harness cannot start the kernel:
+    an rlimit the kernel refuses) says so, and judging it gives no grade."""
+    from mailkit.labs.judging import judge
+    from mailkit.labs.planning import plan
+    from mailkit.labs.reading import parse_notebook
+    from mailkit.labs.runner import run_job
+    lab = SOURCES[LABS[0]]
+    job = plan(lab, parse_notebook("x", nbformat.writes(solved(LABS[0])).encode()))
+    run = run_job(job, sandbox=True, limits=sandbox.Limits(open_files=-5))
+    assert run.grader_error.startswith("the grader's harness failed: ")
+    result = judge(lab, job, run, student="ada")
+    assert result.problem == "grader error" and result.points == 0
+    assert "the next grade retries it" in result.feedback()
