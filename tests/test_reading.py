@@ -166,3 +166,34 @@ def test_feedback_folders_never_collide():
 def reading_safe(name: str) -> str:
     from mailkit.labs.gradebook import safe_name
     return safe_name(name)
+
+
+# -- judge: a student's code is parsed, never run, and never crashes the judging ---
+
+
+@pytest.mark.parametrize("source", ["1+" * 99_999 + "1", "x" + ".a" * 99_990, "-" * 99_999 + "1"])
+def test_a_cell_too_deep_for_the_parser_is_flagged_not_a_grader_error(source):
+    from mailkit.labs.judging import kit_calls, random_draws
+    from mailkit.labs.notebook import CellRole
+    assert random_draws(source)[0].startswith("dynamic: a cell the grader cannot parse")
+    assert kit_calls(LAB, [(CellRole("extra", "x"), source)]) == []
+
+
+@pytest.mark.parametrize("data, depth", [
+    (b'{"a": "x\\"[[\\\\", "b": [[1]]}', 3),           # an escaped quote, then an escaped backslash
+    (b'"' + b'\\"' * 200_000, 0),                      # was quadratic: a rescan from every quote
+    (b'["\\\\"]', 1),
+])
+def test_nesting_is_counted_in_one_pass_whatever_the_quotes(data, depth):
+    assert reading.nesting_depth(data) == depth
+
+
+def test_what_one_student_folder_costs_to_read_is_bounded(tmp_path, monkeypatch):
+    (tmp_path / "ann").mkdir()
+    for name in ("a.ipynb", "b.ipynb", "c.ipynb", "d.ipynb"):
+        nbformat.write(released(), tmp_path / "ann" / name)
+    size = (tmp_path / "ann" / "a.ipynb").stat().st_size
+    monkeypatch.setattr(reading, "MAX_BYTES_PER_STUDENT", int(2.5 * size))     # a, b, c read; then over
+    folders, _ = reading.student_folders(tmp_path)
+    assert list(folders[0].notebooks) == ["a.ipynb", "b.ipynb", "c.ipynb"]
+    assert folders[0].skipped == [("d.ipynb", "skipped: d.ipynb (more than 0 MB of notebooks in this folder)")]

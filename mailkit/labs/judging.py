@@ -20,7 +20,8 @@ from .planning import Job
 from .runner import CellResult, RunResult
 
 __all__ = ["CheckResult", "LabResult", "judge", "failed_lab", "feedback_for", "diff_text", "kit_calls",
-           "static_findings", "apply_static_rules", "random_draws", "STATIC_RULES", "NOT_RUN", "GRADER_ERROR"]
+           "static_findings", "apply_static_rules", "random_draws", "STATIC_RULES", "NOT_RUN", "GRADER_ERROR",
+           "parse_cell"]
 
 GRADER_ERROR = "grader error"
 NOT_RUN = ("missing", "not a notebook", "skipped", GRADER_ERROR)   # problems where no check ran
@@ -121,6 +122,19 @@ def judge(lab: Lab, job: Job, run: RunResult, *, student: str, notebook: str = "
     return result
 
 
+def parse_cell(source: str) -> ast.AST | str | None:
+    """A student's cell parsed in the grader (read, never run): the tree;
+    None for a syntax error; or why the grader could not parse it (nesting
+    deep enough to exhaust the parser: ``1+1+...`` 100,000 times).  Never
+    raises, so no cell makes a grader error of its judging."""
+    try:
+        return ast.parse(source)
+    except SyntaxError:
+        return None
+    except (RecursionError, MemoryError, ValueError) as exc:
+        return f"a cell the grader cannot parse ({type(exc).__name__}: nested too deep)"
+
+
 def kit_calls(lab: Lab, cells) -> list[str]:
     """Why to look at a submission that uses mailkit's own implementation of
     what the lab asks for: the names the lab's metadata lists
@@ -130,9 +144,8 @@ def kit_calls(lab: Lab, cells) -> list[str]:
     names, attributes = set(kit.get("names", ())), set(kit.get("attributes", ()))
     found = []
     for role, source in cells:
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
+        tree = parse_cell(source)
+        if not isinstance(tree, ast.AST):
             continue
         used = set()
         for node in ast.walk(tree):
@@ -179,10 +192,11 @@ def random_draws(source: str) -> list[str]:
     under any alias.  ``random.SystemRandom`` (the OS's randomness, as
     ``secrets`` and ``os.urandom``) is fine.  Code that imports modules by a
     computed name is reported as such ("dynamic ...")."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
+    tree = parse_cell(source)
+    if tree is None:
+        return []           # not Python: it does not run in the kernel either
+    if isinstance(tree, str):
+        return [f"dynamic: {tree}"]
     aliases: set[str] = set()          # names bound to the random module
     found: list[str] = []
     for node in ast.walk(tree):

@@ -37,6 +37,7 @@ from pathlib import Path
 
 __all__ = ["Submission", "Unreadable", "StudentCell", "read_submission", "read_bytes", "parse_notebook",
            "walk_student_folder", "student_folders", "nesting_depth", "MAX_NOTEBOOK_BYTES", "MAX_DEPTH",
+           "MAX_BYTES_PER_STUDENT",
            "MAX_CELLS", "MAX_CELL_CHARS", "MAX_FILES_PER_STUDENT", "MAX_FOLDER_DEPTH"]
 
 # A lab notebook with its outputs and a plot or two is well under 1 MB; 16 MB
@@ -55,6 +56,9 @@ MAX_LAB_ID_CHARS = 100
 # The walk of one student's folder: an LMS zip has a few folders and files.
 MAX_FILES_PER_STUDENT = 2_000
 MAX_FOLDER_DEPTH = 8
+# What is read of one student's notebooks in all (seven labs of ~100 kB each,
+# and room for images): reading and checking 64 MB takes a few seconds.
+MAX_BYTES_PER_STUDENT = 64 * 1024 * 1024
 SKIP_FOLDERS = ("__MACOSX",)          # macOS zip debris; dot folders (.ipynb_checkpoints) too
 
 
@@ -74,6 +78,7 @@ class Submission:
     sha256: str                     # of the bytes read: the journal's key
     lab_id: str | None              # what the notebook's own metadata claims (a lab id, nothing else)
     cells: tuple[StudentCell, ...] = ()
+    size: int = 0                   # bytes read
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,7 @@ class Unreadable:
     why: str                        # "not a notebook: nested 100000 deep", "skipped: symlink"
     sha256: str = ""
     skipped: bool = False           # a link or a special file: never opened
+    size: int = 0                   # bytes read
 
 
 def read_bytes(path: str | Path, *, dir_fd: int | None = None) -> bytes | Unreadable:
@@ -103,7 +109,7 @@ def read_bytes(path: str | Path, *, dir_fd: int | None = None) -> bytes | Unread
             return Unreadable(name, "skipped: not a regular file", skipped=True)
         if info.st_size > MAX_NOTEBOOK_BYTES:
             return Unreadable(name, f"not a notebook: {info.st_size / 2**20:.0f} MB, more than "
-                                    f"{MAX_NOTEBOOK_BYTES // 2**20} MB")
+                                    f"{MAX_NOTEBOOK_BYTES // 2**20} MB", size=MAX_NOTEBOOK_BYTES)
         chunks, size = [], 0
         while size <= MAX_NOTEBOOK_BYTES:
             chunk = os.read(fd, 1 << 20)
@@ -118,7 +124,10 @@ def read_bytes(path: str | Path, *, dir_fd: int | None = None) -> bytes | Unread
         os.close(fd)
 
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A string once its escapes are gone (or an unterminated one, to the end):
+# every match that starts succeeds, so this is one pass, never a rescan from
+# each next quote (which is quadratic on '"\\"\\"\\"...').
+_STRING = re.compile(rb'"[^"]*(?:"|\Z)')
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 _STEP = [0] * 256
 _STEP[ord("[")] = _STEP[ord("{")] = 1
@@ -128,7 +137,8 @@ _STEP[ord("]")] = _STEP[ord("}")] = -1
 def nesting_depth(data: bytes) -> int:
     """How deep JSON *data* nests (``[[1]]`` is 2), counted without
     recursion, in time linear in its size (strings are skipped)."""
-    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    plain = data.replace(b"\\\\", b"").replace(b'\\"', b"")     # JSON's escapes, left to right
+    brackets = _STRING.sub(b"", plain).translate(None, _NOT_BRACKETS)
     return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0)
 
 
@@ -137,7 +147,7 @@ def parse_notebook(name: str, data: bytes) -> Submission | Unreadable:
     digest = hashlib.sha256(data).hexdigest()
 
     def bad(why: str) -> Unreadable:
-        return Unreadable(name, f"not a notebook: {why}", digest)
+        return Unreadable(name, f"not a notebook: {why}", digest, size=len(data))
 
     try:
         text = data.decode("utf-8")
@@ -175,7 +185,7 @@ def parse_notebook(name: str, data: bytes) -> Submission | Unreadable:
             return bad(f"cell {i} holds {len(source)} characters (at most {MAX_CELL_CHARS})")
         cid = cell.get("id")
         cells.append(StudentCell(cid if isinstance(cid, str) and len(cid) <= 64 else "", source))
-    return Submission(name, digest, lab_id, tuple(cells))
+    return Submission(name, digest, lab_id, tuple(cells), len(data))
 
 
 def read_submission(path: str | Path, *, dir_fd: int | None = None) -> Submission | Unreadable:
@@ -193,6 +203,7 @@ class StudentFolder:
 
     name: str
     notebooks: dict[str, Submission | Unreadable] = field(default_factory=dict)   # relative path -> read
+    bytes_read: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (relative path, "skipped: symlink ...")
 
 
@@ -264,7 +275,12 @@ def walk_student_folder(name: str, parent_fd: int) -> StudentFolder:
                 if not is_file:
                     folder.skipped.append((rel, f"skipped: {rel} is not a regular file"))
                     continue
+                if folder.bytes_read >= MAX_BYTES_PER_STUDENT:
+                    folder.skipped.append((rel, f"skipped: {rel} (more than {MAX_BYTES_PER_STUDENT // 2**20} MB "
+                                                "of notebooks in this folder)"))
+                    continue
                 read = read_submission(entry, dir_fd=dir_fd)
+                folder.bytes_read += read.size
                 if isinstance(read, Unreadable) and read.skipped:
                     folder.skipped.append((rel, f"{read.why.split(' (')[0]} {rel}"))
                 else:
