@@ -492,6 +492,9 @@ def test_killing_the_grader_loses_nothing(tmp_path):
             "p1": "9", "p2": "9", "p3": "9", "p4": "9"}
     assert not Path(f"{journal}.tmp").exists()          # the killed run's private folders are gone too
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []   # no half-written gradebook
+    # ... and its runs' memory cgroups (named after the grader's pid), where this machine makes them
+    parents = [parent for _, parent in sandbox.memory_cgroup_parents()]
+    assert [c for parent in parents for c in parent.glob(f"mailkit-run-{grader.pid}-*")] == []
 
 
 def test_grade_refuses_without_the_sandbox(tmp_path, monkeypatch, capsys):

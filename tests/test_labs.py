@@ -18,7 +18,7 @@ import pytest
 from mailkit.labs import find_labs, grade, load_lab, release
 from mailkit.labs.__main__ import main
 from mailkit.labs.notebook import (
-    BEGIN, END, LabError, assemble, is_check, is_solution, read_notebook, solution_name, stub_source,
+    BEGIN, END, LabError, is_check, is_solution, read_notebook, solution_name, stub_source,
     student_version,
 )
 from mailkit.labs.sanitize import patterns
@@ -200,6 +200,7 @@ def test_assemble_takes_checks_from_the_source():
             cell.source = 'print("all good")'
             cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="all good\n")]
     student.cells.append(nbformat.v4.new_code_cell("scratch = 1"))
+    from mailkit.labs.planning import assemble
     nb, roles, notes = assemble(lab, student, hidden=True)
     source_checks = [c for c in lab.nb.cells if is_check(c)]
     assembled_checks = [c for c in nb.cells if is_check(c)]
@@ -216,6 +217,7 @@ def test_assemble_notes_a_missing_solution_cell():
     lab = load_lab(LABS / "01-handshake-client.ipynb")
     student = student_version(lab)
     student.cells = [c for c in student.cells if not is_solution(c)]
+    from mailkit.labs.planning import assemble
     _, roles, notes = assemble(lab, student)
     assert "solution" not in {r.kind for r in roles}
     assert notes == ["the solution cell 'login' is missing from the notebook"]

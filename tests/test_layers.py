@@ -184,3 +184,41 @@ def test_the_checks_catch_what_they_are_for(tmp_path, monkeypatch):
         test_no_import_runs_upward(bad)
     with pytest.raises(AssertionError, match=r"(?s)private module mailkit\._listener.*P\._preview"):
         test_no_private_name_of_another_module_is_used(bad)
+
+
+# Inside mailkit.labs, grading is five stages, one module each, and data goes
+# one way (issue 19): read -> plan -> run -> judge -> record.  A stage imports
+# the stages before it, never one after it (so, e.g., reading a submission can
+# never reach the runner, and the harness never sees a reference or a verdict).
+# Rank 0: the lab source and the helpers a lab's cells import.
+LAB_STAGES = {
+    "notebook": 0, "sanitize": 0, "sandbox": 0, "probe": 0, "support": 0, "silence": 0, "tcp_captures": 0,
+    "reading": 1,                       # read: a submission as bounded plain data
+    "planning": 2,                      # plan: the job, from the lab source alone
+    "harness": 3, "runner": 3,          # run: in the sandbox; the harness judges nothing
+    "judging": 4,                       # judge: in the grader
+    "check": 5,                         # the stages for one notebook
+    "grading": 6, "releasing": 6,       # ... for a class; and the release, which checks the sources
+    "gradebook": 7,                     # record
+    "__main__": 8, "__init__": 8,
+}
+
+
+def lab_modules() -> list[Path]:
+    return sorted((PACKAGE / "labs").glob("*.py"))
+
+
+def test_every_labs_module_has_a_stage():
+    assert [p.stem for p in lab_modules() if p.stem not in LAB_STAGES] == []
+
+
+@pytest.mark.parametrize("path", lab_modules(), ids=lambda p: p.stem)
+def test_the_grading_stages_point_one_way(path):
+    later = []
+    for target, _, line in imports(path):
+        if target.startswith("mailkit.labs."):
+            stage = target.split(".")[2]
+            if LAB_STAGES.get(stage, 0) > LAB_STAGES[path.stem]:
+                later.append(f"line {line}: {path.stem} (stage {LAB_STAGES[path.stem]}) imports {stage} "
+                             f"(stage {LAB_STAGES[stage]})")
+    assert not later, "\n".join(later)

@@ -13,6 +13,14 @@ The Python API behind the command line:
 * :func:`grade` - grade a folder of submissions; :func:`write_csv`,
   :func:`write_html` write the gradebook
 
+Grading is five stages, one module each, and a submission goes through
+them top to bottom: :mod:`~mailkit.labs.reading` (the submission as
+bounded plain data, no links, no metadata) -> :mod:`~mailkit.labs.planning`
+(the job, from the lab source alone) -> :mod:`~mailkit.labs.runner` with
+:mod:`~mailkit.labs.harness` and :mod:`~mailkit.labs.sandbox` (the run) ->
+:mod:`~mailkit.labs.judging` (points and feedback, in the grader) ->
+:mod:`~mailkit.labs.gradebook` (the record).
+
 Check cells import :mod:`mailkit.labs.support` inside students' kernels, so
 this package imports nbformat and the rest only when one of the names above
 is used.

@@ -16,25 +16,33 @@ import os
 import sys
 from pathlib import Path
 
-from .runner import DEFAULT_CELL_TIMEOUT_S
+from .planning import DEFAULT_CELL_TIMEOUT_S, DEFAULT_RUN_LIMIT_S
 from .sandbox import Limits
 
-GRADE_EPILOG = """\
+GRADE_EPILOG = f"""\
 threat model (docs/instructor.md has the whole of it):
-  A submission is hostile code. Its kernel runs in a sandbox (bubblewrap, as
+  A submission is hostile data. It is read once, bounded (size, nesting,
+  cells), without following links (a link is noted "skipped: symlink" and
+  scores 0); of each code cell only its text is kept, never its metadata.
+  What runs is planned from the lab source alone: a student's cell only
+  ever runs in the sandboxed kernel. The kernel runs under bubblewrap (as
   root: apt-get install bubblewrap): a throwaway uid, its own PID, mount and
   network namespaces, only /usr, Python and mailkit readable, writes only to
-  its own tmpfs, limits on memory, processes, CPU and disk. It cannot read
+  its own tmpfs; memory capped per submission (a cgroup where the machine
+  has one, else --memory x --processes), CPU, disk, and one wall-clock
+  limit per notebook ({DEFAULT_RUN_LIMIT_S:g} s unless the lab says more). It cannot read
   the sources, other submissions, the gradebook or your files; everything it
-  started is killed when its run ends. Hidden checks run in the grader, with
-  inputs drawn per run, against the student's code through the kernel and
-  over a loopback only that run shares: printing or forging outputs earns no
-  hidden points. Visible checks compare outputs the student already knows, so
-  a kernel can fake those: hidden checks carry at least 40% of each lab.
-  Not covered: kernel exploits, CPU side channels, a student copying another's
-  solution. Without bubblewrap, grade refuses unless --unsafe-no-sandbox.
-  Results go to the journal as each notebook finishes; after a crash, run
-  the same command again: it resumes. The gradebook is written atomically.
+  started is killed when its run ends. Hidden checks are the lab source's
+  code, run in the grader with inputs drawn per run, against the student's
+  code through the kernel; every verdict is taken in the grader from what
+  it observed, never from a file or line the kernel can write. Visible
+  checks compare outputs the student already knows, so a kernel can fake
+  those: hidden checks carry at least 40% of each lab. Not covered: kernel
+  exploits, CPU side channels, a student copying another's solution.
+  Without bubblewrap, grade refuses unless --unsafe-no-sandbox. Results go
+  to the journal as each notebook finishes; after a crash, run the same
+  command again: it resumes. A run that failed for the grader's own reasons
+  is a "grader error", not a grade: the next run retries it.
 """
 
 SOURCE_ENV = "MAILKIT_LABS_SOURCE"   # where `check` looks for the sources when --source is not given
@@ -89,13 +97,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="one file per student and lab, DIR/STUDENT/LAB.txt: each check, pass or fail, and a hint")
     gr.add_argument("--jobs", type=int, default=1, metavar="N", help="notebooks graded at once (default 1)")
     gr.add_argument("--timeout", type=float, default=DEFAULT_CELL_TIMEOUT_S, metavar="S",
-                    help=f"seconds a cell may run (default {DEFAULT_CELL_TIMEOUT_S:g})")
+                    help=f"seconds a cell may run (default {DEFAULT_CELL_TIMEOUT_S:g}); a whole notebook "
+                         f"may run {DEFAULT_RUN_LIMIT_S:g} s, or what its lab's run_limit_s says")
     gr.add_argument("--lab", action="append", metavar="LAB",
                     help="grade only this lab (id or file name; may be repeated); default: every lab handed in")
     gr.add_argument("--quiet", action="store_true", help="no progress bar")
     limits = Limits()
     gr.add_argument("--memory", type=int, default=limits.memory_mb, metavar="MB",
-                    help=f"address space of each process of a submission (default {limits.memory_mb})")
+                    help=f"memory of a submission, all its processes together, where a cgroup can be made; "
+                         f"and the address space of each of its processes (default {limits.memory_mb})")
     gr.add_argument("--processes", type=int, default=limits.processes, metavar="N",
                     help=f"processes and threads of a submission (default {limits.processes})")
     gr.add_argument("--cpu", type=int, default=limits.cpu_s, metavar="S",
@@ -150,9 +160,12 @@ def _release(args) -> int:
 
 def _find_source(notebook: Path, source: str | None):
     """The lab to check *notebook* against, and a warning if it is the notebook itself."""
-    from .notebook import find_labs, load_lab, read_notebook
-    student = read_notebook(notebook)
-    lab_id = student.metadata.get("mailkit", {}).get("lab") or notebook.stem
+    from .notebook import NotANotebook, find_labs, load_lab
+    from .reading import Unreadable, read_submission
+    student = read_submission(notebook)
+    if isinstance(student, Unreadable):
+        raise NotANotebook(f"{notebook.name}: {student.why}")
+    lab_id = student.lab_id or notebook.stem
     where = source or os.environ.get(SOURCE_ENV) or ("labs" if Path("labs").is_dir() else None)
     if where:
         for lab in find_labs(where):
@@ -193,7 +206,7 @@ def _check(args) -> int:
 def _grade(args) -> int:
     from .grading import grade
     from .gradebook import write_canvas_csv, write_csv, write_feedback, write_html
-    journal = Path(args.journal or f"{args.out}.journal")
+    journal = Path(args.journal or f"{args.out}.journal").resolve()
     if args.fresh:
         journal.unlink(missing_ok=True)
     limits = Limits(memory_mb=args.memory, processes=args.processes, cpu_s=args.cpu, disk_mb=args.disk)

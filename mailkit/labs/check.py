@@ -1,76 +1,26 @@
-"""Check one student's notebook: assemble it with the source's setup and
-check cells, run it in the harness (a kernel of its own, sandboxed when
-grading; visible checks compared with their reference outputs as nbval
-does, hidden checks judged by the grader), and turn each cell's verdict into
-points and feedback a student can read."""
+"""Check one notebook: the five stages for one submission, top to bottom.
+
+    read (reading)  ->  plan (planning)  ->  run (runner, harness, sandbox)  ->  judge (judging)
+
+:func:`check_notebook` is what ``python -m mailkit.labs check`` and
+:func:`mailkit.labs.grade` call per notebook; ``grade`` then records
+(:mod:`mailkit.labs.gradebook`).  The names below the stages used to live
+here and are still importable from here.
+"""
 
 from __future__ import annotations
 
-import ast
-import difflib
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .notebook import Check, Lab, NotANotebook, assemble, read_notebook, setup_sources
-from .runner import DEFAULT_CELL_TIMEOUT_S, CellResult, RunResult, run_notebook
+from .judging import (STATIC_RULES, CheckResult, LabResult, apply_static_rules, diff_text,  # noqa: F401
+                      failed_lab, feedback_for, judge, kit_calls, random_draws, static_findings)
+from .notebook import Lab
+from .planning import DEFAULT_CELL_TIMEOUT_S, plan
+from .reading import Submission, Unreadable, read_submission
+from .runner import run_job
 
-__all__ = ["CheckResult", "LabResult", "check_notebook", "feedback_for", "diff_text", "kit_calls",
-           "static_findings", "random_draws", "STATIC_RULES"]
-
-FEEDBACK_LINES = 6   # the first lines of a difference or a traceback: enough to act on
-
-
-@dataclass
-class CheckResult:
-    name: str
-    points: float          # earned
-    max_points: float
-    passed: bool
-    hidden: bool = False
-    feedback: str = ""
-
-
-@dataclass
-class LabResult:
-    """One student's result on one lab."""
-
-    student: str
-    lab: str
-    notebook: str = ""      # the file graded, relative to the student's folder
-    checks: list[CheckResult] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)   # about the whole submission
-    seconds: float = 0.0
-    problem: str = ""       # "not a notebook", "missing", "timed out", "did not run", or ""
-    sandboxed: bool = False  # the kernel ran in the sandbox
-    flags: list[str] = field(default_factory=list)   # for the instructor: why to look at this one
-
-    @property
-    def points(self) -> float:
-        return sum(c.points for c in self.checks)
-
-    @property
-    def max_points(self) -> float:
-        return sum(c.max_points for c in self.checks)
-
-    def feedback(self) -> str:
-        """Every note, then each failed check's name and feedback (its
-        further lines indented)."""
-        lines = list(self.notes)
-        for c in self.checks:
-            if not c.passed and self.problem not in ("missing", "not a notebook"):
-                first, *rest = c.feedback.splitlines() or ["failed"]
-                lines.append(f"{c.name}: {first}")
-                lines += [f"  {line}" for line in rest]
-        return "\n".join(lines) or "all checks passed"
-
-
-def failed_lab(student: str, lab: Lab, *, problem: str, note: str, hidden: bool = True,
-               notebook: str = "") -> LabResult:
-    """A result with every check failed, for a submission that could not be run."""
-    result = LabResult(student, lab.id, notebook, problem=problem, notes=[note])
-    for c in lab.visible_checks(hidden):
-        result.checks.append(CheckResult(c.name, 0, c.points, False, c.hidden, f"not run ({problem})"))
-    return result
+__all__ = ["CheckResult", "LabResult", "check_notebook", "check_submission", "feedback_for", "diff_text",
+           "kit_calls", "static_findings", "random_draws", "STATIC_RULES"]
 
 
 def check_notebook(path: str | Path, lab: Lab, *, student: str = "", hidden: bool = False,
@@ -79,208 +29,21 @@ def check_notebook(path: str | Path, lab: Lab, *, student: str = "", hidden: boo
     """Check the notebook at *path* against *lab*'s checks (hidden ones too
     if *hidden*); never raises for anything wrong with the notebook.  With
     *sandbox* the kernel runs in :mod:`mailkit.labs.sandbox` (grading)."""
-    path = Path(path)
-    student = student or path.stem
-    try:
-        nb = read_notebook(path)
-    except NotANotebook as exc:
-        return failed_lab(student, lab, problem="not a notebook", note=str(exc),
-                          hidden=hidden, notebook=path.name)
-    assembled, roles, notes = assemble(lab, nb, hidden=hidden)
-    code_cells = [c for c in assembled.cells if c.cell_type == "code"]
-    student_cells = [(role, cell.source) for role, cell in zip(roles, code_cells)
-                     if role.kind in ("solution", "extra")]
-    flags = kit_calls(lab, student_cells)
-    run = run_notebook(assembled, cell_timeout=cell_timeout, sandbox=sandbox, limits=limits,
-                       probe_setup=setup_sources(lab), hide=[*hide, lab.path.parent, path.parent],
-                       tmp_root=tmp_root)
-    result = LabResult(student, lab.id, path.name, notes=notes, seconds=run.seconds, flags=flags,
-                       sandboxed=run.sandboxed)
-    checks = {c.name: c for c in lab.checks}
-    for index, role in enumerate(roles):
-        cell = run.cells.get(index)
-        if role.kind in ("solution", "setup", "extra") and cell is not None and not cell.passed:
-            what = {"solution": f"your cell {role.name!r}", "setup": "a setup cell",
-                    "extra": "a cell you added"}[role.kind]
-            result.notes.append(f"{what} failed: {_exception_line(cell) or cell.message}")
-        if role.kind != "check":
-            continue
-        check = checks[role.name]
-        passed = cell is not None and cell.passed
-        feedback = "" if passed else feedback_for(check, cell, run, cell_timeout)
-        result.checks.append(CheckResult(check.name, check.points if passed else 0, check.points,
-                                         passed, check.hidden, feedback))
-    apply_static_rules(result, lab, student_cells)
-    if run.killed:
-        result.problem = "timed out"
-        result.notes.insert(0, f"the run was stopped after {run.seconds:.0f} s; checks not run count as failed")
-    elif not run.cells:
-        result.problem = "did not run"
-        tail = run.log.strip().splitlines()[-1:] or ["no output"]
-        result.notes.insert(0, f"the notebook did not run: {tail[0]}")
-    return result
+    path = Path(path).resolve()
+    return check_submission(read_submission(path), lab, student=student or path.stem, hidden=hidden,
+                            cell_timeout=cell_timeout, sandbox=sandbox, limits=limits,
+                            hide=[*hide, path.parent], tmp_root=tmp_root)
 
 
-def kit_calls(lab: Lab, cells) -> list[str]:
-    """Why to look at a submission that uses mailkit's own implementation of
-    what the lab asks for: the names the lab's metadata lists
-    (``{"mailkit": {"kit": {"names": [...], "attributes": [...]}}}``) used in
-    the student's solution cells or the cells they added."""
-    kit = lab.nb.metadata.get("mailkit", {}).get("kit", {})
-    names, attributes = set(kit.get("names", ())), set(kit.get("attributes", ()))
-    found = []
-    for role, source in cells:
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            continue
-        used = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and node.id in names:
-                used.add(node.id)
-            elif isinstance(node, ast.Attribute) and node.attr in attributes | names:
-                used.add(node.attr)
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mailkit"):
-                used.update(a.name for a in node.names if a.name in names | attributes)
-        where = f"solution cell {role.name!r}" if role.kind == "solution" else "a cell the student added"
-        found += [f"uses mailkit's {name} in {where}" for name in sorted(used)]
-    return found
-
-
-# -- static rules: the grader reads the student's code (never the kernel) ------------
-#
-# A lab's metadata may name, per check, a rule that the student's solution
-# cells and added cells must keep: ``{"mailkit": {"static": {"unpredictable-ids":
-# "no-random"}}}``.  The grader parses the code with ``ast`` in its own process:
-# nothing the kernel does (patching ``random.seed``, printing, forging files)
-# changes the verdict.  A finding fails that check (it must pass its
-# behavioural test *and* keep the rule) and flags the row for the instructor.
-# What a rule cannot see: code built at run time (``exec`` of a string,
-# ``getattr`` with a computed name); such code is flagged, not failed.
-
-RANDOM_SAFE = {"SystemRandom"}      # random's one generator that reads the OS's randomness
-
-
-def _dotted(node: ast.AST) -> str:
-    """``a.b.c`` for an attribute chain on a name, else ""."""
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        return ".".join([node.id, *reversed(parts)])
-    return ""
-
-
-def random_draws(source: str) -> list[str]:
-    """Where *source* uses Python's ``random`` generator (a Mersenne Twister,
-    whose next outputs follow from its past ones): ``random.choice(...)``,
-    ``from random import randint``, ``random.Random()``, ``random.seed = ...``,
-    under any alias.  ``random.SystemRandom`` (the OS's randomness, as
-    ``secrets`` and ``os.urandom``) is fine.  Code that imports modules by a
-    computed name is reported as such ("dynamic ...")."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
-    aliases: set[str] = set()          # names bound to the random module
-    found: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for a in node.names:
-                if a.name == "random":
-                    aliases.add(a.asname or "random")
-        elif isinstance(node, ast.ImportFrom) and node.module == "random":
-            found += [f"from random import {a.name}" for a in node.names if a.name not in RANDOM_SAFE]
-        elif isinstance(node, ast.Call):
-            name = _dotted(node.func)
-            if name in ("__import__", "importlib.import_module"):
-                arg = node.args[0] if node.args else None
-                if isinstance(arg, ast.Constant) and arg.value == "random":
-                    found.append(f"{name}('random')")
-                elif not isinstance(arg, ast.Constant):
-                    found.append(f"dynamic import: {name}(...) of a computed name")
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                and node.value.id in aliases and node.attr not in RANDOM_SAFE):
-            found.append(f"{node.value.id}.{node.attr}")
-    return sorted(set(found), key=found.index)
-
-
-STATIC_RULES = {
-    "no-random": (random_draws, "draws from Python's random (predictable), not secrets"),
-}
-
-
-def static_findings(lab: Lab, cells) -> dict[str, list[str]]:
-    """``{check name: [finding, ...]}`` for the rules in *lab*'s metadata,
-    over the student's *cells* (``(role, source)``: solution cells and cells
-    they added)."""
-    rules = lab.nb.metadata.get("mailkit", {}).get("static", {}) or {}
-    out: dict[str, list[str]] = {}
-    for check, rule in rules.items():
-        find, _ = STATIC_RULES[rule]
-        for role, source in cells:
-            where = f"solution cell {role.name!r}" if role.kind == "solution" else "a cell the student added"
-            out.setdefault(check, []).extend(f"{f} in {where}" for f in find(source))
-    return {check: found for check, found in out.items() if found}
-
-
-def apply_static_rules(result: LabResult, lab: Lab, cells) -> None:
-    """Fail each check whose static rule the student's code breaks, and flag the row."""
-    rules = lab.nb.metadata.get("mailkit", {}).get("static", {}) or {}
-    for check_name, found in static_findings(lab, cells).items():
-        _, what = STATIC_RULES[rules[check_name]]
-        dynamic = all(f.startswith("dynamic") for f in found)
-        result.flags.append(f"{check_name}: {'code the grader cannot read statically' if dynamic else what}: "
-                            + "; ".join(found[:3]))
-        if dynamic:
-            continue        # cannot tell: flagged for the instructor, not failed
-        for c in result.checks:
-            if c.name == check_name and c.passed:
-                c.passed, c.points = False, 0
-                c.feedback = (f"{'hidden check failed: ' if c.hidden else ''}{what} "
-                              f"({'; '.join(f for f in found if not f.startswith('dynamic'))[:200]})")
-
-
-def _exception_line(cell: CellResult) -> str:
-    """The last line of a traceback: ``NotImplementedError: write login()``."""
-    lines = [ln for ln in cell.traceback.strip().splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else ""
-
-
-def feedback_for(check: Check, cell: CellResult | None, run: RunResult, cell_timeout: float) -> str:
-    """What a student reads about a failed check.  A hidden check says only
-    which check failed and in what way, never what it expected."""
-    if cell is None:
-        why = "the run was stopped (time limit)" if run.killed else "the kernel died or stopped before it"
-        return f"not run: {why}"
-    if cell.message.startswith("Kernel dead"):
-        return "not run: the kernel had died in an earlier cell (a crash, or it stopped responding)"
-    if "Failed to interrupt kernel" in cell.message or "waiting for output" in cell.message:
-        kind = "the kernel died or stopped responding during this check"
-        return kind if not check.hidden else f"hidden check failed: {kind}"
-    if "Timeout" in cell.message:
-        kind = f"timed out after {cell_timeout:g} s (an endless loop, or waiting for a reply that never comes?)"
-        return kind if not check.hidden else f"hidden check failed: {kind}"
-    if cell.message == "Cell outputs differ":
-        if check.hidden:
-            return "hidden check failed: its output differs from the reference"
-        return "output differs from the reference:\n" + diff_text(cell.expected, cell.got)
-    exc = _exception_line(cell) or cell.message
-    if check.hidden:
-        return f"hidden check failed: it raised {exc.split(':')[0]}"
-    return exc
-
-
-def diff_text(expected: str, got: str) -> str:
-    lines = list(difflib.unified_diff(expected.splitlines(), got.splitlines(),
-                                      "expected", "got", n=0, lineterm=""))
-    body = [("expected: " if ln[0] == "-" else "got:      ") + ln[1:]
-            for ln in lines if not ln.startswith(("---", "+++", "@@"))]
-    if not body:   # same text, different kinds of output (e.g. a result instead of print)
-        return f"expected: {expected!r}\ngot:      {got!r}"
-    shown = body[:FEEDBACK_LINES]
-    if len(body) > FEEDBACK_LINES:
-        shown.append(f"  ... ({len(body) - FEEDBACK_LINES} more lines differ)")
-    return "\n".join(shown)
+def check_submission(read: Submission | Unreadable, lab: Lab, *, student: str, hidden: bool = False,
+                     cell_timeout: float = DEFAULT_CELL_TIMEOUT_S, sandbox: bool = False,
+                     limits=None, hide: list = (), tmp_root=None, notebook: str = "") -> LabResult:
+    """Plan, run and judge a submission already read (plain data)."""
+    notebook = notebook or read.name
+    if isinstance(read, Unreadable):
+        return failed_lab(student, lab, problem="skipped" if read.skipped else "not a notebook",
+                          note=read.why, hidden=hidden, notebook=notebook)
+    job = plan(lab, read, hidden=hidden, cell_timeout=cell_timeout)
+    run = run_job(job, sandbox=sandbox, limits=limits, hide=[*hide, lab.path.parent.resolve()],
+                  tmp_root=tmp_root)
+    return judge(lab, job, run, student=student, notebook=notebook, cell_timeout=cell_timeout)

@@ -1,14 +1,19 @@
-"""Grade a class: every student's notebook for every lab, each in a kernel
-of its own, a few at a time.
+"""Grade a class: the five stages for every student's notebook of every
+lab, a few at a time, and the gradebook.
+
+    read (reading)  ->  plan (planning)  ->  run (runner, harness, sandbox)  ->  judge (judging)  ->  record (gradebook)
 
     submissions/
         alice/01-handshake-client.ipynb
         bob/01-handshake-client.ipynb
         ...
 
-A student's notebook is matched to a lab by the lab id in its metadata
-(the released version carries it), else by its file name.  A student with
-no notebook for a lab gets no points for it, with a note saying so.
+Every student folder is read first (:func:`mailkit.labs.reading.student_folders`:
+bounded, no link followed, metadata dropped); a notebook is matched to a
+lab by the lab id it carries (the released version has it), else by its
+file name.  A student with no notebook for a lab gets no points for it,
+with a note saying so; a link or a file that is not a notebook costs that
+student that lab, never the class's run.
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import sandbox as _sandbox
-from .check import CheckResult, LabResult, check_notebook, failed_lab
+from .check import check_submission
+from .judging import GRADER_ERROR, CheckResult, LabResult, failed_lab
 from .notebook import Lab, find_labs
-from .runner import DEFAULT_CELL_TIMEOUT_S, warm_kernels
+from .planning import DEFAULT_CELL_TIMEOUT_S
+from .reading import Submission, Unreadable, student_folders
+from .runner import warm_kernels
 
-__all__ = ["Gradebook", "grade", "find_submissions", "SandboxUnavailable", "Journal"]
+__all__ = ["Gradebook", "grade", "find_submissions", "SandboxUnavailable", "Journal", "lab_of"]
 
 
 class SandboxUnavailable(ValueError):
@@ -48,6 +56,7 @@ class Gradebook:
     ignored: list[str] = field(default_factory=list)   # files outside a student's folder
     sandboxed: bool = True
     resumed: int = 0        # results taken from the journal of an earlier, interrupted run
+    memory: str = ""        # how each submission's memory was bounded
 
     @property
     def students(self) -> list[str]:
@@ -58,17 +67,23 @@ class Gradebook:
 
     def summary(self) -> str:
         """One line: how many, how long, how well, and what went wrong."""
-        ran = [r for r in self.results if r.problem != "missing"]
-        points = sum(r.points for r in self.results)
-        most = sum(r.max_points for r in self.results) or 1
+        ran = [r for r in self.results if r.problem not in ("missing", GRADER_ERROR)]
+        graded = [r for r in self.results if r.problem != GRADER_ERROR]
+        points = sum(r.points for r in graded)
+        most = sum(r.max_points for r in graded) or 1
         each = self.seconds / len(ran) if ran else 0.0
         problems = {}
         for r in self.results:
-            if r.problem:
+            if r.problem and r.problem != GRADER_ERROR:
                 problems[r.problem] = problems.get(r.problem, 0) + 1
         trouble = "; ".join(f"{n} {what}" for what, n in sorted(problems.items())) or "no problems"
+        errors = sum(1 for r in self.results if r.problem == GRADER_ERROR)
+        if errors:
+            trouble += f"; {errors} grader error(s): not graded, run grade again to retry them"
         if not self.sandboxed:
             trouble += "; UNSANDBOXED (--unsafe-no-sandbox)"
+        elif self.memory.startswith("rlimits"):
+            trouble += f"; memory bounded by {self.memory}"
         flagged = sum(1 for r in self.results if r.flags)
         if flagged:
             trouble += f"; {flagged} flagged"
@@ -79,17 +94,12 @@ class Gradebook:
                 f"({each:.1f} s per notebook); mean score {100 * points / most:.0f}% of the points; {trouble}")
 
 
-def _lab_of_file(path: Path, labs: list[Lab]) -> Lab | None:
-    """The lab a student's file is for: by its metadata, else by its name."""
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("mailkit", {})
-        lab_id = meta.get("lab") if isinstance(meta, dict) else None
-    except (OSError, ValueError, AttributeError):
-        lab_id = None
+def lab_of(name: str, claimed: str | None, labs: list[Lab]) -> Lab | None:
+    """The lab a student's file is for: the lab id it claims, else its file name."""
     for lab in labs:
-        if lab_id and lab_id == lab.id:
+        if claimed and claimed == lab.id:
             return lab
-    stem = path.stem.lower()
+    stem = Path(name).stem.lower()
     for lab in labs:
         if stem.startswith(lab.path.stem.lower()) or stem.startswith(lab.id.lower()):
             return lab
@@ -101,37 +111,46 @@ def _lab_of_file(path: Path, labs: list[Lab]) -> Lab | None:
     return None
 
 
-def find_submissions(root: str | Path, labs: list[Lab]) -> tuple[dict[str, dict[str, list[Path]]], list[str]]:
-    """``{student: {lab id: [notebooks]}}`` for every student folder under
-    *root*, and the files that are not in one."""
-    root = Path(root)
-    found: dict[str, dict[str, list[Path]]] = {}
-    ignored = []
-    for entry in sorted(root.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if not entry.is_dir():
-            ignored.append(entry.name)
-            continue
-        mine = found.setdefault(entry.name, {})
-        for path in sorted(entry.rglob("*.ipynb")):
-            inside = path.relative_to(entry).parts
-            if any(part.startswith(".") or part == "__MACOSX" for part in inside):
-                continue        # .ipynb_checkpoints, macOS zip debris, hidden files
-            lab = _lab_of_file(path, labs)
+@dataclass
+class Handed:
+    """What one student handed in for one lab."""
+
+    notebooks: list[tuple[str, Submission | Unreadable]] = field(default_factory=list)  # (relative path, read)
+    skipped: list[str] = field(default_factory=list)
+
+
+def find_submissions(root: str | Path, labs: list[Lab]) -> tuple[dict[str, dict[str, Handed]], list[str]]:
+    """``{student: {lab id: Handed}}`` for every student folder under
+    *root*, read (stage 1), and the entries that are not a student's folder."""
+    folders, ignored = student_folders(root)
+    found: dict[str, dict[str, Handed]] = {}
+    for folder in folders:
+        mine = found.setdefault(folder.name, {})
+        for rel, read in folder.notebooks.items():
+            lab = lab_of(rel, read.lab_id if isinstance(read, Submission) else None, labs)
             if lab is not None:
-                mine.setdefault(lab.id, []).append(path)
+                mine.setdefault(lab.id, Handed()).notebooks.append((rel, read))
+        for rel, note in folder.skipped:
+            lab = lab_of(rel, None, labs) if rel.endswith(".ipynb") else None
+            for each in [lab] if lab else labs:
+                mine.setdefault(each.id, Handed()).skipped.append(note)
     return found, ignored
 
 
-def _pick(paths: list[Path], lab: Lab) -> tuple[Path, str]:
+def _pick(root: Path, student: str, notebooks: list, lab: Lab) -> tuple[str, Submission | Unreadable, str]:
     """One notebook for a lab: the one named like the source, else the newest."""
-    if len(paths) == 1:
-        return paths[0], ""
-    exact = [p for p in paths if p.name == lab.path.name]
-    chosen = exact[0] if exact else max(paths, key=lambda p: p.stat().st_mtime)
-    others = ", ".join(p.name for p in paths if p != chosen)
-    return chosen, f"graded {chosen.name}; also found {others}"
+    if len(notebooks) == 1:
+        return (*notebooks[0], "")
+    exact = [n for n in notebooks if Path(n[0]).name == lab.path.name]
+
+    def mtime(item) -> float:
+        try:
+            return os.stat(root / student / item[0], follow_symlinks=False).st_mtime
+        except OSError:
+            return 0.0
+    chosen = exact[0] if exact else max(notebooks, key=mtime)
+    others = ", ".join(Path(n[0]).name for n in notebooks if n is not chosen)
+    return (*chosen, f"graded {Path(chosen[0]).name}; also found {others}")
 
 
 def _sha256(path: Path) -> str:
@@ -159,13 +178,14 @@ class Journal:
                     rec = json.loads(line)
                     result = LabResult(**{k: v for k, v in rec["result"].items() if k != "checks"})
                     result.checks = [CheckResult(**c) for c in rec["result"]["checks"]]
-                    self.done[rec["key"]] = result
+                    if result.problem != GRADER_ERROR:      # never a grade: graded again
+                        self.done[rec["key"]] = result
                 except (ValueError, KeyError, TypeError):
                     continue        # a line cut short by the kill
         self._file = None
 
     def add(self, key: str, result: LabResult) -> None:
-        if self.path is None:
+        if self.path is None or result.problem == GRADER_ERROR:
             return
         line = json.dumps({"key": key, "result": dataclasses.asdict(result)}) + "\n"
         with self._lock:
@@ -194,15 +214,19 @@ def grade(submissions: str | Path, source: str | Path, *, jobs: int = 1,
     :class:`SandboxUnavailable` (``sandbox=False`` grades unsandboxed, and
     the gradebook says so).  *journal* is a file where each result is
     written as it comes (see :class:`Journal`); *private* are more folders
-    the kernels must not see (the gradebook's)."""
+    the kernels must not see (the gradebook's).  Every path is made
+    absolute first: nothing below depends on the working directory."""
     started = time.perf_counter()
+    submissions, source = Path(submissions).resolve(), Path(source).resolve()
+    journal = Path(journal).resolve() if journal else None
+    limits = limits or _sandbox.Limits()
     if sandbox:
         why = _sandbox.available()
         if why:
             raise SandboxUnavailable(f"cannot sandbox submissions: {why}; refusing to grade "
                                      "(--unsafe-no-sandbox runs students' code with your permissions)")
     all_labs = find_labs(source)
-    found, ignored = find_submissions(submissions, all_labs)
+    found, ignored = find_submissions(submissions, all_labs)           # 1. read
     if labs:
         wanted = {Path(x).stem for x in labs}
         chosen = [lab for lab in all_labs if lab.id in wanted or lab.path.stem in wanted]
@@ -210,54 +234,57 @@ def grade(submissions: str | Path, source: str | Path, *, jobs: int = 1,
         if missing:
             raise ValueError(f"no such lab in {source}: {', '.join(sorted(missing))}")
     else:
-        handed_in = {lab_id for per in found.values() for lab_id in per}
+        handed_in = {lab_id for per in found.values() for lab_id, h in per.items() if h.notebooks}
         chosen = [lab for lab in all_labs if lab.id in handed_in] or all_labs
-    book = Gradebook(chosen, jobs=max(1, jobs), ignored=ignored, sandboxed=bool(sandbox))
-    hide = [Path(submissions).resolve(), Path(source).resolve(), *(Path(p).resolve() for p in private)]
+    book = Gradebook(chosen, jobs=max(1, jobs), ignored=ignored, sandboxed=bool(sandbox),
+                     memory=_sandbox.memory_bound(limits) if sandbox else "")
+    hide = [submissions, source, *(Path(p).resolve() for p in private)]
     if journal:
-        hide.append(Path(journal).resolve().parent)
+        hide.append(journal.parent)
     log = Journal(journal)
-    # The runs' private folders (reports, connection files) live in one
+    # The runs' private folders (harness logs, connection files) live in one
     # folder, so that a killed grader's are removed by the next run.
     if journal:
-        tmp_root = Path(journal).with_name(Path(journal).name + ".tmp")
+        tmp_root = journal.with_name(journal.name + ".tmp")
         shutil.rmtree(tmp_root, ignore_errors=True)
         tmp_root.mkdir(mode=0o700, parents=True)
     else:
-        tmp_root = Path(tempfile.mkdtemp(prefix="mailkit-grade-"))
-    hide.append(tmp_root.resolve())
-    settings = json.dumps([cell_timeout, bool(sandbox), (limits or _sandbox.Limits()).as_dict()])
+        tmp_root = Path(tempfile.mkdtemp(prefix="mailkit-grade-")).resolve()
+    hide.append(tmp_root)
+    settings = json.dumps([cell_timeout, bool(sandbox), limits.as_dict()])
 
     tasks = []
     for student, per_lab in found.items():
         for lab in chosen:
-            paths = per_lab.get(lab.id, [])
-            if not paths:
-                book.results.append(failed_lab(student, lab, problem="missing",
-                                               note=f"no notebook for {lab.id}"))
+            handed = per_lab.get(lab.id, Handed())
+            if not handed.notebooks:
+                problem, note = ("skipped", "; ".join(handed.skipped)) if handed.skipped else \
+                    ("missing", f"no notebook for {lab.id}")
+                book.results.append(failed_lab(student, lab, problem=problem, note=note))
                 continue
-            path, note = _pick(paths, lab)
-            key = hashlib.sha256("\0".join([student, lab.id, _sha256(path), _sha256(lab.path),
+            rel, read, note = _pick(submissions, student, handed.notebooks, lab)
+            notes = [n for n in [note, *handed.skipped] if n]
+            key = hashlib.sha256("\0".join([student, lab.id, read.sha256 or read.why, _sha256(lab.path),
                                              settings]).encode()).hexdigest()
             if key in log.done:
                 book.results.append(log.done[key])
                 book.resumed += 1
             else:
-                tasks.append((student, lab, path, note, key))
+                tasks.append((student, lab, rel, read, notes, key))
 
-    def run(student: str, lab: Lab, path: Path, note: str, key: str) -> LabResult:
-        try:
-            result = check_notebook(path, lab, student=student, hidden=True, cell_timeout=cell_timeout,
-                                    sandbox=sandbox, limits=limits, hide=hide, tmp_root=tmp_root)
+    def run(student: str, lab: Lab, rel: str, read, notes: list[str], key: str) -> LabResult:
+        try:                                                            # 2. plan, 3. run, 4. judge
+            result = check_submission(read, lab, student=student, hidden=True, cell_timeout=cell_timeout,
+                                      sandbox=sandbox, limits=limits, hide=hide, tmp_root=tmp_root,
+                                      notebook=rel)
         except Exception as exc:   # a bug of ours must cost this notebook, not the class's run
-            result = failed_lab(student, lab, problem="grader error",
-                                note=f"the grader failed on this notebook: {type(exc).__name__}: {exc}")
-        result.notebook = str(path.relative_to(Path(submissions) / student))
+            result = failed_lab(student, lab, problem=GRADER_ERROR,
+                                note=f"not graded: the grader failed ({type(exc).__name__}: {exc}); "
+                                     "the next grade retries it")
+        result.notebook = rel
         result.sandboxed = bool(sandbox)
-        if note:
-            result.notes.insert(0, note)
-        if result.problem != "grader error":
-            log.add(key, result)
+        result.notes[:0] = notes
+        log.add(key, result)                                            # 5. record (the journal)
         return result
 
     bar = _progress(len(tasks), progress)

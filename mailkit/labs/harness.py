@@ -1,20 +1,29 @@
-"""One checking run, in a process of its own: ``python -m mailkit.labs.harness REPORT``
-with the kernel's settings and then the job on stdin (one JSON line each).
+"""Stage 3 of grading, *run* (with :mod:`mailkit.labs.runner` and
+:mod:`mailkit.labs.sandbox`): one notebook's run, in a process of its own:
+``python -m mailkit.labs.harness REPORT_FD`` with the kernel's settings and
+then the job on stdin (one JSON line each).
 
-The job lists the cells to run in the student's kernel (the source's setup
-cells, the student's solution cells and extras, the visible check cells
-with their reference outputs) and the hidden checks, which never go to the
-kernel: each is a *probe* (see :mod:`mailkit.labs.probe`) that runs here,
-in this process, with inputs drawn from a seed the grader chose for this
-run, and talks to the student's code through the kernel and over loopback.
-Only this process decides whether a hidden check passed.
+The job is the planner's (:mod:`mailkit.labs.planning`), made from the lab
+source: the cells to run in the student's sandboxed kernel (the source's
+setup cells, the student's solution cells and extras, the visible check
+cells), and the hidden checks, which never go to the kernel: each is a
+*probe* (see :mod:`mailkit.labs.probe`) whose code is the lab source's
+cell, run here with inputs drawn from a seed the grader chose for this run;
+it talks to the student's code through the kernel and over loopback.
+Nothing of a submission is ever run in this process: a probe's source is
+the instructor's, and what comes back from the kernel is plain data.
+
+This process judges nothing: it reports what each cell printed and how it
+ended; the grader (:mod:`mailkit.labs.runner`, :mod:`mailkit.labs.judging`)
+compares with references that never leave it.
 
 With ``"sandbox": true`` this process first moves into a network namespace
 of its own (the kernel shares it, nothing else does) and starts the kernel
 under :func:`mailkit.labs.sandbox.bwrap_command`.
 
-One JSON line per cell is appended to REPORT as soon as the cell is done
-(REPORT is in a folder the kernel cannot see).  This module imports
+One JSON line per cell is written to REPORT_FD, a pipe to the grader that
+no other process holds (the kernel is started with every other descriptor
+closed), as soon as the cell is done.  This module imports
 jupyter_client, never nbformat or pytest: it starts once per notebook.
 """
 
@@ -36,6 +45,7 @@ import time
 from pathlib import Path
 
 from . import sandbox
+from .sanitize import canonical
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 MAX_OUTPUT = 200_000          # characters of output kept per cell
@@ -46,27 +56,6 @@ PROBE_BUDGET_CELLS = 2        # a hidden check's calls into the kernel take at m
 
 def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text or "")
-
-
-def canonical(outputs: list[dict]) -> str:
-    """Outputs as the text a student reads: streams joined (a cell that
-    prints line by line may produce one output or several, the text is the
-    same), results as their text/plain, errors as their last line."""
-    parts, kinds = [], []
-    for out in outputs or ():
-        kind = out.get("output_type")
-        if kind == "stream":
-            text = out.get("text", "")
-            text = "".join(text) if isinstance(text, list) else text
-            if out.get("name") == "stderr":
-                continue        # warnings vary with versions; checks print to stdout
-            parts.append(text)
-        elif kind in ("execute_result", "display_data"):
-            data = out.get("data", {}).get("text/plain", "")
-            parts.append(("".join(data) if isinstance(data, list) else data) + "\n")
-        elif kind == "error":
-            parts.append(f"{out.get('ename')}: {out.get('evalue')}\n")
-    return "".join(parts)
 
 
 def start_time(pid: int) -> str:
@@ -100,7 +89,8 @@ def _note_pid(name: str, pid: int) -> None:
 class Kernel:
     """A kernel this harness started, sandboxed or not, and a client for it."""
 
-    def __init__(self, *, sandboxed: bool, limits: sandbox.Limits, hide: list[str], tmp: str | None = None):
+    def __init__(self, *, sandboxed: bool, limits: sandbox.Limits, hide: list[str], tmp: str | None = None,
+                 cgroup: sandbox.MemoryCgroup | None = None):
         from jupyter_client.blocking import BlockingKernelClient
         from jupyter_client.connect import write_connection_file
 
@@ -116,13 +106,19 @@ class Kernel:
             argv[4] = f"{sandbox.RUN_DIR}/kernel.json"
             cmd = sandbox.bwrap_command(argv, uid=uid, run_dir=self.dir, limits=limits,
                                         hide=[Path(h) for h in hide])
-            preexec = sandbox.preexec(limits)
+            # The whole run's memory, every process it starts included: a
+            # cgroup where this machine has one we may use, else rlimits.
+            self.cgroup = cgroup        # made by the grader for this run (None: none here)
+            preexec = sandbox.preexec(limits, cgroup=self.cgroup)
+            self.memory_bound = (self.cgroup.describe() if self.cgroup
+                                 else sandbox.rlimit_bound(limits))
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
             cwd = "/"
             info_r, info_w = os.pipe()
             cmd[1:1] = ["--info-fd", str(info_w)]
         else:
             argv[4] = conn
+            self.cgroup, self.memory_bound = None, "none (unsandboxed)"
             cmd, preexec, cwd = argv, sandbox.child_of_this_process(), str(self.dir)
             env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", JPY_PARENT_PID=str(os.getpid()))
             for name in list(env):
@@ -289,6 +285,8 @@ class Kernel:
             _reap()
             left = self.processes()
         _reap()
+        if self.cgroup is not None:
+            self.cgroup.remove()
         if self.procfs is not None:
             os.close(self.procfs)
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -342,33 +340,46 @@ class RemoteKernel:
             raise Raised("BadValue", "the value is not plain data") from None
 
 
+# A probe's own bug, not the student's: these come from the probe's code,
+# never from a value the kernel returned (that arrives as plain data, or as
+# Raised).  Such a run is a grader error, retried, never a grade.
+PROBE_BUGS = (NameError, ImportError, SyntaxError)
+
+
 def run_probe(source: str, setup: list[str], kernel: RemoteKernel, seed: int) -> dict:
-    """Run one hidden check's cell here, with the probe machinery pointed at
-    the student's kernel; return ``{"outputs": [...], "error": ...}``."""
+    """Run one hidden check's cell (the lab source's) here, with the probe
+    machinery pointed at the student's kernel; return
+    ``{"outputs": [...], "error": ..., "grader_error": ""}``."""
     from . import probe
     namespace: dict = {"__name__": "__mailkit_probe__"}
     out = io.StringIO()
     probe.use(kernel, seed)
     kernel.budget_end = time.monotonic() + PROBE_BUDGET_CELLS * kernel._timeout
-    error = None
+    error, bug = None, ""
     try:
         with contextlib.redirect_stdout(out):
-            for code in setup:
-                exec(compile(code, "<setup>", "exec"), namespace)
+            try:
+                for code in setup:
+                    exec(compile(code, "<setup>", "exec"), namespace)
+            except Exception as exc:
+                bug = f"the lab's setup failed in the grader: {type(exc).__name__}: {str(exc)[:200]}"
+                raise
             exec(compile(source, "<hidden check>", "exec"), namespace)
     except probe.Raised as exc:
         error = {"ename": exc.name, "evalue": exc.message}
     except Exception as exc:       # the probe's own assertion or a failed connection
         error = {"ename": type(exc).__name__, "evalue": str(exc)[:300]}
+        if isinstance(exc, PROBE_BUGS) and not bug:
+            bug = f"a hidden check failed in the grader: {type(exc).__name__}: {str(exc)[:200]}"
     finally:
         probe.use(None, 0)
     outputs = [{"output_type": "stream", "name": "stdout", "text": out.getvalue()}] if out.getvalue() else []
     if error:
         outputs.append({"output_type": "error", **error, "traceback": [f"{error['ename']}: {error['evalue']}"]})
-    return {"outputs": outputs, "error": error}
+    return {"outputs": outputs, "error": error, "grader_error": bug}
 
 
-def main(report: str) -> int:
+def main(report_fd: str) -> int:
     # Two JSON lines on stdin: first the kernel's settings (this process
     # starts the kernel at once), then the notebook's job.  So the grader
     # can start a notebook's harness and kernel while the one before is
@@ -380,21 +391,20 @@ def main(report: str) -> int:
     _note_pid("harness.pids", os.getpid())
     if job.get("sandbox"):
         sandbox.enter_network_namespace()
-    from .sanitize import sanitize
     limits = sandbox.Limits(**job.get("limits", {}))
-    out = open(report, "a", encoding="utf-8")
+    out = open(int(report_fd), "w", encoding="utf-8", closefd=True)
 
     def write(record: dict) -> None:
         out.write(json.dumps(record) + "\n")
         out.flush()
 
     kernel = Kernel(sandboxed=bool(job.get("sandbox")), limits=limits, hide=job.get("hide", []),
-                    tmp=job.get("tmp"))
+                    tmp=job.get("tmp"), cgroup=sandbox.MemoryCgroup.from_list(job.get("cgroup")))
     try:
         began = time.monotonic()
         why = kernel.wait_ready(float(job.get("startup_timeout", KERNEL_STARTUP_S)))
         if why:
-            write({"cell": 0, "passed": False, "message": why})
+            write({"cell": 0, "status": "no kernel", "message": why})
             return 0
         write({"kernel_ready_s": round(time.monotonic() - began, 3)})
         line = sys.stdin.readline()
@@ -407,16 +417,23 @@ def main(report: str) -> int:
             if kernel.dead:
                 break
             began = time.monotonic()
+            bug = ""
             if cell.get("probe"):
                 done = run_probe(cell["source"], job.get("probe_setup", []), remote, int(job["seed"]))
-                outputs = done["outputs"]
+                outputs, bug = done["outputs"], done["grader_error"]
                 status = "error" if done["error"] else "ok"
                 if done["error"] and done["error"]["ename"] in ("Timeout", "KernelDied"):
                     status = "timeout" if done["error"]["ename"] == "Timeout" else "dead"
             else:
                 done = kernel.execute(cell["source"], timeout)
                 outputs, status = done["outputs"], done["status"]
-            record = {"cell": index, "passed": status == "ok", "seconds": round(time.monotonic() - began, 3)}
+            # What happened, not a verdict: the grader compares `got` with
+            # the reference, which this process never had.
+            record = {"cell": index, "status": status, "seconds": round(time.monotonic() - began, 3)}
+            if cell.get("keep"):
+                record["got"] = canonical(outputs)
+            if bug:
+                record["grader_error"] = bug
             if status == "timeout":
                 record["message"] = "Timeout: the cell ran longer than the time limit"
             elif status in ("dead", "unresponsive"):
@@ -425,16 +442,12 @@ def main(report: str) -> int:
                 err = next((o for o in outputs if o["output_type"] == "error"), {})
                 record["message"] = "Cell execution caused an exception"
                 record["traceback"] = "\n".join(err.get("traceback") or [f"{err.get('ename')}: {err.get('evalue')}"])
-            elif cell.get("reference") is not None:
-                expected, got = sanitize(cell["reference"]), sanitize(canonical(outputs))
-                if expected != got:
-                    record.update(passed=False, message="Cell outputs differ", expected=expected, got=got)
             write(record)
             if status in ("dead", "unresponsive"):
                 break
     finally:
         seen, left = kernel.close()
-        write({"processes_seen": seen, "processes_left": left})
+        write({"processes_seen": seen, "processes_left": left, "memory": kernel.memory_bound})
         out.close()
     return 0
 

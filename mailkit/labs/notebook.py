@@ -12,10 +12,11 @@ A lab's *source* notebook holds the solution.  Its cells play roles:
   ``{"mailkit": {"solution": NAME}}`` names it, else its cell id does.
 * every other cell (setup, text) is plain.
 
-From a source this module makes the *student version* (:func:`student_version`)
-and, from a student's notebook, the notebook that is checked
-(:func:`assemble`): the student's cells, with every check cell taken from the
-source, outputs and all, so that editing a check changes nothing.
+From a source this module makes the *student version* (:func:`student_version`).
+A student's notebook is never read here: :mod:`mailkit.labs.reading` reads
+it as plain data (no metadata), and :mod:`mailkit.labs.planning` makes the
+job from the source's roles.  The roles above are read from the *source*
+only: its metadata is the instructor's.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +31,7 @@ import nbformat
 
 __all__ = [
     "BEGIN", "END", "LabError", "NotANotebook", "Check", "Lab", "CellRole",
-    "read_notebook", "load_lab", "find_labs", "stub_source", "student_version", "assemble",
+    "read_notebook", "load_lab", "find_labs", "stub_source", "student_version",
 ]
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -59,7 +59,7 @@ class Check:
 
 @dataclass(frozen=True)
 class CellRole:
-    """What one code cell of an assembled notebook is, for mapping results."""
+    """What one code cell of a planned job is, for mapping results."""
 
     kind: str    # "check", "solution", "setup" or "extra" (a cell the student added)
     name: str    # the check's or solution's name, or the cell id
@@ -212,7 +212,7 @@ def student_version(lab: Lab) -> nbformat.NotebookNode:
             if _meta(cell).get("hidden"):
                 continue
             # the reference where running the notebook does not overwrite it (student's `check`)
-            from .harness import canonical
+            from .sanitize import canonical
             cell.metadata["mailkit"]["reference"] = canonical(cell.get("outputs", []))
         elif cell.cell_type == "code":
             if BEGIN in cell.source:
@@ -224,104 +224,3 @@ def student_version(lab: Lab) -> nbformat.NotebookNode:
     nb.metadata.mailkit["lab"] = lab.id
     nb.metadata.mailkit["title"] = lab.title
     return nb
-
-
-def _key(cell) -> tuple[str, str] | None:
-    """How a student's cell is matched to a source cell."""
-    meta = _meta(cell)
-    if "check" in meta:
-        return ("check", str(meta["check"]))
-    if "solution" in meta:
-        return ("solution", str(meta["solution"]))
-    return None
-
-
-def assemble(lab: Lab, student: nbformat.NotebookNode, *, hidden: bool = True,
-             ) -> tuple[nbformat.NotebookNode, list[CellRole], list[str]]:
-    """The notebook to check: the student's solution cells and the cells
-    they added, and from the source every setup cell (the student's copies
-    are ignored: deleting an "unused" import costs nothing) and every check
-    cell (with *hidden*, hidden ones too), in the source's order.
-
-    Returns ``(notebook, roles, notes)``: *roles* gives the role of each code
-    cell in order (the harness's cell N is ``roles[N]``), *notes* says what was
-    missing from the student's notebook.
-    """
-    by_key, by_id = {}, {}
-    for cell in lab.nb.cells:
-        if is_check(cell):
-            by_key[("check", str(_meta(cell)["check"]))] = cell
-        elif is_solution(cell):
-            by_key[("solution", solution_name(cell))] = cell
-        if cell.get("id"):
-            by_id[cell.id] = cell
-    # Which source cell each student cell stands for; the others are extras,
-    # kept after the last matched cell before them.
-    mine: dict[int, dict] = {}          # id(source cell) -> student's cell
-    extras: dict[int, list] = {}        # id(source cell) or -1 -> extras after it
-    anchor = -1
-    for cell in student.cells:
-        if cell.get("cell_type") != "code":
-            continue
-        src = by_key.get(_key(cell)) if _key(cell) else None
-        if src is None and cell.get("id") in by_id:
-            src = by_id[cell.id]
-        if src is not None and id(src) not in mine:
-            mine[id(src)] = cell
-            anchor = id(src)
-        else:
-            extras.setdefault(anchor, []).append(cell)
-
-    cells, roles, notes = [], [], []
-    first_check = next(i for i, c in enumerate(lab.nb.cells) if is_check(c))
-
-    def add(cell, role: CellRole, *, keep_outputs: bool) -> None:
-        cell = copy.deepcopy(cell)
-        if not keep_outputs:
-            _clear(cell)
-            cell.metadata = {"tags": [NBVAL_IGNORE], "mailkit": _meta(cell)}
-        cells.append(cell)
-        roles.append(role)
-
-    def add_extras(key: int) -> None:
-        for cell in extras.pop(key, []):
-            add(cell, CellRole("extra", cell.get("id", "")), keep_outputs=False)
-
-    for i, src in enumerate(lab.nb.cells):
-        if i == first_check:
-            add_extras(-1)
-        if src.cell_type != "code":
-            cells.append(copy.deepcopy(src))
-        elif is_check(src):
-            if hidden or not _meta(src).get("hidden"):
-                add(src, CellRole("check", str(_meta(src)["check"])), keep_outputs=True)
-        elif is_solution(src) and id(src) in mine:
-            add(mine[id(src)], CellRole("solution", solution_name(src)), keep_outputs=False)
-        elif is_solution(src):
-            notes.append(f"the solution cell {solution_name(src)!r} is missing from the notebook")
-        else:
-            add(src, CellRole("setup", src.get("id", "")), keep_outputs=False)
-        add_extras(id(src))
-    for key in list(extras):
-        add_extras(key)
-
-    nb = nbformat.v4.new_notebook(metadata=copy.deepcopy(lab.nb.metadata))
-    nb.cells = _unique_ids(cells)
-    return nb, roles, notes
-
-
-def _unique_ids(cells: list) -> list:
-    seen = set()
-    for cell in cells:
-        cid = cell.get("id")
-        if not cid or cid in seen or not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", str(cid)):
-            cell["id"] = uuid.uuid4().hex[:8]
-        seen.add(cell["id"])
-    return cells
-
-
-def setup_sources(lab: Lab) -> list[str]:
-    """The source's setup cells (code that is neither a check nor a
-    solution): what a hidden check's probe runs first, in the grader."""
-    return [c.source for c in lab.nb.cells
-            if c.get("cell_type") == "code" and not is_check(c) and not is_solution(c)]

@@ -1,14 +1,20 @@
-"""Run one assembled notebook in a process of its own: the harness
-(:mod:`mailkit.labs.harness`), which starts the kernel (sandboxed when
-grading) and runs each cell with a time limit, comparing a check's output
-with its reference and judging hidden checks itself.
+"""Stage 3 of grading, *run*: one planned job in a process of its own,
+the harness (:mod:`mailkit.labs.harness`), which starts the kernel
+(sandboxed when grading: :mod:`mailkit.labs.sandbox`) and runs each cell
+with a time limit, and each hidden check's probe (the lab source's code)
+beside it.
 
 Whatever happens inside (an endless loop, a crash, a kernel that dies or
-ignores interrupts), :func:`run_notebook` returns within its deadline with a
-result per cell that finished; a cell with no result did not pass.  The
-report the harness writes and the job it reads (the student's cells, the
-hidden checks, this run's seed) live where the kernel cannot see them: a
-private folder and a pipe.
+ignores interrupts, a student who added 100,000 cells), :func:`run_job`
+returns within the job's one wall-clock limit with a result per cell that
+finished; a cell with no result did not pass.  The job goes to the harness
+through a pipe and its report comes back through another, which only the
+harness holds; the references stay here, in the grader, which compares the
+outputs the harness reports with them (a report cannot say "passed").
+
+A run that failed for the grader's own reasons (the harness crashed, a
+probe's own bug, a kernel that never started) says so in
+:attr:`RunResult.grader_error`: that is never a grade.
 """
 
 from __future__ import annotations
@@ -30,12 +36,14 @@ from pathlib import Path
 import nbformat
 
 from . import sandbox as _sandbox
-from .harness import KERNEL_STARTUP_S, canonical
+from .planning import DEFAULT_CELL_TIMEOUT_S, DEFAULT_RUN_LIMIT_S, Job, plan_trusted_notebook
+from .sanitize import sanitize
 
-__all__ = ["CellResult", "RunResult", "run_notebook", "warm_kernels", "DEFAULT_CELL_TIMEOUT_S", "job_cells"]
+__all__ = ["CellResult", "RunResult", "run_job", "run_notebook", "warm_kernels", "DEFAULT_CELL_TIMEOUT_S",
+           "DEFAULT_RUN_LIMIT_S"]
 
-DEFAULT_CELL_TIMEOUT_S = 10.0   # a lab's slowest check takes about a second
-GRACE_S = 5.0                   # per cell: interrupting, and the harness's own work
+REPORT_READ_S = 10.0            # after the harness ended: the rest of its report
+REPORT_MAX_BYTES = 64 * 2**20   # what one run reports: at most 200 kB of output per cell kept
 
 
 @dataclass
@@ -57,52 +65,57 @@ class RunResult:
     sandboxed: bool = False
     processes_seen: int = -1  # processes in the sandbox's PID namespace just before it ended
     processes_left: int = -1  # ... and after (always 0: the namespace's end kills them)
+    grader_error: str = ""   # the run failed for the grader's own reasons: not a grade
+    memory: str = ""         # how the run's memory was bounded
 
 
-def deadline_for(nb: nbformat.NotebookNode, cell_timeout: float) -> float:
-    """Seconds a run may take: start a kernel, then every code cell at its timeout."""
-    code = sum(c.cell_type == "code" for c in nb.cells)
-    return KERNEL_STARTUP_S + code * (cell_timeout + GRACE_S)
+def run_job(job: Job, *, deadline: float | None = None, sandbox: bool = False,
+            limits: _sandbox.Limits | None = None, hide: list[str | Path] = (),
+            tmp_root: str | Path | None = None) -> RunResult:
+    """Run the planned *job* in a new harness process; return what each
+    cell did, each check's output compared here with its reference.
 
-
-def job_cells(nb: nbformat.NotebookNode) -> list[dict]:
-    """The code cells of an assembled notebook as the harness takes them: a
-    check cell carries its reference output; a hidden check is a probe."""
-    cells = []
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        meta = cell.get("metadata", {}).get("mailkit", {})
-        meta = meta if isinstance(meta, dict) else {}
-        item = {"source": cell.source}
-        if "check" in meta:
-            # A released notebook carries each check's reference in its
-            # metadata too: running the notebook replaces the outputs, not that.
-            reference = meta.get("reference")
-            item["reference"] = reference if isinstance(reference, str) else canonical(cell.get("outputs", []))
-            if meta.get("hidden"):
-                item["probe"] = True
-        cells.append(item)
-    return cells
+    *deadline* (default: the job's run limit) is one wall-clock limit for
+    the whole run, however many cells it has.  A kernel that never started
+    ran none of the student's code: that is the machine's fault, not the
+    student's, so such a run is tried once more, and is a grader error if
+    the second start fails too.
+    """
+    deadline = job.run_limit_s if deadline is None else deadline
+    tmp = Path(tmp_root).resolve() if tmp_root else None
+    request = {"cells": job.for_harness(), "cell_timeout": job.cell_timeout, "sandbox": bool(sandbox),
+               "limits": (limits or _sandbox.Limits()).as_dict(), "probe_setup": list(job.probe_setup),
+               "hide": _covering(hide), "tmp": str(tmp) if tmp else None}
+    result = _judge_cells(job, _run_once(request, deadline=deadline))
+    if _kernel_never_started(result):
+        result = _judge_cells(job, _run_once(request, deadline=deadline))
+        if _kernel_never_started(result):
+            result.grader_error = next(c.message for c in result.cells.values())
+    return result
 
 
 def run_notebook(nb: nbformat.NotebookNode, *, cell_timeout: float = DEFAULT_CELL_TIMEOUT_S,
                  deadline: float | None = None, sandbox: bool = False,
-                 limits: _sandbox.Limits | None = None, probe_setup: list[str] = (),
-                 hide: list[str | Path] = (), tmp_root: str | Path | None = None) -> RunResult:
-    """Check *nb* in a new harness process; return what each cell did.
+                 limits: _sandbox.Limits | None = None, hide: list[str | Path] = (),
+                 tmp_root: str | Path | None = None) -> RunResult:
+    """Run a notebook whose metadata is trusted (a lab source, or one a
+    test built): each check cell compared with its outputs, each hidden
+    check as a probe.  A student's notebook goes through
+    :func:`mailkit.labs.planning.plan` instead."""
+    return run_job(plan_trusted_notebook(nb, cell_timeout=cell_timeout), deadline=deadline,
+                   sandbox=sandbox, limits=limits, hide=hide, tmp_root=tmp_root)
 
-    A kernel that never started ran none of the student's code: that is the
-    machine's fault, not the student's, so such a run is tried once more.
-    Its cells still count as failed if the second start fails too.
-    """
-    deadline = deadline_for(nb, cell_timeout) if deadline is None else deadline
-    job = {"cells": job_cells(nb), "cell_timeout": cell_timeout, "sandbox": bool(sandbox),
-           "limits": (limits or _sandbox.Limits()).as_dict(), "probe_setup": list(probe_setup),
-           "hide": _covering(hide), "tmp": str(tmp_root) if tmp_root else None}
-    result = _run_once(job, deadline=deadline)
-    if _kernel_never_started(result):
-        result = _run_once(job, deadline=deadline)
+
+def _judge_cells(job: Job, result: RunResult) -> RunResult:
+    """Each check's verdict, here in the grader: its reported output
+    against the reference, masked as nbval masks."""
+    for index, cell in result.cells.items():
+        planned = job.cells[index] if 0 <= index < len(job.cells) else None
+        if planned is None or not cell.passed or planned.reference is None:
+            continue
+        expected, got = sanitize(planned.reference), sanitize(cell.got)
+        if expected != got:
+            cell.passed, cell.message, cell.expected, cell.got = False, "Cell outputs differ", expected, got
     return result
 
 
@@ -116,8 +129,10 @@ def _covering(folders) -> list[str]:
 
 
 def _kernel_never_started(result: RunResult) -> bool:
+    """No student code ran: the kernel did not answer, or exited, before any cell."""
     return not result.killed and any(
-        c.message.startswith("the kernel did not start") for c in result.cells.values())
+        c.message.startswith(("the kernel did not start", "the kernel exited at start"))
+        for c in result.cells.values())
 
 
 _KERNEL_SETTINGS = ("sandbox", "limits", "hide", "tmp")    # what the harness needs to start a kernel
@@ -130,22 +145,48 @@ class _Harness:
     def __init__(self, settings: dict):
         self.settings = settings
         self.private = Path(tempfile.mkdtemp(prefix="mailkit-run-", dir=settings.get("tmp")))  # 0700, never in a sandbox
-        self.report, self.log = self.private / "report.jsonl", self.private / "harness.log"
+        self.log = self.private / "harness.log"
+        # The run's memory cgroup is made (and removed) here, in the grader:
+        # whatever happens to the harness, it does not outlive the run.
+        self.cgroup = (_sandbox.MemoryCgroup.create(settings["limits"]["memory_mb"])
+                       if settings.get("sandbox") else None)
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "mailkit.labs.harness", str(self.report)],
-                                         env=env, cwd=self.private, stdin=subprocess.PIPE, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         preexec_fn=_sandbox.child_of_this_process())
+        report_r, report_w = os.pipe()       # the report: only the harness holds its write end
         try:
-            self.proc.stdin.write(json.dumps(settings).encode() + b"\n")
+            with open(self.log, "wb") as out:
+                self.proc = subprocess.Popen([sys.executable, "-m", "mailkit.labs.harness", str(report_w)],
+                                             env=env, cwd=self.private, stdin=subprocess.PIPE, stdout=out,
+                                             stderr=subprocess.STDOUT, start_new_session=True,
+                                             pass_fds=(report_w,), preexec_fn=_sandbox.child_of_this_process())
+        finally:
+            os.close(report_w)
+        self.report: list[bytes] = []
+        self.reader = threading.Thread(target=self._read_report, args=(report_r,), daemon=True)
+        self.reader.start()
+        try:
+            cgroup = self.cgroup.as_list() if self.cgroup else None
+            self.proc.stdin.write(json.dumps(dict(settings, cgroup=cgroup)).encode() + b"\n")
             self.proc.stdin.flush()
         except BrokenPipeError:
             pass
 
+    def _read_report(self, fd: int) -> None:
+        size = 0
+        with open(fd, "rb") as f:
+            for line in f:
+                size += len(line)
+                if size <= REPORT_MAX_BYTES:
+                    self.report.append(line)
+
     def discard(self) -> None:
         _kill_group(self.proc)
+        self.reader.join(REPORT_READ_S)
+        self.cleanup()
+
+    def cleanup(self) -> None:
         shutil.rmtree(self.private, ignore_errors=True)
+        if self.cgroup is not None:
+            self.cgroup.remove()
 
 
 class _Warm:
@@ -208,7 +249,7 @@ def _run_once(job: dict, *, deadline: float) -> RunResult:
     settings = {k: job[k] for k in _KERNEL_SETTINGS}
     warm = _warm
     harness = (warm.take(settings) if warm else None) or _Harness(settings)
-    private, report, log, proc = harness.private, harness.report, harness.log, harness.proc
+    private, log, proc = harness.private, harness.log, harness.proc
     started = time.perf_counter()
     result = RunResult(sandboxed=bool(job["sandbox"]))
     try:
@@ -224,33 +265,50 @@ def _run_once(job: dict, *, deadline: float) -> RunResult:
             result.killed = proc.poll() is None
         finally:
             _kill_group(proc)
+        harness.reader.join(REPORT_READ_S)
         result.log = log.read_text(errors="replace")[-4000:]
-        result.cells = _read_report(report)
-        for line in report.read_text(errors="replace").splitlines() if report.exists() else ():
-            if '"processes_seen"' in line:
-                with_counts = json.loads(line)
-                result.processes_seen = with_counts["processes_seen"]
-                result.processes_left = with_counts["processes_left"]
+        records = _records(harness.report)
+        result.cells = _cells(records)
+        ended = next((r for r in records if "processes_seen" in r), None)
+        if ended is not None:
+            result.processes_seen = ended.get("processes_seen", -1)
+            result.processes_left = ended.get("processes_left", -1)
+            result.memory = str(ended.get("memory", ""))
+        result.grader_error = next((str(r["grader_error"]) for r in records if r.get("grader_error")), "")
+        if not result.killed and not result.grader_error:
+            if proc.returncode not in (0, None):
+                tail = result.log.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+                result.grader_error = f"the grader's harness failed: {tail[0][:300]}"
+            elif ended is None:
+                result.grader_error = "the grader's harness ended without finishing its report"
     finally:
-        shutil.rmtree(private, ignore_errors=True)
+        harness.cleanup()
         result.seconds = time.perf_counter() - started
     return result
 
 
-def _read_report(path: Path) -> dict[int, CellResult]:
-    cells: dict[int, CellResult] = {}
-    if not path.exists():
-        return cells
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+def _records(lines: list[bytes]) -> list[dict]:
+    records = []
+    for line in lines:
         try:
             rec = json.loads(line)
         except ValueError:
             continue            # the last line of a killed run may be cut short
-        if "cell" not in rec:
+        if isinstance(rec, dict):
+            records.append(rec)
+    return records
+
+
+def _cells(records: list[dict]) -> dict[int, CellResult]:
+    """What each cell did, as the harness saw it; passed means it ran to
+    the end without an error (the grader then compares its output)."""
+    cells: dict[int, CellResult] = {}
+    for rec in records:
+        if not isinstance(rec.get("cell"), int) or rec["cell"] in cells:
             continue
         cells[rec["cell"]] = CellResult(
-            rec["cell"], bool(rec["passed"]), rec.get("message", ""), rec.get("traceback", ""),
-            rec.get("expected", ""), rec.get("got", ""))
+            rec["cell"], rec.get("status") == "ok" and not rec.get("grader_error"),
+            str(rec.get("message", "")), str(rec.get("traceback", "")), "", str(rec.get("got", "")))
     return cells
 
 

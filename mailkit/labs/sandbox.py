@@ -19,7 +19,13 @@ Debian package ``bubblewrap``, conda-forge ``bubblewrap``) as root drops it:
 * a **throwaway uid** (random, 200000-265000, no groups, no capabilities,
   ``no_new_privs``), so it can neither read root's files nor signal the
   grader;
-* **rlimits**: address space (``--memory``, 1024 MB), processes and
+* **memory per submission**: where the machine has a memory cgroup the
+  grader may make children of (v2 with the memory controller, or v1), the
+  run's processes all go into one of their own, capped at ``--memory``
+  (1024 MB) with no swap: the kernel of Linux kills inside it when the run
+  as a whole goes past.  Elsewhere only the rlimits below bound it, to
+  ``--memory`` × ``--processes`` (see :func:`rlimit_bound`);
+* **rlimits**: address space of each process (``--memory``), processes and
   threads of that uid (``--processes``, 256), CPU seconds (``--cpu``, 120),
   file size and open files;
 * the **network namespace** of the run's harness: only a loopback of its
@@ -32,6 +38,7 @@ Linux, root, and bwrap on the PATH).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import fcntl
@@ -44,7 +51,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Limits", "available", "bwrap_command", "enter_network_namespace", "preexec", "UID_RANGE"]
+__all__ = ["Limits", "available", "bwrap_command", "enter_network_namespace", "preexec", "UID_RANGE",
+           "MemoryCgroup", "rlimit_bound", "memory_bound", "remove_stale_cgroups", "memory_cgroup_parents"]
 
 UID_RANGE = (200_000, 265_000)   # throwaway uids: no account, no files on the host
 HOME = "/home/student"
@@ -151,14 +159,161 @@ def bwrap_command(command: list[str], *, uid: int, run_dir: Path, limits: Limits
     return args
 
 
-def preexec(limits: Limits):
-    """A Popen preexec_fn that sets the run's rlimits (inherited through bwrap
-    and setpriv by the kernel and everything it starts), and SIGKILL when
-    the process that starts it dies."""
+def rlimit_bound(limits: Limits) -> str:
+    """What bounds a run's memory without a cgroup: each process's address
+    space times the processes the run may have."""
+    total = limits.memory_mb * limits.processes
+    return (f"rlimits only: {limits.memory_mb} MB per process x {limits.processes} processes "
+            f"= {total / 1024:g} GB per submission")
+
+
+class MemoryCgroup:
+    """One run's memory cgroup: every process the run starts joins it (the
+    kernel's preexec writes its pid before bwrap starts), so the cap is for
+    the whole submission, forks and threads included."""
+
+    def __init__(self, path: Path, version: int, limit_mb: int):
+        self.path, self.version, self.limit_mb = path, version, limit_mb
+
+    @classmethod
+    def create(cls, limit_mb: int) -> "MemoryCgroup | None":
+        """A new cgroup below this process's own, capped at *limit_mb*, or
+        None where there is none we may make (no cgroup, read-only, no
+        memory controller for children)."""
+        for version, parent in memory_cgroup_parents():
+            path = parent / f"mailkit-run-{os.getpid()}-{os.urandom(4).hex()}"
+            try:
+                path.mkdir()
+            except OSError:
+                continue
+            group = cls(path, version, limit_mb)
+            try:
+                limit = str(limit_mb * 1024 * 1024)
+                if version == 2:
+                    (path / "memory.max").write_text(limit)
+                    for name, value in (("memory.swap.max", "0"), ("memory.oom.group", "1")):
+                        with contextlib.suppress(OSError):
+                            (path / name).write_text(value)
+                else:
+                    (path / "memory.limit_in_bytes").write_text(limit)
+                    with contextlib.suppress(OSError):          # swap accounting may be off
+                        (path / "memory.memsw.limit_in_bytes").write_text(limit)
+                return group
+            except OSError:
+                group.remove()
+        return None
+
+    def as_list(self) -> list:
+        return [str(self.path), self.version, self.limit_mb]
+
+    @classmethod
+    def from_list(cls, value) -> "MemoryCgroup | None":
+        return cls(Path(value[0]), int(value[1]), int(value[2])) if value else None
+
+    def describe(self) -> str:
+        return f"cgroup v{self.version}: {self.limit_mb} MB per submission"
+
+    def join(self) -> None:
+        """Move the calling process into this cgroup (a preexec_fn step)."""
+        with open(self.path / "cgroup.procs", "w") as f:
+            f.write(str(os.getpid()))
+
+    def remove(self, wait_s: float = 5.0) -> None:
+        """Remove the cgroup once its processes are gone (their PID
+        namespace's end kills them; the last may take a moment)."""
+        import time
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.02)
+
+
+def memory_cgroup_parents() -> list[tuple[int, Path]]:
+    """This process's own memory cgroup folders where children can be made:
+    v2 (its cgroup lets children use the memory controller), then v1."""
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+        mine = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in mounts:
+        fields = line.split()
+        if " - " not in line:
+            continue
+        root, point = fields[3], fields[4]
+        fstype, _, options = line.split(" - ", 1)[1].split()[:3]
+        for entry in mine:
+            number, controllers, path = (entry.split(":", 2) + ["", ""])[:3]
+            if fstype == "cgroup2" and number == "0" and controllers == "":
+                folder = Path(point) / os.path.relpath(path, root)
+                try:
+                    if "memory" in (folder / "cgroup.subtree_control").read_text().split():
+                        found.insert(0, (2, folder))
+                except OSError:
+                    pass
+            elif fstype == "cgroup" and "memory" in options.split(",") and "memory" in controllers.split(","):
+                folder = Path(point) / os.path.relpath(path, root)
+                if (folder / "memory.limit_in_bytes").exists():
+                    found.append((1, folder))
+    return found
+
+
+def remove_stale_cgroups() -> int:
+    """Remove the empty run cgroups of graders that are gone (a grader
+    killed with SIGKILL cannot remove its own); return how many."""
+    removed = 0
+    for _, parent in memory_cgroup_parents():
+        try:
+            children = list(parent.glob("mailkit-run-*"))
+        except OSError:
+            continue
+        for child in children:
+            try:
+                pid = int(child.name.split("-")[2])
+                os.kill(pid, 0)
+                continue                    # its grader is still running
+            except (ValueError, IndexError, PermissionError):
+                continue
+            except ProcessLookupError:
+                pass
+            try:
+                child.rmdir()               # refused if a process is still in it
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
+def memory_bound(limits: Limits) -> str:
+    """How a sandboxed run's memory is bounded on this machine (for the
+    guide and the summary); first removes the cgroups killed graders left."""
+    remove_stale_cgroups()
+    group = MemoryCgroup.create(limits.memory_mb)
+    if group is None:
+        return rlimit_bound(limits)
+    group.remove()
+    return group.describe()
+
+
+def preexec(limits: Limits, *, cgroup: MemoryCgroup | None = None):
+    """A Popen preexec_fn that puts the child in the run's memory *cgroup*
+    (if any), sets the run's rlimits (inherited through bwrap and setpriv
+    by the kernel and everything it starts), and SIGKILL when the process
+    that starts it dies."""
     parent_dies = child_of_this_process()
 
     def apply() -> None:
         parent_dies()
+        if cgroup is not None:
+            cgroup.join()
         mb = 1024 * 1024
         for what, value in ((resource.RLIMIT_AS, limits.memory_mb * mb),
                             (resource.RLIMIT_NPROC, limits.processes),

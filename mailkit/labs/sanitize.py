@@ -13,7 +13,7 @@ import re
 from importlib.resources import files
 from pathlib import Path
 
-__all__ = ["SANITIZE_CFG", "patterns", "sanitize", "write_sanitize_file"]
+__all__ = ["SANITIZE_CFG", "patterns", "sanitize", "write_sanitize_file", "canonical"]
 
 # nbval's format: each `regex: ` line directly followed by its `replace: ` line.
 SANITIZE_CFG = files(__package__).joinpath("nbval-sanitize.cfg").read_text(encoding="utf-8")
@@ -36,3 +36,24 @@ def write_sanitize_file(path: str | Path) -> Path:
     path = Path(path)
     path.write_text(SANITIZE_CFG.strip() + "\n", encoding="utf-8")
     return path
+
+
+def canonical(outputs: list[dict]) -> str:
+    """Outputs as the text a student reads: streams joined (a cell that
+    prints line by line may produce one output or several, the text is the
+    same), results as their text/plain, errors as their last line."""
+    parts, kinds = [], []
+    for out in outputs or ():
+        kind = out.get("output_type")
+        if kind == "stream":
+            text = out.get("text", "")
+            text = "".join(text) if isinstance(text, list) else text
+            if out.get("name") == "stderr":
+                continue        # warnings vary with versions; checks print to stdout
+            parts.append(text)
+        elif kind in ("execute_result", "display_data"):
+            data = out.get("data", {}).get("text/plain", "")
+            parts.append(("".join(data) if isinstance(data, list) else data) + "\n")
+        elif kind == "error":
+            parts.append(f"{out.get('ename')}: {out.get('evalue')}\n")
+    return "".join(parts)
