@@ -26,7 +26,7 @@ help:
 	@echo "make lab  — open the course in JupyterLab, at its home page (index.ipynb)"
 	@echo "            LAB_ARGS='--port 8899 --no-browser' passes options to jupyter lab"
 	@echo "make test — run every test (the one that must pass)"
-	@echo "make test-fast — the tests without the notebooks and the browser, for the edit-run loop"
+	@echo "make test-fast — tests/ without the browser and slow tests (no notebooks): the edit-run loop"
 	@echo "make app  — serve the mail client (notebooks/06) as a web page with Voila, port APP_PORT=$(APP_PORT)"
 
 venv: $(VENV)/.installed
@@ -46,10 +46,11 @@ test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest tests notebooks labs --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval-sanitize.cfg $(XDIST) --durations=10 $(PYTEST_ARGS)
 
-# Everything but the notebooks (nbval) and the browser tests.  Not a substitute:
-# `make test` is the command that must pass.
+# For the edit-run loop: tests/ without the browser tests and the tests marked
+# slow (grading whole labs, the fuzzer, the real password hash), and without the
+# notebooks (nbval).  Not a substitute: `make test` is the command that must pass.
 test-fast: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest tests -m "not browser" $(XDIST) --durations=10 $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests -m "not browser and not slow" $(XDIST) --durations=10 $(PYTEST_ARGS)
 
 # The whole repository is visible (notebooks/, assignments/, docs/); JupyterLab
 # opens the course's home page, index.ipynb, which links to all of it.  The
