@@ -317,8 +317,8 @@ class _Script:
     by their ports where the script chose them, else by their bytes (the
     request the client sent and the reply it got, on the server's port)."""
 
-    def __init__(self, server_port: int, refused_port: int):
-        self.server_port, self.refused_port = server_port, refused_port
+    def __init__(self, server_port: int):
+        self.server_port = server_port
         self.wanted: list = []      # per SCRIPT entry: ("port", client port, server port) or ("bytes", sent, reply)
 
     def by_port(self, client_port: int, server_port: int) -> None:
@@ -375,7 +375,7 @@ def record(path=None, *, timeout: float = 10.0, interference=None) -> Recording:
     try:
         with MailServer(users=USERS) as server:
             host, port = server.address
-            script = _Script(port, refused_port)
+            script = _Script(port)
             with Sniffer({port, refused_port}) as sniffer:
                 if interference is not None:
                     interference((host, port), ("127.0.0.1", refused_port))

@@ -135,13 +135,23 @@ def _unit(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
+# Seconds the longest files took on their worker (make test, 2 workers, load 6-10,
+# 2026-12-07); a slow test's count says little (30 wrong solutions share one
+# graded batch, 8 browser tests take minutes).  Other files: a guess per item.
+UNIT_SECONDS = {
+    "tests/test_browser.py": 190, "tests/test_labs.py": 100, "tests/test_grading.py": 70,
+    "tests/test_fuzz.py": 60, "tests/test_labs67.py": 45, "tests/test_class_server.py": 40,
+    "tests/test_server.py": 35, "notebooks/07-silence-timers-rtt-pipelining.ipynb": 30,
+}
+
+
 def _cost(item) -> float:
-    """A rough guess of an item's seconds: browser and slow tests, a notebook cell, the rest."""
-    if item.get_closest_marker("slow") or item.get_closest_marker("browser"):
-        return 10.0
+    """A rough guess of an item's seconds: slow tests, a notebook cell, the rest."""
+    if item.get_closest_marker("slow"):
+        return 3.0
     if _unit(item.nodeid).endswith(".ipynb"):
-        return 1.0                          # a cell under nbval: a kernel runs it
-    return 0.1
+        return 0.5                          # a cell under nbval: a kernel runs it
+    return 0.05
 
 
 def pytest_collection_modifyitems(config, items):
@@ -151,6 +161,7 @@ def pytest_collection_modifyitems(config, items):
         unit = _unit(item.nodeid)
         cost[unit] = cost.get(unit, 0.0) + _cost(item)
         first.setdefault(unit, i)
+    cost.update((unit, seconds) for unit, seconds in UNIT_SECONDS.items() if unit in cost)
     items.sort(key=lambda item: (-cost[_unit(item.nodeid)], first[_unit(item.nodeid)]))
 
 
@@ -172,6 +183,7 @@ class _Parts:
         self.config = config
         self.expected: dict[str, int] | None = None
         self.parts: dict[str, dict] = {}
+        self.units: dict[str, float] = {}      # seconds of tests per file
         self.began = time.time()
 
     def _say(self, line: str) -> None:
@@ -205,6 +217,8 @@ class _Parts:
         seen["start"] = min(seen["start"], report.start or seen["start"])
         seen["stop"] = max(seen["stop"], report.stop or time.time())
         seen["seconds"] += report.duration
+        unit = _unit(report.nodeid)
+        self.units[unit] = self.units.get(unit, 0.0) + report.duration
         if report.failed:
             seen["failed"] += 1
         elif report.skipped and report.when != "teardown":
@@ -234,6 +248,9 @@ class _Parts:
         terminalreporter.section("parts of the run")
         for part, seen in sorted(self.parts.items(), key=lambda kv: kv[1]["start"]):
             terminalreporter.write_line(f"{part:<20} {self._tests(seen):>11}  {self._took(seen)}")
+        slowest = sorted(self.units.items(), key=lambda kv: -kv[1])[:8]
+        terminalreporter.write_line("slowest files (seconds of tests; UNIT_SECONDS in tests/conftest.py "
+                                    "starts them first): " + ", ".join(f"{u} {s:.0f}" for u, s in slowest))
 
 
 def pytest_configure(config):
