@@ -296,3 +296,19 @@ def test_lower_layers_do_not_import_the_course_or_the_cli(front_end):
         upward = {m for m in _mailkit_imports(f)
                   if m.split(".")[1:2] and m.split(".")[1] in ("course", "labs", "cli")}
         assert not upward, f"{f.relative_to(ROOT)} imports {sorted(upward)}"
+
+
+def test_seq_client_logs_in_past_its_mail_timer_and_times_out_mails_with_it():
+    # Notebook 07 uses SeqClient(timeout=0.5) against a server that hashes the
+    # password with scrypt; on a busy machine the login took longer than 0.5 s
+    # and failed.  The login now waits LOGIN_TIMEOUT_S; a mail keeps the timer.
+    from mailkit.course.rdt import LOGIN_TIMEOUT_S
+    with SeqServer(users=USERS, scrypt_n=16) as srv, NoisyLink(srv.address, seed=5) as link:
+        sender = SeqClient(*link.address, timeout=0.1, max_attempts=1)
+        assert LOGIN_TIMEOUT_S > 0.6
+        link.plan_next(delay=0.6)                     # six mail timers
+        assert sender.login("alice", "wonderland")
+        link.plan_next(delay=0.6)
+        with pytest.raises(ConnectionError, match="no acknowledgement"):
+            sender.send("bob", "Late", "x")
+        assert sender.transcript[-1].error == "TimeoutError"

@@ -21,6 +21,9 @@ __all__ = ["SEQ_TAG", "SeqServer", "SeqClient", "send_all", "Tally", "tally"]
 
 
 SEQ_TAG = "[seq {}] "
+# How long SeqClient waits for its login's reply, whatever its mail timer:
+# scrypt on a busy class server can take longer than a timer tuned for mails.
+LOGIN_TIMEOUT_S = 5.0
 
 
 def _with_checksum(text: str) -> str:
@@ -133,7 +136,11 @@ class SeqClient:
 
     def login(self, user: str, password: str) -> str:
         try:
-            reply = self._exchange("login", P.make_handshake(user, password), 1)
+            # The login waits longer than the mail timer: the server checks the
+            # password with a deliberately slow hash (scrypt), which a loaded
+            # machine can stretch past a timer that is set for mails.
+            reply = self._exchange("login", P.make_handshake(user, password), 1,
+                                   timeout=max(self.timeout, LOGIN_TIMEOUT_S))
         except OSError as exc:
             raise ConnectionError(f"login failed: {exc}") from None
         text = _verified(reply) or ""
@@ -160,11 +167,11 @@ class SeqClient:
                 raise P.RemoteProtocolError(text)
         raise ConnectionError(f"no acknowledgement after {self.max_attempts} attempts")
 
-    def _exchange(self, command: str, data: bytes, attempt: int) -> bytes:
+    def _exchange(self, command: str, data: bytes, attempt: int, *, timeout: float | None = None) -> bytes:
         exchange = Exchange(command, attempt, data, data)
         self.transcript.append(exchange)
         try:
-            exchange.reply = request_once(self.address, data, timeout=self.timeout)
+            exchange.reply = request_once(self.address, data, timeout=timeout or self.timeout)
         except OSError as exc:
             exchange.error = type(exc).__name__
             raise
