@@ -206,17 +206,22 @@ def test_the_bench_loses_silently_as_planned():
 
 
 def test_a_sender_that_goes_past_the_link_is_seen():
+    # Outside the sandbox this test shares loopback with every other test (and
+    # another `make test`): the hostile solution's port scan could find their
+    # servers.  So the sender here is told the receiver's address; the scan
+    # itself is graded in the sandbox's own network namespace (WRONG_67).
     from mailkit.labs.silence import LOSE_REQUEST, SilentBench
     honest = _lab6_namespace()
-    hostile = _lab6_namespace(next(w for w in WRONG_67 if w[1].startswith("hostile"))[2])
-    for namespace, through in ((honest, True), (hostile, False)):
+    for bypass in (False, True):
         with SilentBench() as bench:
-            sender = namespace["TimedSender"](*bench.address, timeout=0.2)
+            sender = honest["TimedSender"](*bench.address, timeout=0.2)
+            if bypass:
+                sender.address = tuple(bench.front.address)    # past the link, to the receiver
             sender.send(bench.frame("a"))
             bench.plan(LOSE_REQUEST)
             sender.send(bench.frame("b"))
             assert bench.inbox() == ["a", "b"]
-            assert bench.through_the_link() is through
+            assert bench.through_the_link() is not bypass
 
 
 def test_a_spent_budget_ends_the_wait_of_a_sender_without_timeout():
