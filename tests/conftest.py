@@ -141,8 +141,10 @@ def _unit(nodeid: str) -> str:
 # Other files: a guess per item.  The summary at the end names the slowest files.
 UNIT_SECONDS = {
     "tests/test_browser.py": 220, "tests/test_fuzz.py": 157, "tests/test_labs.py": 153,
-    "tests/test_grading.py": 82, "tests/test_class_server.py": 49, "tests/test_server.py": 47,
-    "tests/test_labs67.py": 47, "tests/test_interop.py": 34,
+    "tests/test_grading.py": 82, "tests/test_conform_examples.py": 80, "tests/test_conform_clients.py": 70,
+    "tests/test_conform.py": 60, "tests/test_grading_hostile.py": 59, "tests/test_browser_save.py": 53,
+    "tests/test_class_server.py": 49, "tests/test_server.py": 47, "tests/test_labs67.py": 47,
+    "tests/test_interop.py": 34,
 }
 
 
