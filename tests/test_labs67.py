@@ -205,18 +205,30 @@ def test_the_bench_loses_silently_as_planned():
         assert bench.through_the_link()
 
 
-def test_a_sender_that_goes_past_the_link_is_seen():
+def test_a_sender_that_goes_past_the_link_is_refused_and_seen():
+    """Issue 25, provenance: the receiver accepts only the link's own
+    upstream ports.  A request sent straight to its port (found by a scan,
+    or here given) gets no reply, stores nothing, and through_the_link()
+    fails with the receiver's note; an honest sender passes."""
+    import socket as sk
     from mailkit.labs.silence import LOSE_REQUEST, SilentBench
+    from mailkit.labs.support import add_seq, syn
     honest = _lab6_namespace()
-    hostile = _lab6_namespace(next(w for w in WRONG_67 if w[1].startswith("hostile"))[2])
-    for namespace, through in ((honest, True), (hostile, False)):
-        with SilentBench() as bench:
-            sender = namespace["TimedSender"](*bench.address, timeout=0.2)
-            sender.send(bench.frame("a"))
-            bench.plan(LOSE_REQUEST)
-            sender.send(bench.frame("b"))
-            assert bench.inbox() == ["a", "b"]
-            assert bench.through_the_link() is through
+    with SilentBench() as bench:
+        sender = honest["TimedSender"](*bench.address, timeout=0.2)
+        sender.send(bench.frame("a"))
+        bench.plan(LOSE_REQUEST)
+        sender.send(bench.frame("b"))
+        assert bench.inbox() == ["a", "b"] and bench.through_the_link()
+        frame = bench.frame("c")
+        for request in (syn(frame[:10]), add_seq(0, frame)):
+            with sk.create_connection(bench.front.address, timeout=5) as sock:
+                sock.sendall(request)
+                sock.shutdown(sk.SHUT_WR)
+                assert sock.recv(100) == b""                # refused: no reply
+        assert bench.inbox() == ["a", "b"] and len(bench.receiver.strangers) == 2
+        assert not bench.through_the_link()
+        assert "2 connection(s) to the receiver not from the link, refused" in bench.report()
 
 
 def test_a_spent_budget_ends_the_wait_of_a_sender_without_timeout():
