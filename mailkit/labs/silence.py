@@ -200,6 +200,7 @@ class SilentBench(Bench):
         self._judging: bytes | None = None      # the frame frame() made last: the mail under test
         self._strays: list[int] = []            # link events that were not the exchange under test
         self.link.judged = self._judged
+        self.receiver.sources = set()           # from now on, only the link's announced ports
         self.link.on_upstream = self.receiver.expect_source
         self.front.accept = self.receiver.accepts
         return self
