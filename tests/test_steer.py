@@ -248,6 +248,52 @@ def test_a_steering_submission_earns_nothing_it_did_not_do_or_is_flagged(steered
     assert result.points <= stub.points + honest, (what, after)
 
 
+def _exchange(address, request: bytes, timeout: float) -> bytes:
+    import socket
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def test_a_planned_loss_goes_to_the_mail_under_test_not_to_a_decoy():
+    """Item 1: the decoy comes first and gets no planned fault (it is
+    answered, and counted as a stray); the mail's own request is the one lost."""
+    import socket
+    from mailkit.labs.silence import LOSE_REQUEST, SilentBench
+    from mailkit.labs.support import add_seq, split_reply, syn
+    with SilentBench(hold=60) as bench:
+        frame = bench.frame("one")
+        assert _exchange(bench.address, syn(frame[:10]), 5.0).startswith(b"S/OK")
+        assert bench.strays() == [] and bench.through_the_link()
+        bench.plan(LOSE_REQUEST)
+        frame = bench.frame("two")
+        assert _exchange(bench.address, syn(b"0000000000"), 5.0).startswith(b"S/OK")   # the decoy: answered
+        with pytest.raises(socket.timeout):
+            _exchange(bench.address, add_seq(0, frame), 0.3)                        # the mail: lost
+        assert split_reply(_exchange(bench.address, add_seq(0, frame), 5.0)) == (0, b"OK: Email Sent")
+        assert bench.inbox() == ["two"]
+        assert bench.strays() == [2] and not bench.through_the_link()
+        assert "connections [2] through the link were not the mail under test" in bench.report()
+
+
+def test_copies_sent_at_once_are_more_attempts_than_the_faults_explain():
+    from mailkit.labs.silence import SPURIOUS_TIMEOUTS, SilentBench
+    from mailkit.labs.support import add_seq, syn
+    with SilentBench() as bench:
+        frame = bench.frame("one")
+        _exchange(bench.address, syn(frame[:10]), 5.0)
+        for _ in range(1 + SPURIOUS_TIMEOUTS):
+            _exchange(bench.address, add_seq(0, frame), 5.0)
+        assert bench.excess() == SPURIOUS_TIMEOUTS and bench.through_the_link()     # forgiven
+        _exchange(bench.address, add_seq(0, frame), 5.0)
+        assert bench.excess() == SPURIOUS_TIMEOUTS + 1 and not bench.through_the_link()
+        assert bench.inbox() == ["one"]
+
+
 @pytest.mark.parametrize("source", [
     'import sys\nc = vars(sys.modules["mailkit"])["Mail" + "Client"]',
     'import importlib\nP = importlib.import_module("mailkit." + "protocol")',
