@@ -86,6 +86,8 @@ def kit_findings(source: str, names, attributes=(), *, depth: int = 0) -> list[s
     used: list[str] = []
     unsure: list[str] = []
     called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    # A string that is a statement of its own (a docstring) is never looked up or run.
+    prose = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
@@ -112,7 +114,7 @@ def kit_findings(source: str, names, attributes=(), *, depth: int = 0) -> list[s
                 used.append(node.attr)
             elif node.attr in INTROSPECTION:
                 unsure.append(f".{node.attr}")
-        elif isinstance(node, ast.Constant):
+        elif isinstance(node, ast.Constant) and id(node) not in prose:
             if isinstance(node.value, (str, bytes)) and _names_mailkit(node.value):
                 unsure.append(f"names the module {str(node.value)[:40]!r} in a string")
             elif isinstance(node.value, str) and node.value in kit:
