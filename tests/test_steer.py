@@ -16,7 +16,7 @@ import pytest
 
 from mailkit.labs import release
 from mailkit.labs.kitflag import CANNOT_TELL, kit_findings
-from test_labs import LABS, TIMEOUT_S, _solution, grade_variants, needs_sandbox  # noqa: F401
+from test_labs import LABS, _solution, grade_variants, needs_sandbox
 
 L1, L2, L4, L5, L6 = "01-handshake-client", "02-framing", "04-server", "05-no-duplicates", "06-silence"
 
