@@ -221,6 +221,14 @@ class NoisyLink(Listener):
     event).  Against a server that never closes, the link lets go of a
     connection once the reply has been quiet for ``REPLY_QUIET_S`` (client
     still sending) or ``REPLY_LINGER_S`` (client half-closed).
+
+    Binding (a grader's link, issue 25): with *judged* (``judged(request) ->
+    bool``), a plan from ``plan_next`` goes only to a request for which
+    *judged* says yes (the exchange a check is judging); any other
+    connection gets the rates (none, on a grader's link), never a planned
+    fault, however it is timed.  With *on_upstream* (``on_upstream(port)``),
+    the link says which local port each upstream connection comes from,
+    before it connects, so the server behind can accept only those.
     """
 
     REPLY_QUIET_S = 0.1     # the reply is complete when the server said nothing more for this long
@@ -237,8 +245,10 @@ class NoisyLink(Listener):
                  noisy_handshakes: bool = False, host: str = "127.0.0.1", port: int = 0,
                  idle_timeout: float | None = None, loss_rate: float = 0.0,
                  reply_loss_rate: float = 0.0, jitter: float = 0.0, hold: float | None = None,
-                 split_rate: float = 0.0, split_gap: float | None = None):
+                 split_rate: float = 0.0, split_gap: float | None = None,
+                 judged=None, on_upstream=None):
         super().__init__(host, port, idle_timeout=idle_timeout)
+        self.judged, self.on_upstream = judged, on_upstream     # see "Binding" above
         for name, value in (("rate", rate), ("reply_rate", reply_rate), ("drop_rate", drop_rate),
                             ("loss_rate", loss_rate), ("reply_loss_rate", reply_loss_rate),
                             ("split_rate", split_rate)):
@@ -292,7 +302,8 @@ class NoisyLink(Listener):
     def _faults(self, request: bytes) -> tuple[LinkEvent, _Faults]:
         with self._events_lock:
             number = len(self.events) + 1
-            if self._plans:
+            bound = self.judged is None or self.judged(request)     # a plan is for the judged exchange only
+            if self._plans and bound:
                 faults = self._plans.popleft()
             else:
                 rng = self._rng
@@ -335,7 +346,7 @@ class NoisyLink(Listener):
             self._hold(conn, half_closed)       # the server never hears of it
             return None
         try:
-            up = socket.create_connection(self.target, timeout=self.REQUEST_DEADLINE_S)
+            up = self._connect_upstream()
         except OSError as exc:
             event.error = f"server unreachable: {exc}"
             return None       # the client sees a closed connection, as through a dead wire
@@ -382,6 +393,24 @@ class NoisyLink(Listener):
                 if not request:
                     return None
         return None
+
+    def _connect_upstream(self) -> socket.socket:
+        """A connection to the target; with *on_upstream*, from a port it
+        was told of before the connection is made (bound first, so no other
+        socket can hold that port while the link does)."""
+        if self.on_upstream is None:
+            return socket.create_connection(self.target, timeout=self.REQUEST_DEADLINE_S)
+        family = socket.AF_INET6 if ":" in self.target[0] else socket.AF_INET
+        up = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            up.settimeout(self.REQUEST_DEADLINE_S)
+            up.bind((self.target[0], 0))
+            self.on_upstream(up.getsockname()[1])
+            up.connect(self.target)
+        except BaseException:
+            up.close()
+            raise
+        return up
 
     def _hold(self, conn: socket.socket, half_closed: bool) -> None:
         """Say nothing on *conn* (no reply, no FIN) until ``stop()``, *hold*

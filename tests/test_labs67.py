@@ -205,23 +205,30 @@ def test_the_bench_loses_silently_as_planned():
         assert bench.through_the_link()
 
 
-def test_a_sender_that_goes_past_the_link_is_seen():
-    # Outside the sandbox this test shares loopback with every other test (and
-    # another `make test`): the hostile solution's port scan could find their
-    # servers.  So the sender here is told the receiver's address; the scan
-    # itself is graded in the sandbox's own network namespace (WRONG_67).
+def test_a_sender_that_goes_past_the_link_is_refused_and_seen():
+    """Issue 25, provenance: the receiver accepts only the link's own
+    upstream ports.  A request sent straight to its port (found by a scan,
+    or here given) gets no reply, stores nothing, and through_the_link()
+    fails with the receiver's note; an honest sender passes."""
+    import socket as sk
     from mailkit.labs.silence import LOSE_REQUEST, SilentBench
+    from mailkit.labs.support import add_seq, syn
     honest = _lab6_namespace()
-    for bypass in (False, True):
-        with SilentBench() as bench:
-            sender = honest["TimedSender"](*bench.address, timeout=0.2)
-            if bypass:
-                sender.address = tuple(bench.front.address)    # past the link, to the receiver
-            sender.send(bench.frame("a"))
-            bench.plan(LOSE_REQUEST)
-            sender.send(bench.frame("b"))
-            assert bench.inbox() == ["a", "b"]
-            assert bench.through_the_link() is not bypass
+    with SilentBench() as bench:
+        sender = honest["TimedSender"](*bench.address, timeout=0.2)
+        sender.send(bench.frame("a"))
+        bench.plan(LOSE_REQUEST)
+        sender.send(bench.frame("b"))
+        assert bench.inbox() == ["a", "b"] and bench.through_the_link()
+        frame = bench.frame("c")
+        for request in (syn(frame[:10]), add_seq(0, frame)):
+            with sk.create_connection(bench.front.address, timeout=5) as sock:
+                sock.sendall(request)
+                sock.shutdown(sk.SHUT_WR)
+                assert sock.recv(100) == b""                # refused: no reply
+        assert bench.inbox() == ["a", "b"] and len(bench.receiver.strangers) == 2
+        assert not bench.through_the_link()
+        assert "2 connection(s) to the receiver not from the link, refused" in bench.report()
 
 
 def test_a_spent_budget_ends_the_wait_of_a_sender_without_timeout():

@@ -196,7 +196,7 @@ LAB_STAGES = {
     "reading": 1,                       # read: a submission as bounded plain data
     "planning": 2,                      # plan: the job, from the lab source alone
     "harness": 3, "runner": 3,          # run: in the sandbox; the harness judges nothing
-    "judging": 4,                       # judge: in the grader
+    "judging": 4, "kitflag": 4,         # judge: in the grader
     "check": 5,                         # the stages for one notebook
     "grading": 6, "releasing": 6,       # ... for a class; and the release, which checks the sources
     "gradebook": 7,                     # record

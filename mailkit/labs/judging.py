@@ -15,6 +15,7 @@ import ast
 import difflib
 from dataclasses import dataclass, field
 
+from .kitflag import kit_findings, parse_cell
 from .notebook import Check, Lab
 from .planning import Job
 from .runner import CellResult, RunResult
@@ -122,41 +123,19 @@ def judge(lab: Lab, job: Job, run: RunResult, *, student: str, notebook: str = "
     return result
 
 
-def parse_cell(source: str) -> ast.AST | str | None:
-    """A student's cell parsed in the grader (read, never run): the tree;
-    None for a syntax error; or why the grader could not parse it (nesting
-    deep enough to exhaust the parser: ``1+1+...`` 100,000 times).  Never
-    raises, so no cell makes a grader error of its judging."""
-    try:
-        return ast.parse(source)
-    except SyntaxError:
-        return None
-    except (RecursionError, MemoryError, ValueError) as exc:
-        return f"a cell the grader cannot parse ({type(exc).__name__}: nested too deep)"
-
-
 def kit_calls(lab: Lab, cells) -> list[str]:
-    """Why to look at a submission that uses mailkit's own implementation of
-    what the lab asks for: the names the lab's metadata lists
-    (``{"mailkit": {"kit": {"names": [...], "attributes": [...]}}}``) used in
-    the student's solution cells or the cells they added."""
+    """Why to look at a submission that reaches mailkit's own implementation
+    of what the lab asks for, by any route the grader can read
+    (:mod:`mailkit.labs.kitflag`): the names the lab's metadata lists
+    (``{"mailkit": {"kit": {"names": [...], "attributes": [...]}}}``), and
+    ``cannot tell: computed import (...)`` where the code computes what it
+    imports or looks up."""
     kit = lab.nb.metadata.get("mailkit", {}).get("kit", {})
-    names, attributes = set(kit.get("names", ())), set(kit.get("attributes", ()))
+    names, attributes = kit.get("names", ()), kit.get("attributes", ())
     found = []
     for role, source in cells:
-        tree = parse_cell(source)
-        if not isinstance(tree, ast.AST):
-            continue
-        used = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and node.id in names:
-                used.add(node.id)
-            elif isinstance(node, ast.Attribute) and node.attr in attributes | names:
-                used.add(node.attr)
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mailkit"):
-                used.update(a.name for a in node.names if a.name in names | attributes)
         where = f"solution cell {role.name!r}" if role.kind == "solution" else "a cell the student added"
-        found += [f"uses mailkit's {name} in {where}" for name in sorted(used)]
+        found += [f"{finding} in {where}" for finding in kit_findings(source, names, attributes)]
     return found
 
 

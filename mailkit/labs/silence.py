@@ -28,18 +28,26 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 
 from mailkit import NoisyLink
 from mailkit import protocol as P
 
 from .support import SYN_REPLY, USERS, Bench, seq_reply, split_seq
 
-__all__ = ["PASS", "LOSE_REQUEST", "LOSE_REPLY", "delay", "Receiver", "SilentBench", "HOLD_S"]
+__all__ = ["PASS", "LOSE_REQUEST", "LOSE_REPLY", "delay", "Receiver", "SilentBench", "HOLD_S", "EARLY_S",
+           "SPURIOUS_TIMEOUTS"]
 
 PASS, LOSE_REQUEST, LOSE_REPLY = "pass", "lose request", "lose reply"
 # A lost exchange keeps the client's connection silent this long, then the
 # link closes it: longer than any timeout the lab asks for (0.1-0.3 s).
 HOLD_S = 1.0
+# A resend that comes sooner than this after the previous attempt of the
+# same mail is a copy, not a timeout: half the shortest timeout the lab uses (0.2 s).
+EARLY_S = 0.1
+# Early attempts a check forgives in all: a first attempt whose reading the
+# link put off on a loaded machine, so that the resend seems to follow it at once.
+SPURIOUS_TIMEOUTS = 1
 
 
 def delay(seconds: float) -> tuple[str, float]:
@@ -80,6 +88,29 @@ class Receiver:
         self.requests = 0           # how many requests reached it
         self.carried_out = 0        # how many it passed on to the mail server
         self.lock = threading.Lock()
+        # Provenance (issue 25): with ``sources`` a set, it accepts a
+        # connection only from a port the link announced (each once), so a
+        # request that did not come through the link is refused and noted.
+        self.sources: set[int] | None = None
+        self.strangers: list = []   # peers it refused
+
+    def expect_source(self, port: int) -> None:
+        """The link will connect from *port* (called before it connects)."""
+        with self.lock:
+            if self.sources is None:
+                self.sources = set()
+            self.sources.add(port)
+
+    def accepts(self, peer) -> bool:
+        """Whether a connection from *peer* came from the link (once per port)."""
+        with self.lock:
+            if self.sources is None:
+                return True
+            if peer[1] in self.sources:
+                self.sources.discard(peer[1])
+                return True
+            self.strangers.append(tuple(peer[:2]))
+            return False
 
     def __call__(self, request: bytes) -> bytes:
         with self.lock:
@@ -115,9 +146,16 @@ class SilentBench(Bench):
             sender.send(bench.frame("mail 1"))
             bench.inbox()                           # ["mail 0", "mail 1"]: the subjects bob has, in order
 
-    A plan is for the next connections whatever they carry: plan just
-    before a mail whose number is agreed (not before a sender's first mail
-    or the one after ``GaveUp``, which start with a SYN).
+    A plan is for the mail the check makes next with :meth:`frame` (plan,
+    then make the frame, then send it): the link gives planned faults only
+    to a numbered request carrying that frame, in order, never to another
+    connection (issue 25: a decoy cannot take a loss meant for the mail).
+    Plan just before a mail whose number is agreed (not before a sender's
+    first mail or the one after ``GaveUp``, which start with a SYN).
+    :meth:`through_the_link` fails, and :meth:`report` notes, anything else
+    that crossed the link (:meth:`strays`), copies of a mail sent at once
+    (:meth:`excess`), and any connection that reached the
+    receiver without the link (the receiver accepts only the link's ports).
     """
 
     def __init__(self, *, hold: float = HOLD_S):
@@ -162,6 +200,47 @@ class SilentBench(Bench):
             self.spent = True
         self.link.stop()
 
+    def __enter__(self) -> "SilentBench":
+        super().__enter__()
+        self._judging: bytes | None = None      # the frame frame() made last: the mail under test
+        self._strays: list[int] = []            # link events that were not the exchange under test
+        self._arrivals: dict[bytes, list[float]] = {}   # each mail's attempts: when the link read them
+        self.link.judged = self._judged
+        self.receiver.sources = set()           # from now on, only the link's announced ports
+        self.link.on_upstream = self.receiver.expect_source
+        self.front.accept = self.receiver.accepts
+        return self
+
+    def _judged(self, request: bytes) -> bool:
+        """The link asks, for each request it reads: is it the exchange
+        under test (a numbered request carrying the last frame made)?  A
+        SYN of that mail's session is allowed, never faulted; anything else
+        is a stray."""
+        try:
+            seq, inner = split_seq(request)
+        except ValueError:
+            seq, inner = None, b""
+        current = self._judging
+        if seq in (0, 1):
+            self._arrivals.setdefault(inner, []).append(time.monotonic())
+        if current is not None and seq in (0, 1) and inner == current:
+            return True
+        if not (seq == "S" and current is not None and inner == current[:len(inner)] and inner):
+            self._strays.append(len(self.link.events) + 1)
+        return False
+
+    def strays(self) -> list[int]:
+        """The link's connection numbers whose request was neither the mail
+        under test nor its session's SYN."""
+        return list(self._strays)
+
+    def excess(self) -> int:
+        """Attempts of a mail that came less than :data:`EARLY_S` after its
+        previous attempt: copies sent at once, not after a timeout (a timer
+        fires late on a busy machine, never early)."""
+        return sum(1 for times in self._arrivals.values()
+                   for before, after in zip(times, times[1:]) if after - before < EARLY_S)
+
     def close(self) -> None:
         for timer in self._timers:
             timer.cancel()
@@ -179,8 +258,11 @@ class SilentBench(Bench):
         return self
 
     def frame(self, subject: str, body: str = "hello", *, sender: str = "alice", to: str = "bob") -> bytes:
-        """An ``email`` frame from *sender* to *to*."""
-        return P.make_frame(self.session(sender), "email", to, subject, body)
+        """An ``email`` frame from *sender* to *to*: the mail under test
+        from now on (the plans made since the last frame are for it)."""
+        frame = P.make_frame(self.session(sender), "email", to, subject, body)
+        self._judging = frame
+        return frame
 
     def inbox(self, to: str = "bob") -> list[str]:
         """The subjects in *to*'s inbox, oldest first."""
@@ -188,12 +270,17 @@ class SilentBench(Bench):
 
     def through_the_link(self) -> bool:
         """Whether every mail in the store came through the link and the
-        receiver: a kernel that found the receiver's or the server's port
-        on loopback and sent straight there (no loss on that way) is seen
-        here.  (The grader's own logins go to the server; they store no mail.)"""
-        forwarded = sum(1 for event in self.link.events if not event.lost_request)
+        receiver, and nothing else did (issue 25): the receiver refused no
+        connection from elsewhere (it accepts only the link's own upstream
+        ports, so a kernel that found its port on loopback is refused), the
+        store holds only what the receiver carried out (nothing went
+        straight to the mail server), nothing but the mails under test and
+        their SYNs crossed the link (no decoys), and no mail was sent again at
+        once instead of after a timeout (one such forgiven).
+        (The grader's own logins go to the server; they store no mail.)"""
         mails = sum(self.server.store.count(user) for user in USERS)
-        return self.receiver.requests <= forwarded and mails == self.receiver.carried_out
+        return (not self.receiver.strangers and mails == self.receiver.carried_out
+                and not self.strays() and self.excess() <= SPURIOUS_TIMEOUTS)
 
     def sequence_numbers(self) -> list:
         """The ``SEQ/`` of every request that crossed: 0, 1, "S" for a SYN."""
@@ -210,4 +297,11 @@ class SilentBench(Bench):
         return out
 
     def report(self) -> str:
-        return f"bob has {self.inbox()}; numbered {self.numbering()} (resends left out)"
+        notes = []
+        if self.receiver.strangers:
+            notes.append(f"; {len(self.receiver.strangers)} connection(s) to the receiver not from the link, refused")
+        if self.strays():
+            notes.append(f"; connections {self.strays()} through the link were not the mail under test")
+        if self.excess() > SPURIOUS_TIMEOUTS:
+            notes.append(f"; {self.excess()} attempt(s) sent at once after another, not after a timeout")
+        return f"bob has {self.inbox()}; numbered {self.numbering()} (resends left out)" + "".join(notes)

@@ -96,8 +96,14 @@ class _Handling(_Serving):
     ``handler(request) -> reply`` returns."""
 
     READS_REQUESTS = True
+    # ``accept(peer) -> bool``, or None for anyone: a connection it refuses
+    # gets no reply (the grader's receiver accepts only its link: lab 6).
+    accept = None
 
     def handle_request(self, conn: socket.socket, peer, received) -> None:
+        if self.accept is not None and not self.accept(peer):
+            self._note(ConnectionRefusedError(f"not from the link: {peer}"))
+            return
         if received.error is not None:      # too large or too slow: no reply
             self._note(received.error)
             return
