@@ -252,7 +252,9 @@ class SilentBench(Bench):
         return tuple(self.link.address)
 
     def plan(self, *fates) -> "SilentBench":
-        """What happens to the next connections, in order (then they pass)."""
+        """What happens to the attempts of the mail made next with
+        :meth:`frame`, in order (then they pass); a connection that carries
+        anything else gets no planned fault."""
         for fate in fates:
             _plan_next(self.link, fate)
         return self
