@@ -15,10 +15,11 @@ from pathlib import Path
 from .judging import (GRADER_ERROR, STATIC_RULES, CheckResult, LabResult, apply_static_rules, diff_text,  # noqa: F401
                       failed_lab, feedback_for, judge, kit_calls, random_draws, static_findings)
 from .notebook import Lab
-from .planning import DEFAULT_CELL_TIMEOUT_S, plan
+from .planning import DEFAULT_CELL_TIMEOUT_S, plan, plan_server
 from .reading import Submission, Unreadable, read_submission
 from .runner import ServerRun, run_job, run_server_job
-from .serverlab import ServerLab, judge_server, plan_server
+from .serverjudge import judge_server
+from .serverlab import ServerLab
 
 __all__ = ["CheckResult", "LabResult", "check_notebook", "check_submission", "check_server", "feedback_for", "diff_text",
            "kit_calls", "static_findings", "random_draws", "STATIC_RULES"]

@@ -1,13 +1,16 @@
 """A lab whose submission is a server in any language (issue 22, item 5),
 through the same five stages as a notebook:
 
-    read (reading.read_tree)  ->  plan (plan_server)  ->  run (runner.run_server_job, serverrun, sandbox)
-        ->  judge (judge_server)  ->  record (gradebook)
+    read (reading.read_tree)  ->  plan (planning.plan_server)  ->  run (runner.run_server_job, serverrun, sandbox)
+        ->  judge (serverjudge.judge_server)  ->  record (gradebook)
 
 The lab's source is a folder ``labs/NN-name/`` holding ``lab.json`` (the
 instructor's: which conformance checks, their points, hidden or not, the
 build and start commands, the limits) and what students are handed
-(README.md).  A submission is a folder ``submissions/STUDENT/NN-name/``
+(README.md).  This module reads that source (stage 0, like
+:mod:`mailkit.labs.notebook`); the plan is :func:`mailkit.labs.planning.plan_server`,
+the run :func:`mailkit.labs.runner.run_server_job` (and :mod:`mailkit.labs.serverrun`
+in the harness), the judgement :func:`mailkit.labs.serverjudge.judge_server`.  A submission is a folder ``submissions/STUDENT/NN-name/``
 with the source code and a ``run`` script, or a Makefile with a ``run``
 target: plain data (:class:`~mailkit.labs.reading.SourceTree`).  The files
 are copied into the sandbox; nothing of them decides which checks run,
@@ -21,12 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..conform import CHECKS
-from .judging import CheckResult, LabResult
 from .notebook import Check, LabError
-from .reading import SourceTree
 
-__all__ = ["ServerLab", "ServerJob", "load_server_lab", "is_server_lab", "plan_server", "judge_server",
-           "LAB_FILE", "DEFAULT_BUILD_S", "DEFAULT_SERVER_RUN_LIMIT_S"]
+__all__ = ["ServerLab", "load_server_lab", "is_server_lab", "LAB_FILE", "DEFAULT_BUILD_S",
+           "DEFAULT_SERVER_RUN_LIMIT_S", "FEEDBACK_CHARS"]
 
 LAB_FILE = "lab.json"
 # gcc builds a one-file server in about a second; `make` of a few files in
@@ -115,86 +116,3 @@ def load_server_lab(folder: str | Path) -> ServerLab:
     if not lab.checks:
         raise LabError(f"{path}: no checks")
     return lab
-
-
-# -- stage 2, plan: from the lab's source and the files' names alone ---------------
-
-
-@dataclass
-class ServerJob:
-    """What the harness does for one submission.  Everything but ``files``
-    comes from the lab source."""
-
-    files: list[tuple[str, bytes, bool]]
-    build: list[str]             # [] : nothing to build
-    start: list[str]
-    checks: list[str]            # conform check ids, "name" or "name@noise"
-    build_s: float
-    budget_s: float
-    run_limit_s: float
-    notes: list[str] = field(default_factory=list)
-    problem: str = ""            # set: nothing to run (no run script, no Makefile)
-
-    def for_harness(self) -> dict:
-        import base64
-        return {"kind": "server", "build": self.build, "start": self.start, "checks": self.checks,
-                "build_s": self.build_s, "budget_s": self.budget_s,
-                "files": [[rel, base64.b64encode(data).decode(), ex] for rel, data, ex in self.files]}
-
-
-def plan_server(lab: ServerLab, tree: SourceTree) -> ServerJob:
-    """The job: the student's files as data, and the lab's build, start and
-    checks.  The start command is the lab's entry for the first of its
-    files (``run``, ``Makefile``) the folder holds; the build is run only
-    if a Makefile is there."""
-    names = tree.names
-    job = ServerJob(list(tree.files), lab.build if "Makefile" in names else [], [],
-                    [c.name for c in lab.checks], lab.build_s, lab.budget_s, lab.run_limit_s,
-                    notes=list(tree.skipped))
-    for wanted, command in lab.start.items():
-        if wanted in names:
-            job.start = list(command)
-            break
-    else:
-        job.problem = "did not run"
-        job.notes.append(f"no {' or '.join(lab.start)} at the top of the folder: nothing starts the server")
-    return job
-
-
-# -- stage 4, judge: the probes' statuses, the lab's points --------------------------
-
-
-def judge_server(lab: ServerLab, job: ServerJob, run, *, student: str, notebook: str) -> LabResult:
-    """Points per check from the lab; pass only for a probe that the
-    harness (out of the student's reach) reported as passed."""
-    result = LabResult(student, lab.id, notebook, notes=list(job.notes), seconds=run.seconds,
-                       problem=job.problem, sandboxed=run.sandboxed)
-    if run.grader_error:
-        result.problem = "grader error"
-        result.notes.append(f"not graded: {run.grader_error}; the next grade retries it")
-    elif run.build_failed:
-        result.problem = "did not build"
-        result.notes.append(f"the build failed: {run.build_failed}")
-    elif run.start_failed:
-        result.notes.append(f"the server did not start: {run.start_failed}")
-    elif run.killed:
-        result.problem = "timed out"
-        result.notes.append(f"the run took longer than {lab.run_limit_s:g} s and was stopped")
-    for check in lab.checks:
-        probe = run.checks.get(check.name)
-        passed = bool(probe) and probe["status"] == "pass" and not run.grader_error
-        if passed:
-            feedback = "passed"
-        elif probe is None:
-            feedback = "not run"
-        elif check.hidden:      # which check and which section: the student runs conform to see more
-            feedback = (f"failed ({check.title}); `python -m mailkit conform server -- sh ./run {{port}} "
-                        "{users} {db}` runs the same check on your machine and shows the exchange")
-        else:
-            why = str(probe.get("message", ""))[:FEEDBACK_CHARS]
-            feedback = f"failed ({check.title}): {why}"
-            if probe.get("expected"):
-                feedback += f"; expected: {str(probe['expected'])[:FEEDBACK_CHARS]}"
-        result.checks.append(CheckResult(check.name, check.points if passed else 0.0, check.points, passed,
-                                         check.hidden, feedback))
-    return result
