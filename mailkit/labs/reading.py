@@ -406,10 +406,14 @@ def lab_folder(root: str | Path, student: str, wanted) -> tuple[str, SourceTree 
             return None
         try:
             with os.scandir(fd) as it:
-                names = sorted(e.name for e in it if wanted(e.name) and (e.is_symlink() or e.is_dir(follow_symlinks=False)))
-            if not names:
+                found = sorted((e.name, e.is_symlink()) for e in it
+                               if wanted(e.name) and (e.is_symlink() or e.is_dir(follow_symlinks=False)))
+            if not found:
                 return None
-            return names[0], read_tree(names[0], fd)
+            name, is_link = found[0]
+            if is_link:
+                return name, Unreadable(name, f"skipped: symlink {name}/ (links are not followed)", skipped=True)
+            return name, read_tree(name, fd)
         finally:
             os.close(fd)
     finally:
