@@ -151,3 +151,16 @@ def test_a_folder_too_big_is_refused_unread(tmp_path):
         (student / f"f{i}").write_text("x")
     rel, read = lab_folder(tmp_path, "s", SOURCE.folder_matches)
     assert rel == LAB and f"more than {MAX_TREE_FILES} files" in read.why
+
+
+def test_the_command_the_lab_readme_shows_runs_as_written(tmp_path):
+    """The student's own check, verbatim from labs/08-any-language-server/README.md,
+    from a folder holding the Python reference."""
+    readme = (ROOT / "labs" / LAB / "README.md").read_text(encoding="utf-8")
+    command = next(line.strip() for line in readme.splitlines() if line.startswith("    python -m mailkit"))
+    python_server(tmp_path / LAB)
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"
+    done = subprocess.run(["bash", "-c", command], cwd=tmp_path / LAB, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, PATH=path))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "durability/after-OK" in done.stdout
