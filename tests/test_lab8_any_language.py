@@ -75,6 +75,8 @@ def graded(tmp_path_factory):
     forge = subs / "forges" / LAB
     forge.mkdir(parents=True)
     line = json.dumps({"check": "login/ok", "status": "pass"})
+    (forge / "lab.json").write_text(json.dumps({"lab": LAB, "checks": [{"check": "login/ok", "points": 1000}],
+                                                "start": {"run": ["true"]}}))   # data, never a lab source
     (forge / "run").write_text(
         "#!/bin/sh\n"
         f"for fd in /proc/*/fd/* /dev/fd/*; do echo '{line}' > $fd; done 2>/dev/null\n"
@@ -125,7 +127,7 @@ def test_a_run_script_that_writes_outside_its_scratch_writes_nothing_there(grade
 
 def test_forged_results_earn_nothing(graded):
     row = graded["rows"]["forges"]
-    assert row["total"] == "0" and row["sandbox"] == "yes"
+    assert (row["total"], row["max"], row["sandbox"]) == ("0", MAX, "yes")
     assert "did not start" in row["feedback"]
     assert graded["rows"]["py-ref"]["total"] == MAX   # its kill -9 -1 reached no one else
 
