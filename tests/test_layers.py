@@ -193,10 +193,13 @@ def test_the_checks_catch_what_they_are_for(tmp_path, monkeypatch):
 # Rank 0: the lab source and the helpers a lab's cells import.
 LAB_STAGES = {
     "notebook": 0, "sanitize": 0, "sandbox": 0, "probe": 0, "support": 0, "silence": 0, "tcp_captures": 0,
+    "serverlab": 0,                     # a server lab's source (lab.json), like notebook
     "reading": 1,                       # read: a submission as bounded plain data
     "planning": 2,                      # plan: the job, from the lab source alone
     "harness": 3, "runner": 3,          # run: in the sandbox; the harness judges nothing
+    "serverrun": 3,                     # ... a server lab's build, starts and probes, in the harness
     "judging": 4, "kitflag": 4,         # judge: in the grader
+    "serverjudge": 4,                   # ... a server lab's probes' statuses, the source's points
     "check": 5,                         # the stages for one notebook
     "grading": 6, "releasing": 6,       # ... for a class; and the release, which checks the sources
     "gradebook": 7,                     # record

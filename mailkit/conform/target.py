@@ -129,11 +129,9 @@ class CommandTarget:
         why = ""
         for _ in range(PORT_TRIES):
             port = free_port(self.host)
-            argv = fill(self.words, {"port": port, "users": self.users_file, "db": self.db,
-                                     "dir": self.dir, "host": self.host})
+            argv = fill(self.words, self.placeholders(port))
             with open(self.log, "ab") as log:
-                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                             cwd=os.getcwd(), start_new_session=True)
+                self.proc = self.launch(argv, log)
             self.starts += 1
             why = self._wait_ready((self.host, port))
             if not why:
@@ -141,6 +139,15 @@ class CommandTarget:
                 return self
             self.stop()
         raise StartFailed(f"{self.label}: {why}; its output:\n{self.output()[-2000:]}")
+
+    def placeholders(self, port: int) -> dict:
+        """What ``{port}``, ``{users}``, ``{db}``, ``{dir}`` and ``{host}`` become."""
+        return {"port": port, "users": self.users_file, "db": self.db, "dir": self.dir, "host": self.host}
+
+    def launch(self, argv: list[str], log) -> subprocess.Popen:
+        """Start *argv* with its output to *log* (a grader starts it in its sandbox instead)."""
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                cwd=os.getcwd(), start_new_session=True)
 
     def _wait_ready(self, address) -> str:
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .judging import (STATIC_RULES, CheckResult, LabResult, apply_static_rules, diff_text,  # noqa: F401
+from .judging import (GRADER_ERROR, STATIC_RULES, CheckResult, LabResult, apply_static_rules, diff_text,  # noqa: F401
                       failed_lab, feedback_for, judge, kit_calls, random_draws, static_findings)
 from .notebook import Lab
-from .planning import DEFAULT_CELL_TIMEOUT_S, plan
+from .planning import DEFAULT_CELL_TIMEOUT_S, plan, plan_server
 from .reading import Submission, Unreadable, read_submission
-from .runner import run_job
+from .runner import ServerRun, run_job, run_server_job
+from .serverjudge import judge_server
+from .serverlab import ServerLab
 
-__all__ = ["CheckResult", "LabResult", "check_notebook", "check_submission", "feedback_for", "diff_text",
+__all__ = ["CheckResult", "LabResult", "check_notebook", "check_submission", "check_server", "feedback_for", "diff_text",
            "kit_calls", "static_findings", "random_draws", "STATIC_RULES"]
 
 
@@ -47,3 +49,23 @@ def check_submission(read: Submission | Unreadable, lab: Lab, *, student: str, h
     run = run_job(job, sandbox=sandbox, limits=limits, hide=[*hide, lab.path.parent.resolve()],
                   tmp_root=tmp_root)
     return judge(lab, job, run, student=student, notebook=notebook, cell_timeout=cell_timeout)
+
+
+def check_server(read, lab: ServerLab, *, student: str, sandbox: bool = True, limits=None, hide: list = (),
+                 tmp_root=None, folder: str = "") -> LabResult:
+    """Plan, run and judge a server lab's submission already read (a
+    :class:`~mailkit.labs.reading.SourceTree`): built, started and probed
+    in the sandbox only (it is a program in any language: there is no
+    unsandboxed way to run it here)."""
+    folder = folder or read.name
+    if isinstance(read, Unreadable):
+        return failed_lab(student, lab, problem="skipped" if read.skipped else "not graded",
+                          note=read.why, notebook=folder)
+    if not sandbox:
+        return failed_lab(student, lab, problem=GRADER_ERROR, notebook=folder,
+                          note="not graded: a server lab is graded in the sandbox only")
+    job = plan_server(lab, read)
+    if job.problem:
+        return judge_server(lab, job, ServerRun(), student=student, notebook=folder)
+    run = run_server_job(job, limits=limits, hide=[*hide, lab.path.parent.resolve()], tmp_root=tmp_root)
+    return judge_server(lab, job, run, student=student, notebook=folder)

@@ -33,11 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import sandbox as _sandbox
-from .check import check_submission
+from .check import check_server, check_submission
 from .judging import GRADER_ERROR, CheckResult, LabResult, failed_lab
 from .notebook import Lab, find_labs
 from .planning import DEFAULT_CELL_TIMEOUT_S
-from .reading import Submission, Unreadable, student_folders
+from .reading import SourceTree, Submission, Unreadable, lab_folder, student_folders
+from .serverlab import ServerLab
 from .runner import warm_kernels
 
 __all__ = ["Gradebook", "grade", "find_submissions", "SandboxUnavailable", "Journal", "lab_of"]
@@ -117,15 +118,22 @@ class Handed:
 
     notebooks: list[tuple[str, Submission | Unreadable]] = field(default_factory=list)  # (relative path, read)
     skipped: list[str] = field(default_factory=list)
+    tree: tuple[str, SourceTree | Unreadable] | None = None    # a server lab's folder (relative path, read)
 
 
 def find_submissions(root: str | Path, labs: list[Lab]) -> tuple[dict[str, dict[str, Handed]], list[str]]:
     """``{student: {lab id: Handed}}`` for every student folder under
     *root*, read (stage 1), and the entries that are not a student's folder."""
     folders, ignored = student_folders(root)
+    servers = [lab for lab in labs if isinstance(lab, ServerLab)]
+    labs = [lab for lab in labs if not isinstance(lab, ServerLab)]
     found: dict[str, dict[str, Handed]] = {}
     for folder in folders:
         mine = found.setdefault(folder.name, {})
+        for lab in servers:
+            tree = lab_folder(root, folder.name, lab.folder_matches)
+            if tree is not None:
+                mine.setdefault(lab.id, Handed()).tree = tree
         for rel, read in folder.notebooks.items():
             lab = lab_of(rel, read.lab_id if isinstance(read, Submission) else None, labs)
             if lab is not None:
@@ -234,7 +242,7 @@ def grade(submissions: str | Path, source: str | Path, *, jobs: int = 1,
         if missing:
             raise ValueError(f"no such lab in {source}: {', '.join(sorted(missing))}")
     else:
-        handed_in = {lab_id for per in found.values() for lab_id, h in per.items() if h.notebooks}
+        handed_in = {lab_id for per in found.values() for lab_id, h in per.items() if h.notebooks or h.tree}
         chosen = [lab for lab in all_labs if lab.id in handed_in] or all_labs
     book = Gradebook(chosen, jobs=max(1, jobs), ignored=ignored, sandboxed=bool(sandbox),
                      memory=_sandbox.memory_bound(limits) if sandbox else "")
@@ -257,6 +265,20 @@ def grade(submissions: str | Path, source: str | Path, *, jobs: int = 1,
     for student, per_lab in found.items():
         for lab in chosen:
             handed = per_lab.get(lab.id, Handed())
+            if isinstance(lab, ServerLab):
+                if handed.tree is None:
+                    book.results.append(failed_lab(student, lab, problem="missing",
+                                                   note=f"no folder {lab.id}/ (a run script or a Makefile)"))
+                    continue
+                rel, read = handed.tree
+                key = hashlib.sha256("\0".join([student, lab.id, read.sha256 or read.why, _sha256(lab.path),
+                                                 settings]).encode()).hexdigest()
+                if key in log.done:
+                    book.results.append(log.done[key])
+                    book.resumed += 1
+                else:
+                    tasks.append((student, lab, rel, read, [], key))
+                continue
             if not handed.notebooks:
                 problem, note = ("skipped", "; ".join(handed.skipped)) if handed.skipped else \
                     ("missing", f"no notebook for {lab.id}")
@@ -274,9 +296,13 @@ def grade(submissions: str | Path, source: str | Path, *, jobs: int = 1,
 
     def run(student: str, lab: Lab, rel: str, read, notes: list[str], key: str) -> LabResult:
         try:                                                            # 2. plan, 3. run, 4. judge
-            result = check_submission(read, lab, student=student, hidden=True, cell_timeout=cell_timeout,
-                                      sandbox=sandbox, limits=limits, hide=hide, tmp_root=tmp_root,
-                                      notebook=rel)
+            if isinstance(lab, ServerLab):
+                result = check_server(read, lab, student=student, sandbox=sandbox, limits=limits, hide=hide,
+                                      tmp_root=tmp_root, folder=rel)
+            else:
+                result = check_submission(read, lab, student=student, hidden=True, cell_timeout=cell_timeout,
+                                          sandbox=sandbox, limits=limits, hide=hide, tmp_root=tmp_root,
+                                          notebook=rel)
         except Exception as exc:   # a bug of ours must cost this notebook, not the class's run
             result = failed_lab(student, lab, problem=GRADER_ERROR,
                                 note=f"not graded: the grader failed ({type(exc).__name__}: {exc}); "

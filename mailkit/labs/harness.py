@@ -398,6 +398,23 @@ def main(report_fd: str) -> int:
         out.write(json.dumps(record) + "\n")
         out.flush()
 
+    if job.get("kind") == "server":        # a server in any language: no kernel (see serverrun)
+        from .serverrun import run_server_job
+        try:
+            if not job.get("sandbox"):
+                raise RuntimeError("a server lab is graded in the sandbox only")
+            job.update(json.loads(sys.stdin.readline()))
+            run_server_job(job, write, limits=limits, hide=job.get("hide", []),
+                           cgroup=sandbox.MemoryCgroup.from_list(job.get("cgroup")))
+        except Exception as exc:            # ours, never the student's: the grader retries it
+            write({"grader_error": f"the server harness failed: {type(exc).__name__}: {str(exc)[:300]}"})
+        finally:
+            _reap()
+            group = sandbox.MemoryCgroup.from_list(job.get("cgroup"))
+            write({"processes_seen": -1, "processes_left": 0,
+                   "memory": group.describe() if group else sandbox.rlimit_bound(limits)})
+            out.close()
+        return 0
     kernel = Kernel(sandboxed=bool(job.get("sandbox")), limits=limits, hide=job.get("hide", []),
                     tmp=job.get("tmp"), cgroup=sandbox.MemoryCgroup.from_list(job.get("cgroup")))
     try:

@@ -160,10 +160,17 @@ def load_lab(path: str | Path) -> Lab:
 
 
 def find_labs(source: str | Path) -> list[Lab]:
-    """Every lab in *source* (a folder of source notebooks, or one notebook)."""
+    """Every lab in *source* (a folder of source notebooks, or one notebook),
+    and every server lab in it (a folder with a ``lab.json``:
+    :mod:`mailkit.labs.serverlab`), in the order of their names."""
+    from .serverlab import is_server_lab, load_server_lab
     source = Path(source)
-    paths = [source] if source.is_file() else sorted(source.glob("*.ipynb"))
-    return [load_lab(p) for p in paths]
+    if source.is_file():
+        return [load_lab(source)]
+    if is_server_lab(source):
+        return [load_server_lab(source)]
+    paths = sorted([*source.glob("*.ipynb"), *(p for p in source.iterdir() if is_server_lab(p))])
+    return [load_server_lab(p) if p.is_dir() else load_lab(p) for p in paths]
 
 
 _BEGIN_RE = re.compile(r"^([ \t]*)" + re.escape(BEGIN) + r"\b.*$")

@@ -27,9 +27,10 @@ import nbformat
 
 from .sanitize import canonical
 from .notebook import NBVAL_IGNORE, CellRole, Lab, is_check, is_solution, solution_name
-from .reading import Submission, parse_notebook
+from .reading import SourceTree, Submission, parse_notebook
+from .serverlab import ServerLab
 
-__all__ = ["PlannedCell", "Job", "plan", "plan_trusted_notebook", "assemble",
+__all__ = ["PlannedCell", "Job", "plan", "plan_trusted_notebook", "assemble", "ServerJob", "plan_server",
            "DEFAULT_RUN_LIMIT_S", "DEFAULT_CELL_TIMEOUT_S"]
 
 # One wall-clock limit per notebook run, whatever its cell count: a lab's whole
@@ -188,3 +189,48 @@ def assemble(lab: Lab, student: nbformat.NotebookNode, *, hidden: bool = True,
 
 def _role_of(cell) -> str:
     return str(_meta(cell)["check"])
+
+
+# -- a server lab (mailkit.labs.serverlab): the same stage, for a folder of source code ---------
+
+
+
+@dataclass
+class ServerJob:
+    """What the harness does for one submission.  Everything but ``files``
+    comes from the lab source."""
+
+    files: list[tuple[str, bytes, bool]]
+    build: list[str]             # [] : nothing to build
+    start: list[str]
+    checks: list[str]            # conform check ids, "name" or "name@noise"
+    build_s: float
+    budget_s: float
+    run_limit_s: float
+    notes: list[str] = field(default_factory=list)
+    problem: str = ""            # set: nothing to run (no run script, no Makefile)
+
+    def for_harness(self) -> dict:
+        import base64
+        return {"kind": "server", "build": self.build, "start": self.start, "checks": self.checks,
+                "build_s": self.build_s, "budget_s": self.budget_s,
+                "files": [[rel, base64.b64encode(data).decode(), ex] for rel, data, ex in self.files]}
+
+
+def plan_server(lab: ServerLab, tree: SourceTree) -> ServerJob:
+    """The job: the student's files as data, and the lab's build, start and
+    checks.  The start command is the lab's entry for the first of its
+    files (``run``, ``Makefile``) the folder holds; the build is run only
+    if a Makefile is there."""
+    names = tree.names
+    job = ServerJob(list(tree.files), lab.build if "Makefile" in names else [], [],
+                    [c.name for c in lab.checks], lab.build_s, lab.budget_s, lab.run_limit_s,
+                    notes=list(tree.skipped))
+    for wanted, command in lab.start.items():
+        if wanted in names:
+            job.start = list(command)
+            break
+    else:
+        job.problem = "did not run"
+        job.notes.append(f"no {' or '.join(lab.start)} at the top of the folder: nothing starts the server")
+    return job

@@ -38,7 +38,8 @@ from pathlib import Path
 __all__ = ["Submission", "Unreadable", "StudentCell", "read_submission", "read_bytes", "parse_notebook",
            "walk_student_folder", "student_folders", "nesting_depth", "MAX_NOTEBOOK_BYTES", "MAX_DEPTH",
            "MAX_BYTES_PER_STUDENT",
-           "MAX_CELLS", "MAX_CELL_CHARS", "MAX_FILES_PER_STUDENT", "MAX_FOLDER_DEPTH"]
+           "MAX_CELLS", "MAX_CELL_CHARS", "MAX_FILES_PER_STUDENT", "MAX_FOLDER_DEPTH",
+           "SourceTree", "read_tree", "lab_folder", "MAX_TREE_FILES", "MAX_TREE_BYTES", "MAX_TREE_DEPTH"]
 
 # A lab notebook with its outputs and a plot or two is well under 1 MB; 16 MB
 # leaves room for images a student pasted, and bounds what one file costs.
@@ -297,3 +298,123 @@ def walk_student_folder(name: str, parent_fd: int) -> StudentFolder:
     finally:
         os.close(fd)
     return folder
+
+
+# -- a folder of source code (a server in any language) ---------------------------
+
+# A student's server is a few source files and a run script or Makefile:
+# 200 files and 4 MB in all are far more, and bound what the grader copies
+# into the sandbox.  Four folders deep holds src/main/java/... (Maven's
+# layout needs more: such a student zips it flatter).
+MAX_TREE_FILES = 200
+MAX_TREE_BYTES = 4 * 1024 * 1024
+MAX_TREE_DEPTH = 4
+
+
+@dataclass(frozen=True)
+class SourceTree:
+    """A folder of source code as the grader uses it: plain data, read once.
+    ``files`` holds (relative path, bytes, executable?) of the regular files;
+    links and special files were never opened, only noted in ``skipped``."""
+
+    name: str
+    sha256: str
+    files: tuple[tuple[str, bytes, bool], ...] = ()
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> set[str]:
+        return {rel for rel, _, _ in self.files}
+
+
+def read_tree(name: str, parent_fd: int) -> SourceTree | Unreadable:
+    """Read the folder *name* of *parent_fd* (a student's lab folder): every
+    regular file, no link followed (``O_NOFOLLOW`` on each folder and file,
+    checked with ``fstat``), at most :data:`MAX_TREE_FILES` files,
+    :data:`MAX_TREE_BYTES` bytes and :data:`MAX_TREE_DEPTH` folders deep."""
+    files: list[tuple[str, bytes, bool]] = []
+    skipped: list[str] = []
+    total = 0
+
+    class TooBig(Exception):
+        pass
+
+    def walk(dir_fd: int, prefix: str, depth: int) -> None:
+        nonlocal total
+        with os.scandir(dir_fd) as it:
+            entries = sorted((e.name, e.is_symlink(), e.is_dir(follow_symlinks=False)) for e in it)
+        for entry, is_link, is_dir in entries:
+            rel = f"{prefix}{entry}"
+            if entry in SKIP_FOLDERS or entry in (".git", ".DS_Store"):
+                continue
+            if is_link:
+                skipped.append(f"skipped: symlink {rel} (links are not followed)")
+                continue
+            if is_dir:
+                if depth >= MAX_TREE_DEPTH:
+                    raise TooBig(f"{rel}/ is more than {MAX_TREE_DEPTH} folders deep")
+                sub = os.open(entry, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+                try:
+                    walk(sub, rel + "/", depth + 1)
+                finally:
+                    os.close(sub)
+                continue
+            if len(files) >= MAX_TREE_FILES:
+                raise TooBig(f"more than {MAX_TREE_FILES} files")
+            fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+            try:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
+                    skipped.append(f"skipped: {rel} is not a regular file")
+                    continue
+                data = os.read(fd, MAX_TREE_BYTES - total + 1)
+            finally:
+                os.close(fd)
+            total += len(data)
+            if total > MAX_TREE_BYTES:
+                raise TooBig(f"more than {MAX_TREE_BYTES // 2**20} MB")
+            files.append((rel, data, bool(info.st_mode & 0o111)))
+
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+    except OSError as exc:
+        what = "symlink" if exc.errno == errno.ELOOP else exc.strerror
+        return Unreadable(name, f"skipped: {what} {name}/", skipped=True)
+    try:
+        walk(fd, "", 1)
+    except TooBig as exc:
+        return Unreadable(name, f"not graded: {exc} (at most {MAX_TREE_FILES} files, "
+                                f"{MAX_TREE_BYTES // 2**20} MB, {MAX_TREE_DEPTH} folders deep)")
+    except OSError as exc:
+        return Unreadable(name, f"not graded: a file could not be read ({exc.strerror})")
+    finally:
+        os.close(fd)
+    digest = hashlib.sha256()
+    for rel, data, executable in files:
+        digest.update(f"{rel}\0{len(data)}\0{int(executable)}\0".encode() + data)
+    return SourceTree(name, digest.hexdigest(), tuple(files), tuple(skipped))
+
+
+def lab_folder(root: str | Path, student: str, wanted) -> tuple[str, SourceTree | Unreadable] | None:
+    """The folder in *student*'s folder under *root* that ``wanted(name)``
+    picks (a lab's folder), read with :func:`read_tree`; None if there is none."""
+    root_fd = os.open(Path(root).resolve(), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fd = os.open(student, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd)
+        except OSError:
+            return None
+        try:
+            with os.scandir(fd) as it:
+                found = sorted((e.name, e.is_symlink()) for e in it
+                               if wanted(e.name) and (e.is_symlink() or e.is_dir(follow_symlinks=False)))
+            if not found:
+                return None
+            name, is_link = found[0]
+            if is_link:
+                return name, Unreadable(name, f"skipped: symlink {name}/ (links are not followed)", skipped=True)
+            return name, read_tree(name, fd)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(root_fd)

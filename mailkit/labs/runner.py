@@ -39,7 +39,7 @@ from . import sandbox as _sandbox
 from .planning import DEFAULT_CELL_TIMEOUT_S, DEFAULT_RUN_LIMIT_S, Job, plan_trusted_notebook
 from .sanitize import sanitize
 
-__all__ = ["CellResult", "RunResult", "run_job", "run_notebook", "warm_kernels", "DEFAULT_CELL_TIMEOUT_S",
+__all__ = ["CellResult", "RunResult", "ServerRun", "run_server_job", "run_job", "run_notebook", "warm_kernels", "DEFAULT_CELL_TIMEOUT_S",
            "DEFAULT_RUN_LIMIT_S"]
 
 REPORT_READ_S = 10.0            # after the harness ended: the rest of its report
@@ -285,6 +285,74 @@ def _run_once(job: dict, *, deadline: float) -> RunResult:
         harness.cleanup()
         result.seconds = time.perf_counter() - started
     return result
+
+
+@dataclass
+class ServerRun:
+    """What the harness reported of one server lab's run (plain data)."""
+
+    checks: dict[str, dict] = field(default_factory=dict)   # check id -> {"status", "message", "expected"}
+    seconds: float = 0.0
+    build_seconds: float = 0.0
+    probes_seconds: float = 0.0
+    build_failed: str = ""
+    start_failed: str = ""
+    killed: bool = False
+    sandboxed: bool = True
+    grader_error: str = ""
+    memory: str = ""
+    log: str = ""
+
+
+def run_server_job(job, *, limits: _sandbox.Limits | None = None, hide: list[str | Path] = (),
+                   tmp_root: str | Path | None = None) -> ServerRun:
+    """Run a server lab's planned *job* (:class:`mailkit.labs.serverlab.ServerJob`)
+    in a new harness: built and started in the sandbox, probed from the
+    harness (see :mod:`mailkit.labs.serverrun`), within the job's one
+    wall-clock limit.  Only the sandboxed way exists."""
+    tmp = Path(tmp_root).resolve() if tmp_root else None
+    settings = {"sandbox": True, "limits": (limits or _sandbox.Limits()).as_dict(), "hide": _covering(hide),
+                "tmp": str(tmp) if tmp else None, "kind": "server"}
+    harness = _Harness(settings)
+    started = time.perf_counter()
+    run = ServerRun()
+    try:
+        try:
+            request = dict(job.for_harness(), seed=secrets.randbits(62))   # the hidden inputs: only in the pipe
+            harness.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            harness.proc.stdin.close()
+            harness.proc.wait(timeout=job.run_limit_s)
+        except (subprocess.TimeoutExpired, BrokenPipeError):
+            run.killed = harness.proc.poll() is None
+        finally:
+            _kill_group(harness.proc)
+        harness.reader.join(REPORT_READ_S)
+        run.log = harness.log.read_text(errors="replace")[-4000:]
+        for rec in _records(harness.report):
+            if "build" in rec:
+                run.build_seconds = float(rec.get("seconds", 0))
+                if rec["build"] != 0:
+                    why = "it ran longer than the build limit" if rec["build"] == "timeout" else \
+                        f"exit status {rec['build']}"
+                    run.build_failed = f"{why}; its output ends:\n{rec.get('log', '')}"
+            elif "start_failed" in rec:
+                run.start_failed = f"{rec['start_failed']}; its output ends:\n{rec.get('log', '')}"
+            elif isinstance(rec.get("check"), str) and rec["check"] not in run.checks:
+                run.checks[rec["check"]] = rec
+                if rec.get("status") == "error" and not run.grader_error:
+                    run.grader_error = f"the conformance suite failed on {rec['check']}: {rec.get('message', '')[:300]}"
+            elif "probes_s" in rec:
+                run.probes_seconds = float(rec["probes_s"])
+            elif rec.get("grader_error"):
+                run.grader_error = str(rec["grader_error"])
+            elif "memory" in rec:
+                run.memory = str(rec["memory"])
+        if not run.killed and not run.grader_error and not any("memory" in r for r in _records(harness.report)):
+            run.grader_error = "the grader's harness ended without finishing its report"
+    finally:
+        harness.cleanup()
+        run.seconds = time.perf_counter() - started
+    return run
 
 
 def _records(lines: list[bytes]) -> list[dict]:

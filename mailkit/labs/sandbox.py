@@ -51,7 +51,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Limits", "available", "bwrap_command", "enter_network_namespace", "preexec", "UID_RANGE",
+__all__ = ["Limits", "available", "bwrap_command", "enter_network_namespace", "private_scratch", "preexec", "UID_RANGE",
            "MemoryCgroup", "rlimit_bound", "memory_bound", "remove_stale_cgroups", "memory_cgroup_parents"]
 
 UID_RANGE = (200_000, 265_000)   # throwaway uids: no account, no files on the host
@@ -107,10 +107,13 @@ def readable_roots() -> list[Path]:
 
 
 def bwrap_command(command: list[str], *, uid: int, run_dir: Path, limits: Limits,
-                  hide: list[Path] = ()) -> list[str]:
+                  hide: list[Path] = (), home: Path | None = None) -> list[str]:
     """*command* wrapped in bwrap and setpriv as described above.  *run_dir*
     (host folder, read-only inside as :data:`RUN_DIR`) holds the connection
-    file; *hide* are host folders to cover if they lie under a mounted one."""
+    file; *hide* are host folders to cover if they lie under a mounted one.
+    *home* (a host folder the run owns, a size-capped tmpfs of its own: see
+    :func:`private_scratch`) is bound writable as :data:`HOME` instead of a
+    fresh tmpfs, so that what a server writes outlives one start of it."""
     size = str(limits.disk_mb * 1024 * 1024)
     args = ["bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--hostname", "sandbox",
@@ -120,7 +123,7 @@ def bwrap_command(command: list[str], *, uid: int, run_dir: Path, limits: Limits
             # .venv) is bound on top of it, not hidden by it.
             "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
             "--perms", "0755", "--dir", "/home",
-            "--perms", "1777", "--size", size, "--tmpfs", HOME,
+            *(["--bind", str(home), HOME] if home else ["--perms", "1777", "--size", size, "--tmpfs", HOME]),
             "--perms", "0755", "--dir", "/run"]
     for name in ("bin", "lib", "lib32", "lib64", "sbin"):
         target = Path("/") / name
@@ -326,6 +329,26 @@ def preexec(limits: Limits, *, cgroup: MemoryCgroup | None = None):
 
 
 CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
+_MS_REC, _MS_PRIVATE = 0x4000, 0x40000
+
+
+def private_scratch(folder: Path, *, uid: int, size_mb: int) -> None:
+    """Mount a tmpfs of *size_mb* owned by *uid* on *folder*, in a mount
+    namespace of this process's own (call it before any thread starts): the
+    host never sees it, it is capped like the kernel's ``/tmp``, and it
+    vanishes with this process.  A sandbox started from here binds it."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.unshare(CLONE_NEWNS) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare(CLONE_NEWNS): {os.strerror(err)}")
+    if libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount --make-rprivate /: {os.strerror(err)}")
+    options = f"size={size_mb}m,mode=0700,uid={uid},gid={uid}".encode()
+    if libc.mount(b"tmpfs", str(folder).encode(), b"tmpfs", 0, options) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount tmpfs on {folder}: {os.strerror(err)}")
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
 
