@@ -83,6 +83,10 @@ def graded(tmp_path_factory):
         f"for f in /run/mailkit/* $HOME/*; do echo '{line}' >> $f; done 2>/dev/null\n"
         "kill -9 -1 2>/dev/null\n"
         f"echo '{line}'\nsleep 1\n")
+    # Hands in mailkit's own server: the package is covered in the sandbox, and the row is flagged.
+    kit = subs / "uses-kit" / LAB
+    kit.mkdir(parents=True)
+    (kit / "run").write_text('#!/bin/sh\nexec python3 -m mailkit serve --port "$1" --users-file "$2" --db "$3"\n')
     # Links: the run script and the server are links to a classmate's; a lab folder that is a link.
     linked = subs / "links" / LAB
     linked.mkdir(parents=True)
@@ -130,6 +134,13 @@ def test_forged_results_earn_nothing(graded):
     assert (row["total"], row["max"], row["sandbox"]) == ("0", MAX, "yes")
     assert "did not start" in row["feedback"]
     assert graded["rows"]["py-ref"]["total"] == MAX   # its kill -9 -1 reached no one else
+
+
+def test_mailkits_own_server_is_not_there_to_hand_in_and_is_flagged(graded):
+    row = graded["rows"]["uses-kit"]
+    assert (row["total"], row["sandbox"]) == ("0", "yes"), row["feedback"]
+    assert "uses mailkit's code: run runs or imports mailkit" in row["flags"]
+    assert graded["rows"]["py-ref"]["flags"] == ""     # its docstring names mailkit: not a use of it
 
 
 def test_links_are_not_followed(graded):

@@ -18,7 +18,7 @@ from .notebook import Lab
 from .planning import DEFAULT_CELL_TIMEOUT_S, plan, plan_server
 from .reading import Submission, Unreadable, read_submission
 from .runner import ServerRun, run_job, run_server_job
-from .serverjudge import judge_server
+from .serverjudge import KIT_FOLDER, judge_server
 from .serverlab import ServerLab
 
 __all__ = ["CheckResult", "LabResult", "check_notebook", "check_submission", "check_server", "feedback_for", "diff_text",
@@ -67,5 +67,8 @@ def check_server(read, lab: ServerLab, *, student: str, sandbox: bool = True, li
     job = plan_server(lab, read)
     if job.problem:
         return judge_server(lab, job, ServerRun(), student=student, notebook=folder)
-    run = run_server_job(job, limits=limits, hide=[*hide, lab.path.parent.resolve()], tmp_root=tmp_root)
+    # The student's server is theirs to write: mailkit's own package (a
+    # `python -m mailkit serve` in a run script) is covered in the sandbox.
+    run = run_server_job(job, limits=limits, hide=[*hide, lab.path.parent.resolve(), KIT_FOLDER],
+                         tmp_root=tmp_root)
     return judge_server(lab, job, run, student=student, notebook=folder)
