@@ -5,6 +5,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+# `make test` runs on every core (pytest-xdist); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= auto
+# One file (a notebook, a test module) per work unit: a notebook's cells run in
+# order in one kernel, a module's fixtures are built once.  tests/conftest.py
+# puts the costly files first; --durations=10 lists the slowest ten at the end.
+XDIST = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 # Port of `make app` (Voila's usual one).
 APP_PORT ?= 8866
 # Extra options for `make lab`, e.g. LAB_ARGS='--port 8899 --no-browser'
@@ -14,12 +20,13 @@ LAB_ARGS ?=
 # Added only when running as root (containers, CI), where Jupyter refuses to start without it.
 ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: help lab test app notebooks venv clean
+.PHONY: help lab test test-fast app notebooks venv clean
 
 help:
 	@echo "make lab  — open the course in JupyterLab, at its home page (index.ipynb)"
 	@echo "            LAB_ARGS='--port 8899 --no-browser' passes options to jupyter lab"
-	@echo "make test — run every test"
+	@echo "make test — run every test (the one that must pass)"
+	@echo "make test-fast — tests/ without the browser and slow tests (no notebooks): the edit-run loop"
 	@echo "make app  — serve the mail client (notebooks/06) as a web page with Voila, port APP_PORT=$(APP_PORT)"
 
 venv: $(VENV)/.installed
@@ -33,9 +40,17 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install --progress-bar on -e '.[dev]'
 	touch $@
 
+# It says when each part (tests/, browser tests, notebooks/ and labs/ under
+# nbval) starts and ends, and at the end how long each took.
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest tests notebooks labs --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/nbval-sanitize.cfg $(PYTEST_ARGS)
+		--nbval-sanitize-with tests/nbval-sanitize.cfg $(XDIST) --durations=10 $(PYTEST_ARGS)
+
+# For the edit-run loop: tests/ without the browser tests and the tests marked
+# slow (grading whole labs, the fuzzer, the real password hash), and without the
+# notebooks (nbval).  Not a substitute: `make test` is the command that must pass.
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest tests -m "not browser and not slow" $(XDIST) --durations=10 $(PYTEST_ARGS)
 
 # The whole repository is visible (notebooks/, assignments/, docs/); JupyterLab
 # opens the course's home page, index.ipynb, which links to all of it.  The

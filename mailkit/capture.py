@@ -109,6 +109,7 @@ _BPF = (  # (code, jump if true, jump if false, k)
     (0x06, 0, 0, 0),             # drop: ret #0
 )
 SO_ATTACH_FILTER = 26            # asm-generic/socket.h
+SO_RCVBUFFORCE = 33              # asm-generic/socket.h: SO_RCVBUF past rmem_max (CAP_NET_ADMIN)
 SOL_PACKET, PACKET_STATISTICS = 263, 6
 
 
@@ -165,7 +166,10 @@ class Sniffer:
         try:
             if len(self.ports) <= 2:
                 _attach_filter(s, self.ports)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SNIFF_BUFFER)
+            try:    # root may pass net.core.rmem_max (SO_RCVBUF alone is capped at it)
+                s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, SNIFF_BUFFER)
+            except OSError:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SNIFF_BUFFER)
             s.bind((self.interface, 0))
             s.settimeout(self.POLL_S)
         except OSError:
@@ -239,18 +243,35 @@ def exchange(address, data: bytes, *, mss: int | None = None, timeout: float = 1
     ``connect()`` (so the SYN announces it).  Return ``(reply, info)`` where
     *info* is the :class:`TcpInfo` of the connection right after the
     request was sent, while it was established."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    with _client_socket(mss, timeout) as sock:
+        return _exchange_on(sock, address, data)
+
+
+def _client_socket(mss: int | None, timeout: float, bind: str | None = None) -> socket.socket:
+    """A TCP socket with *mss* set; bound to (*bind*, port 0) if given, so
+    that its port is known before ``connect()``."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
         sock.settimeout(timeout)
         if mss is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
-        sock.connect(tuple(address))
-        sock.sendall(data)
-        info = tcp_info(sock)
-        sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-        return b"".join(chunks), info
+        if bind is not None:
+            sock.bind((bind, 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _exchange_on(sock: socket.socket, address, data: bytes):
+    sock.connect(tuple(address))
+    sock.sendall(data)
+    info = tcp_info(sock)
+    sock.shutdown(socket.SHUT_WR)
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks), info
 
 
 # --------------------------------------------------------------------------
@@ -272,21 +293,78 @@ def _finished(conv: pcap.Conversation) -> bool:
 
 @dataclass
 class Recording:
-    """What :func:`record` made: the frames, and the ports it used."""
+    """What :func:`record` made: the frames of the script's connections
+    (and only those), and the ports it used.
+
+    ``left_out`` names, one line each, the connections on the same ports
+    that are not the script's: an attempt the client made again because
+    the first got no reply (a busy machine), or another program's
+    connection to one of the ports (a port scan)."""
 
     frames: list[tuple[float, bytes]]
     server_port: int
     refused_port: int
     complete: bool           # every connection was seen to its end, no frame dropped
+    left_out: tuple[str, ...] = ()
 
     @property
     def segments(self) -> list[pcap.Segment]:
         return [s for when, f in self.frames if (s := pcap.parse_frame(f, when)) is not None]
 
 
-def record(path=None, *, timeout: float = 10.0) -> Recording:
+class _Script:
+    """How to tell the script's connections among everything on its ports:
+    by their ports where the script chose them, else by their bytes (the
+    request the client sent and the reply it got, on the server's port)."""
+
+    def __init__(self, server_port: int):
+        self.server_port = server_port
+        self.wanted: list = []      # per SCRIPT entry: ("port", client port, server port) or ("bytes", sent, reply)
+
+    def by_port(self, client_port: int, server_port: int) -> None:
+        self.wanted.append(("port", client_port, server_port))
+
+    def by_bytes(self, attempt) -> None:
+        """The connection of *attempt* (a :class:`~mailkit.trace.Exchange`, the one that got the reply)."""
+        self.wanted.append(("bytes", attempt.request, attempt.reply))
+
+    def _is(self, want, conv: pcap.Conversation) -> bool:
+        if want[0] == "port":
+            return (conv.client[1], conv.server[1]) == want[1:]
+        return (conv.server[1] == self.server_port and conv.payload("client") == want[1]
+                and conv.payload("server") == want[2])
+
+    def find(self, convs) -> list:
+        """The script's connections in :data:`SCRIPT` order (None where not seen yet)."""
+        found: list = [None] * len(self.wanted)
+        # those known by their ports first: a retry cannot look like them
+        for i in sorted(range(len(self.wanted)), key=lambda i: self.wanted[i][0] != "port"):
+            found[i] = next((c for c in convs if self._is(self.wanted[i], c)
+                             and not any(c is f for f in found)), None)
+        return found
+
+    def seen_to_the_end(self, segments) -> bool:
+        found = self.find(pcap.conversations(segments))
+        return len(found) == len(SCRIPT) and all(c is not None and _finished(c) for c in found)
+
+
+def _left_out(conv: pcap.Conversation) -> str:
+    """One line about a connection that is not the script's."""
+    up, down = len(conv.payload("client")), len(conv.payload("server"))
+    what = "refused" if conv.refused else f"{up} bytes sent, {down} bytes of reply"
+    return f"port {conv.client[1]} -> {conv.server[1]}: {len(conv.rows)} segments, {what}"
+
+
+def record(path=None, *, timeout: float = 10.0, interference=None) -> Recording:
     """Play :data:`SCRIPT` against a new server on 127.0.0.1 (port 0) while
     a :class:`Sniffer` records lo; save it to *path* as pcap if given.
+
+    Only the script's connections are kept, told apart by their ports (the
+    client's too): a retried attempt of the client, or another program's
+    connection to the same ports, is left out and named in
+    :attr:`Recording.left_out`.  *interference*, if given, is called with
+    ``(server address, refused address)`` while the sniffer runs, before
+    the script (tests: traffic that is not the script's).
 
     Needs root or CAP_NET_RAW (``PermissionError`` otherwise)."""
     # A port that is bound but not listening: the kernel refuses connections
@@ -297,30 +375,42 @@ def record(path=None, *, timeout: float = 10.0) -> Recording:
     try:
         with MailServer(users=USERS) as server:
             host, port = server.address
+            script = _Script(port)
             with Sniffer({port, refused_port}) as sniffer:
+                if interference is not None:
+                    interference((host, port), ("127.0.0.1", refused_port))
                 client = MailClient(host, port)
                 client.login("alice", USERS["alice"])
+                script.by_bytes(client.transcript[-1])
                 client.send("bob", SUBJECT, BODY)
+                script.by_bytes(client.transcript[-1])
                 frame = P.make_frame(client.session_id, "email", "bob", SUBJECT, BODY)
-                reply, _ = exchange((host, port), frame, mss=ETHERNET_MSS)
+                with _client_socket(ETHERNET_MSS, timeout, bind=host) as sock:
+                    script.by_port(sock.getsockname()[1], port)
+                    reply, _ = _exchange_on(sock, (host, port), frame)
                 if not reply.startswith(b"OK"):
                     raise RuntimeError(f"the server did not accept the mail: {reply[:60]!r}")
-                try:
-                    socket.create_connection(("127.0.0.1", refused_port), timeout=timeout).close()
-                    raise RuntimeError(f"port {refused_port} accepted a connection; expected a refusal")
-                except ConnectionRefusedError:
-                    pass
-                complete = sniffer.wait_for(
-                    lambda segs: (len(cs := pcap.conversations(segs)) == len(SCRIPT)
-                                  and all(_finished(c) for c in cs)), timeout)
-            frames = list(sniffer.frames)
+                with _client_socket(None, timeout, bind="127.0.0.1") as sock:
+                    script.by_port(sock.getsockname()[1], refused_port)
+                    try:
+                        sock.connect(("127.0.0.1", refused_port))
+                        raise RuntimeError(f"port {refused_port} accepted a connection; expected a refusal")
+                    except ConnectionRefusedError:
+                        pass
+                complete = sniffer.wait_for(script.seen_to_the_end, timeout)
+            parsed = [(when, f, s) for when, f in sniffer.frames if (s := pcap.parse_frame(f, when)) is not None]
             complete = complete and sniffer.drops == 0
     finally:
         closed.close()
+    convs = pcap.conversations([s for _, _, s in parsed])
+    ours = [c for c in script.find(convs) if c is not None]
+    keep = {r.number for c in ours for r in c.rows}
+    frames = [(when, f) for number, (when, f, _) in enumerate(parsed, 1) if number in keep]
+    left_out = tuple(_left_out(c) for c in convs if not any(c is o for o in ours))
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         pcap.write_pcap(path, frames)
-    return Recording(frames, port, refused_port, complete)
+    return Recording(frames, port, refused_port, complete, left_out)
 
 
 # --------------------------------------------------------------------------
@@ -349,15 +439,46 @@ class Shape:
     def __repr__(self) -> str:
         return self.text
 
+    def difference(self, other: "Shape", them: str = "the committed capture") -> str:
+        """One line saying how this shape differs from *other* ("" if it does not)."""
+        if len(self.connections) != len(other.connections):
+            return f"{len(self.connections)} connections, {them} {len(other.connections)}"
+        shown = (lambda v: " / ".join(v), str, str, lambda v: " and ".join(v) or "nobody")
+        labels = ("opening", "client sent", "server sent", "FIN from")
+        differ = []
+        for (name, _), mine, theirs in zip(SCRIPT, self.connections, other.connections):
+            fields = [f"{label} {show(a)} ({them}: {show(b)})"
+                      for label, show, a, b in zip(labels, shown, mine, theirs) if a != b]
+            if fields:
+                differ.append(f"{name}: {', '.join(fields)}")
+        return "; ".join(differ)
+
+
+def _opening(conv: pcap.Conversation) -> tuple:
+    """The flags of the handshake: the client's first SYN, the server's
+    first SYN-ACK (or the RST that refuses), the client's first segment
+    after it.  A SYN or SYN-ACK sent again because its answer was late
+    (RFC 6298: after the RTO, 1 s for a SYN) is the same step, counted once."""
+    rows = conv.rows
+    syn = next((r for r in rows if r.sender == "client" and r.segment.has(pcap.SYN)), None)
+    if syn is None:
+        return tuple(r.segment.flag_names for r in rows[:3])
+    answer = next((r for r in rows if r.sender == "server"
+                   and (r.segment.has(pcap.RST) or r.segment.has(pcap.SYN))), None)
+    if answer is None or answer.segment.has(pcap.RST):
+        return tuple(r.segment.flag_names for r in (syn, answer) if r is not None)
+    third = next((r for r in rows if r.sender == "client" and r.number > answer.number
+                  and not r.segment.has(pcap.SYN)), None)
+    return tuple(r.segment.flag_names for r in (syn, answer, third) if r is not None)
+
 
 def shape(segments) -> Shape:
     """The :class:`Shape` of a capture of :data:`SCRIPT`."""
     out = []
     for conv in pcap.conversations(segments):
-        opening = tuple(r.segment.flag_names for r in conv.rows[:2 if conv.refused else 3])
         fins = tuple(who for who in ("client", "server")
                      if any(r.segment.has(pcap.FIN) for r in conv.sent_by(who)))
-        out.append((opening, len(conv.payload("client")), len(conv.payload("server")), fins))
+        out.append((_opening(conv), len(conv.payload("client")), len(conv.payload("server")), fins))
     return Shape(tuple(out))
 
 
@@ -551,6 +672,8 @@ def main(argv=None) -> int:
     print(f"{args.path}: {len(recording.frames)} frames, {len(pcap.conversations(segs))} connections"
           f"{'' if recording.complete else ' (INCOMPLETE: a connection was not seen to its end)'}")
     print(shape(segs))
+    for line in recording.left_out:
+        print(f"left out (not the script's): {line}")
     print("closed first: " + ", ".join(f"{name}: {c.first_fin or '-'}"
                                         for (name, _), c in zip(SCRIPT, pcap.conversations(segs))))
     return 0 if recording.complete else 1

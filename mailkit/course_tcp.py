@@ -523,8 +523,11 @@ TCP_CHECKSUM_HINT = ("RFC 9293 section 3.1 draws the pseudo-header and says what
 def record_again(capture: Capture) -> Text:
     """Record the scripted exchange live (root or CAP_NET_RAW) and compare
     its shape with the committed capture: the same handshakes, the same
-    bytes each way, the same side closing first.  Segment sizes, ports,
-    ISNs and times may differ, and are not compared."""
+    bytes each way, a FIN from each side.  Segment sizes, ports, ISNs,
+    times and who closed first may differ, and are not compared.  The
+    script's connections are told apart by their ports: a retried attempt
+    or another program's connection to the same ports is left out, and
+    one line says so; when the shapes differ, one line says where."""
     if not C.can_capture():
         return Text(NOT_ALLOWED)
     fd, name = tempfile.mkstemp(suffix=".pcap")
@@ -532,14 +535,21 @@ def record_again(capture: Capture) -> Text:
     try:
         recording = C.record(name)
         again = load_capture(name)
+    except ValueError as exc:           # a connection of the script was not seen at all
+        return Text(f"recorded live on lo, but not the whole script: {exc}")
     finally:
         os.unlink(name)
-    same = C.shape(again.segments) == C.shape(capture.segments)
-    return Text("\n".join([
-        f"recorded live on lo: {len(again.conversations)} connections, "
-        f"every one seen to its end: {recording.complete}",
-        f"same shape as the committed capture: {same}",
-    ]))
+    difference = C.shape(again.segments).difference(C.shape(capture.segments))
+    lines = [f"recorded live on lo: {len(again.conversations)} connections, "
+             f"every one seen to its end: {recording.complete}",
+             f"same shape as the committed capture: {not difference}"]
+    if difference:
+        lines.append(f"what differed: {difference}")
+    if recording.left_out:
+        n = len(recording.left_out)
+        lines.append(f"left out {n} connection{'s' * (n > 1)} on the same ports that the script did not make "
+                     f"(a retry, or another program): {'; '.join(recording.left_out)}")
+    return Text("\n".join(lines))
 
 
 def record_button(capture: Capture):

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -63,6 +64,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+PORT_TRIES = 3      # Jupyter and Voila take a port number, not a socket: another test may take it first
+
+
+def serve_on_a_free_port(start):
+    """``start(port)`` -> a started :class:`Served`, on a port free a moment
+    ago.  Jupyter binds it itself, so a port taken in between (by another
+    test's connection, beside it) makes it exit: then try another port."""
+    for attempt in range(1, PORT_TRIES + 1):
+        port = free_port()
+        try:
+            return start(port)
+        except PortTaken:
+            if attempt == PORT_TRIES:
+                raise
+
+
+class PortTaken(RuntimeError):
+    """The server exited because its port was taken before it could bind it."""
+
+
 def jupyter_env(home: Path) -> dict[str, str]:
     """Environment variables that keep Jupyter inside *home*, with the lab
     settings above written there."""
@@ -98,23 +119,26 @@ class Served:
         self.proc = subprocess.Popen(args, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
                                      cwd=env["HOME"], start_new_session=True)
 
-    def wait_until_listening(self, path: str = "", timeout: float = SERVER_START_S) -> None:
-        """Wait until the port accepts a connection (and *path* answers 200, if given)."""
+    def wait_until_listening(self, path: str, timeout: float = SERVER_START_S, *, statuses=(200,)) -> None:
+        """Wait until *path* answers with one of *statuses*: the server's own
+        answer (a port that merely accepts connections may be another's)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+                tail = self.log_tail()
+                if "already in use" in tail:
+                    self._log_file.close()
+                    raise PortTaken(f"{self.name}: port {self.port} was taken:\n{tail}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{tail}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    pass
-                if path:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-                        if r.status == 200:
-                            return
-                else:
-                    return
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                    status = r.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
             except OSError:
-                pass
+                status = None
+            if status in statuses:
+                return
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} did not answer on port {self.port} within {timeout:.0f} s:\n"
                            f"{self.log_tail()}")
@@ -163,9 +187,9 @@ def start_lab(tmp: Path, notebooks: tuple[Path, ...] = (NOTEBOOK,), *,
         copies = [root / "index.ipynb"]
     else:
         copies = [copy_notebook(tmp / "notebooks", notebook) for notebook in notebooks]
-    port, token = free_port(), secrets.token_hex(16)
+    token = secrets.token_hex(16)
     args = [sys.executable, "-m", "jupyterlab", "--no-browser",
-            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+            "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={copies[0].parent}"]
     if home:
         app_settings = tmp / "app-settings"
@@ -176,9 +200,14 @@ def start_lab(tmp: Path, notebooks: tuple[Path, ...] = (NOTEBOOK,), *,
         args.append("--LabApp.expose_app_in_browser=True")
     if os.geteuid() == 0:
         args.append("--allow-root")
-    lab = Served("JupyterLab", args, env, tmp / "jupyterlab.log", port)
-    lab.url = lambda name: f"http://127.0.0.1:{port}/lab/tree/{name}?token={token}&reset"
-    lab.wait_until_listening(f"/api/status?token={token}")
+
+    def start(port: int) -> Served:
+        lab = Served("JupyterLab", [*args, f"--ServerApp.port={port}"], env, tmp / "jupyterlab.log", port)
+        lab.url = lambda name: f"http://127.0.0.1:{port}/lab/tree/{name}?token={token}&reset"
+        lab.wait_until_listening(f"/api/status?token={token}")
+        return lab
+
+    lab = serve_on_a_free_port(start)
     return lab, lab.url(copies[0].name)
 
 
@@ -188,13 +217,18 @@ def start_voila(tmp: Path, *options: str) -> tuple[Served, str]:
     removed, idle kernels of closed tabs culled); *options* override it."""
     env = jupyter_env(tmp)
     notebook = copy_notebook(tmp / "notebooks")
-    port = free_port()
     voila = Path(sys.executable).with_name("voila")
-    args = [str(voila) if voila.exists() else "voila", "--no-browser", f"--port={port}",
-            "--Voila.ip=127.0.0.1", f"--Voila.config_file_paths={ROOT}", *options, str(notebook)]
-    served = Served("Voila", args, env, tmp / "voila.log", port)
-    served.wait_until_listening()
-    return served, f"http://127.0.0.1:{port}/"
+
+    def start(port: int) -> Served:
+        args = [str(voila) if voila.exists() else "voila", "--no-browser", f"--port={port}", "--Voila.port_retries=0",
+                "--Voila.ip=127.0.0.1", f"--Voila.config_file_paths={ROOT}", *options, str(notebook)]
+        served = Served("Voila", args, env, tmp / "voila.log", port)
+        # Voila has no status page: its refusal to serve this path as a file is its answer
+        served.wait_until_listening("/api/kernels", statuses=(200, 403))
+        return served
+
+    served = serve_on_a_free_port(start)
+    return served, f"http://127.0.0.1:{served.port}/"
 
 
 def launch_chromium(playwright, executable: str):
@@ -269,6 +303,8 @@ _NOTEBOOK_STATE_JS = """() => {
     source: c.model.sharedModel.getSource(),
     count: c.model.type === 'code' ? c.model.executionCount : null,
     error: c.model.type === 'code' && c.model.outputs.toJSON().some(o => o.output_type === 'error'),
+    raised: c.model.type === 'code' ? c.model.outputs.toJSON().filter(o => o.output_type === 'error')
+                                        .map(o => o.ename + ': ' + o.evalue).join('; ') : '',
   }));
   return {kernel: kernel ? kernel.status : 'none', cells};
 }"""
@@ -326,5 +362,5 @@ class NotebookInLab:
             "() => { const s = (" + _NOTEBOOK_STATE_JS + ")();"
             " return s && (s.cells.some(c => c.error) || (s.kernel === 'idle' && " + done + ")); }",
             timeout=NOTEBOOK_RUN_S * 1000)
-        broken = [c["source"][:80] for c in self.state()["cells"] if c["error"]]
-        assert not broken, f"a cell raised an error: {broken}"
+        broken = [(c["source"][:80], c["raised"]) for c in self.state()["cells"] if c["error"]]
+        assert not broken, f"a cell raised an error (its source, what it raised): {broken}"

@@ -120,3 +120,139 @@ def serve_process(tmp_path):
     yield start
     for proc in started:
         proc.stop()
+
+
+# -- make test: what runs first, and which part it is in -------------------------
+#
+# `make test` runs on every core with pytest-xdist, one file per work unit
+# (--dist loadfile: a notebook's cells run in order on one worker, and a
+# module's fixtures are built once).  Units are handed out in the order
+# collected, so the costly ones are put first (--no-loadscope-reorder):
+# a unit of many slow tests started last would keep one core busy alone.
+# The order is the same on every worker (xdist checks that they agree).
+
+def _unit(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+# Seconds the longest files took on their worker (make test, 2 workers, load 6-10,
+# 2026-12-07); a slow test's count says little (30 wrong solutions share one
+# graded batch, 8 browser tests take minutes).  Other files: a guess per item.
+UNIT_SECONDS = {
+    "tests/test_browser.py": 150, "tests/test_labs.py": 100, "tests/test_grading.py": 70,
+    "tests/test_fuzz.py": 60, "tests/test_labs67.py": 45, "tests/test_class_server.py": 40,
+    "tests/test_server.py": 35, "notebooks/07-silence-timers-rtt-pipelining.ipynb": 30,
+}
+
+
+def _cost(item) -> float:
+    """A rough guess of an item's seconds: slow tests, a notebook cell, the rest."""
+    if item.get_closest_marker("slow"):
+        return 3.0
+    if _unit(item.nodeid).endswith(".ipynb"):
+        return 0.5                          # a cell under nbval: a kernel runs it
+    return 0.05
+
+
+def pytest_collection_modifyitems(config, items):
+    cost: dict[str, float] = {}
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
+        unit = _unit(item.nodeid)
+        cost[unit] = cost.get(unit, 0.0) + _cost(item)
+        first.setdefault(unit, i)
+    cost.update((unit, seconds) for unit, seconds in UNIT_SECONDS.items() if unit in cost)
+    items.sort(key=lambda item: (-cost[_unit(item.nodeid)], first[_unit(item.nodeid)]))
+
+
+def _part(nodeid: str, keywords) -> str:
+    """The part of `make test` a test belongs to."""
+    top = nodeid.split("/", 1)[0]
+    if top != "tests":
+        return f"{top}/ (nbval)"
+    return "browser tests" if "browser" in keywords else "tests/"
+
+
+class _Parts:
+    """Says when each part of the run starts and ends, and at the end how
+    long each took: wall time from its first test's start to its last's end,
+    and its tests' seconds added up (more than the wall time when the
+    part ran on several workers at once)."""
+
+    def __init__(self, config):
+        self.config = config
+        self.expected: dict[str, int] | None = None
+        self.parts: dict[str, dict] = {}
+        self.units: dict[str, float] = {}      # seconds of tests per file
+        self.began = time.time()
+
+    def _say(self, line: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write(f"\n{line}\n")      # between the rows of dots
+
+    def expect(self, nodeids, keywords=lambda nodeid: ()) -> None:
+        if self.expected is None:
+            self.expected = {}
+            for nodeid in nodeids:
+                part = _part(nodeid, keywords(nodeid))
+                self.expected[part] = self.expected.get(part, 0) + 1
+
+    def pytest_collection_finish(self, session):
+        by_id = {item.nodeid: item.keywords for item in session.items}
+        self.expect(by_id, lambda nodeid: by_id[nodeid])
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids):
+        # the controller sees ids only; browser tests are told by their file
+        self.expect(ids, lambda nodeid: ("browser",) if nodeid.startswith("tests/test_browser.py") else ())
+
+    def pytest_runtest_logreport(self, report):
+        part = _part(report.nodeid, report.keywords)
+        seen = self.parts.get(part)
+        if seen is None:
+            seen = self.parts[part] = {"start": report.start or time.time(), "stop": 0.0, "seconds": 0.0,
+                                       "done": 0, "failed": 0, "skipped": 0}
+            self._say(f"-- {part}: started at {self._clock(seen['start'])}")
+        seen["start"] = min(seen["start"], report.start or seen["start"])
+        seen["stop"] = max(seen["stop"], report.stop or time.time())
+        seen["seconds"] += report.duration
+        unit = _unit(report.nodeid)
+        self.units[unit] = self.units.get(unit, 0.0) + report.duration
+        if report.failed:
+            seen["failed"] += 1
+        elif report.skipped and report.when != "teardown":
+            seen["skipped"] += 1
+        if report.when == "teardown":
+            seen["done"] += 1
+            if self.expected and seen["done"] == self.expected.get(part):
+                self._say(f"-- {part}: done at {self._clock(seen['stop'])}, {self._tests(seen)}, "
+                          f"{self._took(seen)}")
+
+    def _clock(self, when: float) -> str:
+        seconds = max(0, int(when - self.began))
+        return f"{seconds // 60}:{seconds % 60:02d}"
+
+    @staticmethod
+    def _tests(seen: dict) -> str:
+        return f"{seen['done']} test{'s' * (seen['done'] != 1)}"
+
+    @staticmethod
+    def _took(seen: dict) -> str:
+        failed = f", {seen['failed']} FAILED" if seen["failed"] else ""
+        return f"{seen['stop'] - seen['start']:.0f} s wall, {seen['seconds']:.0f} s of tests{failed}"
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if not self.parts:
+            return
+        terminalreporter.section("parts of the run")
+        for part, seen in sorted(self.parts.items(), key=lambda kv: kv[1]["start"]):
+            terminalreporter.write_line(f"{part:<20} {self._tests(seen):>11}  {self._took(seen)}")
+        slowest = sorted(self.units.items(), key=lambda kv: -kv[1])[:8]
+        terminalreporter.write_line("slowest files (seconds of tests; UNIT_SECONDS in tests/conftest.py "
+                                    "starts them first): " + ", ".join(f"{u} {s:.0f}" for u, s in slowest))
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):          # the controller (or a run without xdist) reports
+        config.pluginmanager.register(_Parts(config), "mailkit-parts")

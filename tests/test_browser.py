@@ -1,9 +1,11 @@
 """The mail-client notebook and the course's forms in a real browser:
 JupyterLab, then Voila.
 
-Each test starts its own server on a free port (a throw-away Jupyter home,
-a copy of notebooks/06-mail-client.ipynb), opens it in headless chromium
-driven by playwright, and plays the same story with the mouse and keyboard:
+The JupyterLab tests share one JupyterLab on a free port serving a copy of
+what `make lab` serves (a throw-away Jupyter home); each Voila test starts
+its own Voila on a copy of notebooks/06-mail-client.ipynb.  Each opens its
+notebook in headless chromium driven by playwright, in a fresh page and
+workspace, and plays the same story with the mouse and keyboard:
 alice logs in and writes to bob; bob logs in, reads the mail, deletes one,
 watches his count fall; bob turns the noise up and sees KO and retries in his
 transcript; alice logs off and fails to log in with a wrong password.
@@ -154,10 +156,10 @@ def play_the_story(page, expect, shoot, prefix: str) -> None:
     assert len(shoot.taken) >= 6 and all(p.stat().st_size > 5000 for p in shoot.taken)
 
 
-def test_the_client_notebook_in_jupyterlab(page, playwright_api, shoot, tmp_path):
+def test_the_client_notebook_in_jupyterlab(page, playwright_api, shoot, course_lab):
     _, expect = playwright_api
     started = time.monotonic()
-    lab, url = start_lab(tmp_path)
+    lab, url = course_lab, course_lab.url("notebooks/06-mail-client.ipynb")
     try:
         page.goto(url)
         expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=NOTEBOOK_RUN_S * 1000)
@@ -183,8 +185,6 @@ def test_the_client_notebook_in_jupyterlab(page, playwright_api, shoot, tmp_path
     except Exception:
         print(lab.log_tail())
         raise
-    finally:
-        lab.stop()
     print(f"JupyterLab flow took {time.monotonic() - started:.1f} s")
 
 
@@ -278,15 +278,14 @@ def test_a_closed_voila_tab_has_its_kernel_culled(browser, playwright_api, tmp_p
 
 # -- the course's forms in JupyterLab ------------------------------------------------------------
 
-FORM_NOTEBOOKS = ("02-handshake.ipynb", "03-checksum-framing.ipynb", "04-bit-flips-and-retry.ipynb",
-                  "07-silence-timers-rtt-pipelining.ipynb")
-
 
 @pytest.fixture(scope="module")
 def course_lab(tmp_path_factory):
-    """One JupyterLab for the form notebooks (starting Lab is the slow part)."""
-    lab, _ = start_lab(tmp_path_factory.mktemp("course-lab"),
-                       tuple(ROOT / "notebooks" / name for name in FORM_NOTEBOOKS), expose_app=True)
+    """One JupyterLab serving what `make lab` serves (the home page, every
+    notebook, the docs, the labs' student versions), with its settings: the
+    client notebook, the forms and the home page are opened in it, each
+    test in a fresh page and workspace (starting Lab is the slow part)."""
+    lab, _ = start_lab(tmp_path_factory.mktemp("course-lab"), home=True, expose_app=True)
     yield lab
     lab.stop()
 
@@ -305,7 +304,7 @@ def _form_class(make: str, *args, css_class: str) -> None:
 
 
 def _open(course_lab, page, expect, name: str, form_snippet: str) -> tuple[NotebookInLab, int]:
-    notebook = NotebookInLab(page, expect).open(course_lab.url(name))
+    notebook = NotebookInLab(page, expect).open(course_lab.url(f"notebooks/{name}"))
     notebook.clear_outputs()              # no saved outputs to mistake for fresh ones
     return notebook, notebook.cell_index(form_snippet)
 
@@ -486,11 +485,11 @@ def test_the_pipeline_form_of_07_in_jupyterlab(request, page, playwright_api, sh
 
 # -- make lab's home page -----------------------------------------------------------------------
 
-def test_the_course_home_reaches_notebooks_labs_and_docs(page, playwright_api, shoot, tmp_path):
+def test_the_course_home_reaches_notebooks_labs_and_docs(page, playwright_api, shoot, course_lab):
     """`make lab` opens index.ipynb: a click opens a notebook, a lab's student
     version (no solution in it) and a doc (rendered, not as source)."""
     _, expect = playwright_api
-    lab, url = start_lab(tmp_path, home=True, expose_app=True)
+    lab, url = course_lab, course_lab.url("index.ipynb")
     try:
         notebook = NotebookInLab(page, expect).open(url)
         expect(page.locator(".jp-RenderedMarkdown h1", has_text="a networking course")).to_be_visible()
@@ -512,5 +511,3 @@ def test_the_course_home_reaches_notebooks_labs_and_docs(page, playwright_api, s
     except Exception:
         print(lab.log_tail())
         raise
-    finally:
-        lab.stop()

@@ -234,6 +234,74 @@ def test_live_recording_has_the_same_shape(tmp_path):
     assert recording.server_port in {again.conversations[0].server[1]}
 
 
+def test_live_recording_keeps_the_scripts_connections_only(tmp_path):
+    """Other connections on the recording's ports (a retried attempt with the
+    login's bytes and no reply, a port scan's connect-and-close, a second
+    refused connection) are left out by their ports and named, one line
+    each; the script's own connections keep the committed shape."""
+    if not C.can_capture():
+        if IN_CI:
+            pytest.fail("CI runs as root, where a live capture must work")
+        pytest.skip("live capture needs root or CAP_NET_RAW (it runs in CI)")
+    strangers = []
+
+    def interference(server, refused):
+        with socket.create_connection(server) as retried:       # the login's bytes, then a reset: no reply
+            strangers.append(retried.getsockname()[1])
+            retried.sendall(b"alice:" + C.USERS["alice"].encode())
+            retried.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with socket.create_connection(server) as scan:            # connect and close
+            strangers.append(scan.getsockname()[1])
+        with socket.socket() as knock:
+            knock.bind(("127.0.0.1", 0))
+            strangers.append(knock.getsockname()[1])
+            with pytest.raises(ConnectionRefusedError):
+                knock.connect(refused)
+
+    recording = C.record(tmp_path / "live.pcap", interference=interference)
+    assert recording.complete
+    again = T.load_capture(tmp_path / "live.pcap")
+    assert C.shape(again.segments).connections == EXPECTED_SHAPE
+    assert not {s.sport for s in again.segments} & set(strangers)
+    for port in strangers:
+        assert sum(line.startswith(f"port {port} -> ") for line in recording.left_out) == 1, recording.left_out
+    assert any(line.endswith("refused") for line in recording.left_out)
+
+
+def _handshake(*, syn_again: bool = False, synack_again: bool = False):
+    """A login's segments built by hand; a SYN or SYN-ACK sent twice if asked."""
+    c, s = dict(sport=40000, dport=2525), dict(sport=2525, dport=40000)
+    frames = [build_frame(**c, seq=100, flags=pcap.SYN)] * (2 if syn_again else 1)
+    frames += [build_frame(**s, seq=900, ack=101, flags=pcap.SYN | pcap.ACK)] * (2 if synack_again else 1)
+    frames += [build_frame(**c, seq=101, ack=901, flags=pcap.ACK),
+               build_frame(**c, seq=101, ack=901, flags=pcap.PSH | pcap.ACK, payload=b"alice:wonderland"),
+               build_frame(**c, seq=117, ack=901, flags=pcap.FIN | pcap.ACK),
+               build_frame(**s, seq=901, ack=118, flags=pcap.PSH | pcap.ACK, payload=b"OK:0123456789"),
+               build_frame(**s, seq=914, ack=118, flags=pcap.FIN | pcap.ACK),
+               build_frame(**c, seq=118, ack=915, flags=pcap.ACK)]
+    return [pcap.parse_frame(f) for f in frames]
+
+
+@pytest.mark.parametrize("again", [{}, {"syn_again": True}, {"synack_again": True}])
+def test_a_handshake_step_sent_again_is_the_same_shape(again):
+    """TCP sends a SYN (or SYN-ACK) again when its answer is late (RFC 6298):
+    on a busy machine that happens, and the shape stays the same."""
+    assert C.shape(_handshake(**again)).connections == (EXPECTED_SHAPE[0],)
+
+
+def test_a_different_shape_is_named_in_one_line(committed):
+    mine = C.shape(committed.segments)
+    assert mine.difference(mine) == ""
+    changed = list(mine.connections)
+    flags, up, down, fins = changed[1]
+    changed[1] = (flags, up - 1, down, ("server",))
+    line = C.Shape(tuple(changed)).difference(mine)
+    assert "\n" not in line
+    assert line == (f"email: client sent {up - 1} (the committed capture: {up}), "
+                    f"FIN from server (the committed capture: client and server)")
+    assert C.Shape(tuple(changed[:3])).difference(mine) == "3 connections, the committed capture 4"
+
+
 def test_the_record_button_looks_the_same_everywhere_and_records_when_pressed():
     """Notebook 08's last live cell shows a button whose text form does not
     depend on privilege (so strict nbval passes for root and students alike);

@@ -16,6 +16,8 @@ Every reply is checked against what its input deserves (a wrong checksum gets
 exactly ``KO``, an oversized request the size error, and so on), never just
 "something came back".  The inputs are derandomized: the same 10,000 every
 run, so a failure is reproducible (set MAILKIT_FUZZ_SEED to explore others).
+They are drawn once for both servers: each server opens its own copy of one
+database holding the accounts and the 8 sessions the inputs use.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -229,22 +232,39 @@ def exchange(address, data: bytes | Big, half_close: bool) -> bytes:
 # -- the test ---------------------------------------------------------------------
 
 
+def _store(path) -> MailStore:
+    # Here one address sends 10,000 inputs and 100 mails of up to 1 MB to bob: no quota.
+    return MailStore(path, scrypt_n=CHEAP_SCRYPT_N, quota_messages=None, quota_bytes=None)
+
+
+@pytest.fixture(scope="module")
+def accounts_and_inputs(tmp_path_factory):
+    """A database with the accounts and 8 sessions of alice (logged in over
+    TCP, as a student would), and the inputs drawn once for those sessions
+    (drawing 10,000 takes Hypothesis ~20 s).  Each server gets a copy of
+    the database, so the same inputs meet the same live sessions on both."""
+    path = tmp_path_factory.mktemp("fuzz") / "accounts.db"
+    with MailServer(USERS, store=_store(path)) as server:
+        sessions = [MailClient(*server.address).login("alice", USERS["alice"]) for _ in range(8)]
+    return path, sessions, generate(sessions)
+
+
 @pytest.mark.slow
-def test_ten_thousand_bad_inputs_never_hurt_the_server(server_class, caplog):
+def test_ten_thousand_bad_inputs_never_hurt_the_server(server_class, accounts_and_inputs, tmp_path, caplog):
     """Every handshake costs a hash: the accounts use a cheap scrypt cost
     (and so does the dummy hash checked for unknown names)."""
     caplog.set_level(logging.WARNING, logger="mailkit")
     threads_before = threading.active_count()
     # The class-server limits are tested on their own (test_class_server.py):
-    # here one address sends 10,000 inputs, many of them guessed session ids
-    # and 100 mails of up to 1 MB to bob, so no guess limit and no quota.
+    # here many inputs are guessed session ids, so no guess limit.
     unlimited = ClassLimits(guesses_per_s=1e9, guess_burst=1e9, per_address=512)
-    store = MailStore(scrypt_n=CHEAP_SCRYPT_N, quota_messages=None, quota_bytes=None)
+    accounts, sessions, inputs = accounts_and_inputs
+    shutil.copy(accounts, tmp_path / "mail.db")
     with server_class(USERS, idle_timeout=IDLE_TIMEOUT_S, silent_timeout=SILENT_TIMEOUT_S,
-                      store=store, limits=unlimited) as server:
+                      store=_store(tmp_path / "mail.db"), limits=unlimited) as server:
         address = server.address
-        sessions = [MailClient(*address).login("alice", USERS["alice"]) for _ in range(8)]
-        inputs = generate(sessions)
+        # the inputs' sessions are live here: their commands reach the commands, not "unknown session"
+        assert [server.store.session_user(s) for s in sessions] == ["alice"] * len(sessions)
         assert len(inputs) >= FUZZ_INPUTS
         kinds = {k for k, _, _ in inputs}
         assert kinds == {"frame", "bad checksum", "bad utf-8", "truncated", "random", "handshake",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import wait_for
 from mailkit.labs import release
 from mailkit.labs.notebook import is_solution, solution_name
 from test_labs import LABS, _wrong, grade_variants, needs_sandbox
@@ -49,7 +50,7 @@ BYPASS = """        for other in range(32768, 61000):         # where Linux puts
 
 # (lab, what is wrong, {solution cell: code}, a check that must fail)
 WRONG_67 = [
-    (L6, "no timeout: waits for a reply that never comes (until the link lets go after its hold)",
+    (L6, "no timeout: waits for a reply that never comes (until the check's time budget is spent)",
      _wrong(L6, "attempt", ("socket.create_connection(address, timeout=timeout)", "socket.create_connection(address)"),
             ("            sock.settimeout(left)\n", "            sock.settimeout(None)\n")),
      "lost-requests"),
@@ -216,3 +217,33 @@ def test_a_sender_that_goes_past_the_link_is_seen():
             sender.send(bench.frame("b"))
             assert bench.inbox() == ["a", "b"]
             assert bench.through_the_link() is through
+
+
+def test_a_spent_budget_ends_the_wait_of_a_sender_without_timeout():
+    """A check's budget that runs out stops the link: a sender with no timeout,
+    held in silence (here for a minute), hears the close at once, and the
+    next connection is refused.  A block that ends in time leaves the link be."""
+    import socket as sk
+    from mailkit.labs.silence import LOSE_REQUEST, SilentBench
+    from mailkit.labs.support import add_seq, syn
+    ns = _lab6_namespace()
+    with SilentBench(hold=60) as bench:
+        frame, address = bench.frame("one"), bench.address
+        with bench.budget(30):                                  # ends in time: nothing happens
+            assert ns["attempt"](bench.address, syn(frame[:10]), 5.0).startswith(b"S/OK")
+        assert not bench.spent
+        bench.plan(LOSE_REQUEST)
+        with bench.budget(0.2):
+            with sk.create_connection(bench.address) as sock:  # no timeout: waits until the link closes
+                sock.sendall(add_seq(0, frame))
+                sock.shutdown(sk.SHUT_WR)
+                assert sock.recv(100) == b""
+        assert bench.spent and bench.inbox() == []
+
+        def refused() -> bool:
+            try:
+                sk.create_connection(address, timeout=5).close()
+            except ConnectionRefusedError:
+                return True
+            return False
+        assert wait_for(refused)                                # once the link has stopped

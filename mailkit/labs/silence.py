@@ -26,6 +26,7 @@ the link's record of what crossed it.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from mailkit import NoisyLink
@@ -122,6 +123,49 @@ class SilentBench(Bench):
     def __init__(self, *, hold: float = HOLD_S):
         super().__init__(front=lambda respond: self.receiver, hold=hold)
         self.receiver = Receiver(self.respond)
+        self.spent = False          # a budget ran out: the link was stopped
+        self._timers: list[threading.Timer] = []
+        self._budget_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def budget(self, seconds: float):
+        """A check's time budget for what it runs in the ``with`` block,
+        counted from now.  If the block is still running when the budget is
+        spent, the verdict is already known (too slow: the check compares
+        the time taken with this budget), so the bench stops the link: a
+        sender waiting on a held connection sees it close at once, every
+        later connection is refused, and the check ends now instead of
+        after each hold (a sender with no timeout waits the whole hold, a
+        second per loss).  Leaving the block in time cancels it::
+
+            began = time.monotonic()
+            with bench.budget(losses * timeout + SLACK):
+                ...                                   # the sends
+            took = time.monotonic() - began           # after the block: >= the budget if it was spent
+        """
+        over = threading.Event()            # the block is over: the budget no longer applies
+        timer = threading.Timer(seconds, self._spend, (over,))
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+        try:
+            yield self
+        finally:
+            with self._budget_lock:         # either the budget was spent before this, or it never will be
+                over.set()
+            timer.cancel()
+
+    def _spend(self, over: threading.Event) -> None:
+        with self._budget_lock:
+            if over.is_set():
+                return
+            self.spent = True
+        self.link.stop()
+
+    def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        super().close()
 
     @property
     def address(self) -> tuple[str, int]:
