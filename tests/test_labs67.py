@@ -87,10 +87,7 @@ WRONG_67 = [
                                 "                continue\n")),
      "lost-replies"),
     # the timer (RFC 6298): tests/test_lab6_rto.py runs drifting-delay against these in this process
-    *[(L6, what, _wrong(L6, "TimedSender", *WRONG_TIMERS[what]), "drifting-delay") for what in (
-        "a fixed timeout (the RTO is computed, never used)",
-        "no back-off (the RTO stays when the timer expires)",
-        "no Karn: a resent request sampled from its first send (the waits counted in)")],
+    *[(L6, what, _wrong(L6, "TimedSender", *edits), "drifting-delay") for what, edits in WRONG_TIMERS.items()],
     (L7, "ISN + 1 (reads the SYN-ACK's acknowledgement number)",
      _wrong(L7, "initial_sequence_numbers", ("return syn.seq, syn_ack.seq", "return syn_ack.ack, syn_ack.seq")),
      "isns-per-run"),
