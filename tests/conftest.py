@@ -135,13 +135,14 @@ def _unit(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
-# Seconds the longest files took on their worker (make test, 2 workers, load 6-10,
-# 2026-12-07); a slow test's count says little (30 wrong solutions share one
-# graded batch, 8 browser tests take minutes).  Other files: a guess per item.
+# Seconds of tests the longest files took on their worker (make test, 2 workers,
+# two CPU hogs beside it, load 6-12, 2026-12-07); a slow test's count says little
+# (30 wrong solutions share one graded batch, 8 browser tests take minutes).
+# Other files: a guess per item.  The summary at the end names the slowest files.
 UNIT_SECONDS = {
-    "tests/test_browser.py": 150, "tests/test_labs.py": 100, "tests/test_grading.py": 70,
-    "tests/test_fuzz.py": 60, "tests/test_labs67.py": 45, "tests/test_class_server.py": 40,
-    "tests/test_server.py": 35, "notebooks/07-silence-timers-rtt-pipelining.ipynb": 30,
+    "tests/test_browser.py": 220, "tests/test_fuzz.py": 157, "tests/test_labs.py": 153,
+    "tests/test_grading.py": 82, "tests/test_class_server.py": 49, "tests/test_server.py": 47,
+    "tests/test_labs67.py": 47, "tests/test_interop.py": 34,
 }
 
 
