@@ -27,6 +27,7 @@ the link's record of what crossed it.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 
@@ -36,7 +37,7 @@ from mailkit import protocol as P
 from .support import SYN_REPLY, USERS, Bench, seq_reply, split_seq
 
 __all__ = ["PASS", "LOSE_REQUEST", "LOSE_REPLY", "delay", "Receiver", "SilentBench", "HOLD_S", "EARLY_S",
-           "SPURIOUS_TIMEOUTS"]
+           "SPURIOUS_TIMEOUTS", "rto_waits", "follows_rfc6298"]
 
 PASS, LOSE_REQUEST, LOSE_REPLY = "pass", "lose request", "lose reply"
 # A lost exchange keeps the client's connection silent this long, then the
@@ -53,6 +54,59 @@ SPURIOUS_TIMEOUTS = 1
 def delay(seconds: float) -> tuple[str, float]:
     """The fate of a reply held back *seconds* before it is passed on."""
     return ("delay", float(seconds))
+
+
+def rto_waits(timeout: float, losses) -> float:
+    """The seconds a correct lab 6 sender spends waiting on its timer when
+    the *n*-th mail's first ``losses[n]`` attempts are lost silently: each
+    loss costs the RTO of the moment, which then doubles (RFC 6298, 5.5);
+    the backed-off RTO stays (Karn: a resent request gives no sample) until
+    a mail answered at its first attempt gives a sample, which brings it
+    back to its floor, *timeout* (loopback round trips are far below it:
+    SRTT + 4 RTTVAR after a first sample R is 3 R).  A check's time budget
+    is this plus a slack for a busy machine."""
+    rto, waited = timeout, 0.0
+    for lost in losses:
+        for _ in range(lost):
+            waited += rto
+            rto *= 2
+        if not lost:
+            rto = timeout
+    return waited
+
+
+# RFC 6298's constants (section 2), as lab 6 asks for them (mailkit.rtt has the same)
+_ALPHA, _BETA, _K = 1 / 8, 1 / 4, 4
+_CLOSE = dict(rel_tol=1e-6, abs_tol=1e-6)   # float arithmetic, and a clock granularity G of 1 us or finer
+_HELD_SLACK_S = 0.005                       # a sample is at least the time the link held the reply, less this
+
+
+def follows_rfc6298(before, after, *, timeout: float, attempts: int, held: float) -> bool:
+    """Whether a lab 6 sender's ``(srtt, rttvar, rto)`` went from *before*
+    to *after* as RFC 6298 says, over one request that took *attempts*
+    attempts (each failed one silent: its timer expired) and whose reply
+    the link held *held* seconds.
+
+    Answered at the first attempt: one sample R (the SRTT's change tells
+    which: R = 8 SRTT' - 7 SRTT, or SRTT' for the first sample), at least
+    *held*; RTTVAR' = 3/4 RTTVAR + 1/4 |SRTT - R| with the OLD SRTT (first
+    sample: R / 2), RTO' = max(timeout, SRTT' + 4 RTTVAR') (section 2; the
+    lab's floor is *timeout*, the RFC's 1 s).  Resent: no sample (Karn,
+    section 3): SRTT and RTTVAR unchanged, RTO doubled per expiry (5.5).
+    Anything that is not a number answers False."""
+    try:
+        (s0, v0, r0), (s1, v1, r1) = before, after
+        if attempts > 1:
+            return (s1, v1) == (s0, v0) and math.isclose(r1, r0 * 2 ** (attempts - 1), **_CLOSE)
+        if s0 is None:
+            sample, var = s1, s1 / 2
+        else:
+            sample = 8 * s1 - 7 * s0
+            var = (1 - _BETA) * v0 + _BETA * abs(s0 - sample)
+        return (sample >= held - _HELD_SLACK_S and math.isclose(v1, var, **_CLOSE)
+                and math.isclose(r1, max(timeout, s1 + _K * var), **_CLOSE))
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def _plan_next(link: NoisyLink, fate) -> None:
@@ -265,6 +319,13 @@ class SilentBench(Bench):
         frame = P.make_frame(self.session(sender), "email", to, subject, body)
         self._judging = frame
         return frame
+
+    def drift(self, seconds: float) -> "SilentBench":
+        """Hold every reply *seconds* from now on (the link's delay for
+        connections with no fate planned, resends too): a path whose round
+        trip changes, as in lab 6's drifting-delay check."""
+        self.link.delay = float(seconds)
+        return self
 
     def inbox(self, to: str = "bob") -> list[str]:
         """The subjects in *to*'s inbox, oldest first."""
