@@ -65,6 +65,7 @@ USERNAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
 _FRAME_START = re.compile(rb"\d{%d}:" % SESSION_ID_LEN)
 _HEX = frozenset(b"0123456789abcdef")
 _HEX_ANY_CASE = frozenset(b"0123456789abcdefABCDEF")
+_HEX_UPPER = b"ABCDEF"
 
 
 @dataclass(frozen=True)
@@ -355,7 +356,10 @@ def uppercase_checksum(data: bytes) -> bool:
     to send lowercase (docs/protocol.md, "Trailing newlines and uppercase hex")."""
     tail = data[-CHECKSUM_LEN:]
     return (len(data) > CHECKSUM_LEN and data[-CHECKSUM_LEN - 1] == ord("#")
-            and set(tail) <= _HEX_ANY_CASE and sum(65 <= c <= 70 for c in tail) >= 2
+            and set(tail) <= _HEX_ANY_CASE
+            # uppercase letters: the bytes translate() deletes (in C: a
+            # generator over 40 bytes cost 2.5 us on every frame)
+            and len(tail) - len(tail.translate(None, _HEX_UPPER)) >= 2
             and checksum(data[:-CHECKSUM_LEN - 1]) == tail.decode("ascii").lower())
 
 
@@ -415,11 +419,12 @@ def _parse_handshake(data: bytes) -> Handshake:
 
 
 def _parse_frame(data: bytes) -> Command:
-    if uppercase_checksum(data):
-        raise UppercaseChecksum(
-            "checksum in uppercase hex: send its 40 hex digits in lowercase "
-            "(docs/protocol.md, 'Trailing newlines and uppercase hex')")
     if not looks_framed(data):
+        # (a lowercase checksum is never an uppercase one: asked only here)
+        if uppercase_checksum(data):
+            raise UppercaseChecksum(
+                "checksum in uppercase hex: send its 40 hex digits in lowercase "
+                "(docs/protocol.md, 'Trailing newlines and uppercase hex')")
         if _damaged_checksum(data):
             raise ChecksumMismatch(_decode_loose(data[-CHECKSUM_LEN:]), "(unreadable checksum)")
         raise MalformedRequest(
