@@ -824,15 +824,20 @@ def test_a_no_op_random_seed_passes_the_reseed_but_not_the_static_rule():
     from mailkit.labs.probe import run_locally
     lab = load_lab(LABS / "04-server.ipynb")
     code = next(w[2] for w in WRONG if w[1].startswith("ids from random, and random.seed made a no-op"))
+    import random
     namespace: dict = {}
-    for cell in lab.nb.cells:
-        if cell.cell_type == "code" and not is_check(cell):
-            exec(compile(code.get(solution_name(cell), cell.source) if is_solution(cell) else cell.source,
-                         "lab4", "exec"), namespace)
-    probe = next(c for c in lab.nb.cells if is_check(c) and c.metadata.mailkit.check == "unpredictable-ids")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        run_locally(probe.source, namespace, 7)
+    seed = random.seed          # the wrong solution replaces it for the whole process: put it back
+    try:
+        for cell in lab.nb.cells:
+            if cell.cell_type == "code" and not is_check(cell):
+                exec(compile(code.get(solution_name(cell), cell.source) if is_solution(cell) else cell.source,
+                             "lab4", "exec"), namespace)
+        probe = next(c for c in lab.nb.cells if is_check(c) and c.metadata.mailkit.check == "unpredictable-ids")
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            run_locally(probe.source, namespace, 7)
+    finally:
+        random.seed = seed
     assert "does not bring the same ids back: True" in out.getvalue()       # fooled
     result = LabResult("s", lab.id, checks=[CheckResult("unpredictable-ids", 2, 2, True, True)])
     apply_static_rules(result, lab, [(CellRole("solution", "MiniServer"), code["MiniServer"])])
