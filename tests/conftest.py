@@ -29,6 +29,11 @@ CHEAP_SCRYPT_N = 16
 SERVERS = {"fast": MailServer, "simple": SimpleMailServer}
 
 
+def failing(suite) -> set[str]:
+    """The conformance checks (mailkit.conform) of *suite* that neither passed nor were skipped."""
+    return {r.id for r in suite.results if r.status != "pass" and r.status != "skip"}
+
+
 def wait_for(predicate, timeout: float = 5.0, step: float = 0.01) -> bool:
     """Poll *predicate* until it is true or *timeout* seconds passed; return
     its last value (tests assert it, so a timeout fails with their message)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import USERS
+from conftest import USERS, failing
 from mailkit.conform import (
     CHECKS, CLIENT_CHECKS, AddressTarget, CommandTarget, run_check,
     run_suite, text_report,
@@ -36,10 +36,6 @@ CLIENT_2017 = [PY, "-m", "mailkit.course.client2017", "{host}", "{port}"]
 
 sys.path.insert(0, str(Path(__file__).parent))
 from wrong_servers import FLAWS as SERVER_FLAWS  # noqa: E402
-
-
-def failing(suite) -> set[str]:
-    return {r.id for r in suite.results if r.status != "pass" and r.status != "skip"}
 
 
 

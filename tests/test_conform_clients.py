@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import failing
 from mailkit.conform import (
     CLIENT_CHECKS, CommandTarget, gradescope_json, junit_xml, run_client_suite, run_suite, text_report,
 )
@@ -31,10 +32,6 @@ CLIENT_2017 = [PY, "-m", "mailkit.course.client2017", "{host}", "{port}"]
 
 sys.path.insert(0, str(Path(__file__).parent))
 from wrong_clients import FLAWS as CLIENT_FLAWS  # noqa: E402
-
-
-def failing(suite) -> set[str]:
-    return {r.id for r in suite.results if r.status != "pass" and r.status != "skip"}
 
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import failing
 from mailkit.conform import (
     CHECKS, CLIENT_CHECKS, CommandTarget, run_client_suite, run_suite, text_report,
 )
@@ -33,10 +34,6 @@ EXAMPLE_CLIENT = [PY, str(ROOT / "examples" / "client.py"), "{host}", "{port}"]
 CLIENT_2017 = [PY, "-m", "mailkit.course.client2017", "{host}", "{port}"]
 
 sys.path.insert(0, str(Path(__file__).parent))
-
-
-def failing(suite) -> set[str]:
-    return {r.id for r in suite.results if r.status != "pass" and r.status != "skip"}
 
 
 
