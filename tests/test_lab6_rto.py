@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from mailkit.labs import probe
-from mailkit.labs.silence import follows_rfc6298, rto_waits
+from mailkit.labs.silence import MAX_SAMPLE_S, TimerBudget, follows_rfc6298, rto_waits
 from mailkit.rtt import RttEstimator
 from test_lab6_catches import cells, namespace
 
@@ -138,6 +138,41 @@ def test_rto_waits_doubles_per_loss_and_comes_down_after_a_sample():
     assert rto_waits(0.2, [0, 3]) == pytest.approx(0.2 + 0.4 + 0.8)
     assert rto_waits(0.2, [0, 2, 0, 1]) == pytest.approx(0.2 + 0.4 + 0.2)     # a sample between: down again
     assert rto_waits(0.2, [0, 2, 1]) == pytest.approx(0.2 + 0.4 + 0.8)        # none between: it stays backed off
+
+
+def _budget(timeout, mails, slack=0.0):
+    """A TimerBudget fed (lost, seconds the grader timed) per mail, on a fake clock."""
+    budget, now = TimerBudget(timeout, slack=slack), [0.0]
+    for lost, seconds in mails:
+        with budget.mail(lost=lost, clock=lambda: now[0]):
+            now[0] += seconds
+    return budget
+
+
+def test_the_timer_budget_follows_the_round_trips_the_grader_timed():
+    """On quick round trips it is rto_waits; a slow first round trip R (a
+    loaded machine) gives an RFC 6298 sender an RTO of 3 R, and the budget
+    allows that sender's waits, mail by mail, as RFC 6298 works them out."""
+    quick = _budget(0.2, [(0, 0.004), (2, 0.5), (0, 0.003), (1, 0.3)], slack=1.5)
+    assert quick.seconds == pytest.approx(1.5 + rto_waits(0.2, [0, 2, 0, 1]))
+    est = RttEstimator(min_rto=0.2, rto=0.2)
+    est.update(0.15)                                        # the SYN and the first mail took 0.15 s
+    first = est.rto
+    est.update(0.01)                                        # mail 2, answered at once
+    assert first == pytest.approx(0.45)
+    slow = _budget(0.2, [(0, 0.15), (2, 2.0), (0, 0.01), (2, 2.0)])
+    assert slow.seconds == pytest.approx(first * 3 + est.rto * 3)
+    assert slow.seconds > rto_waits(0.2, [0, 2, 0, 2]) + 1.5  # what failed a correct sender under load (CI, stop 26)
+
+
+def test_the_timer_budget_credits_at_most_max_sample_s():
+    """A send the grader timed at 5 s counts as a MAX_SAMPLE_S round trip:
+    a sender slow on purpose buys no more than the RTO that gives (3 R after
+    a first sample), and each loss after it costs that RTO, doubling."""
+    budget = _budget(0.25, [(0, 5.0)])
+    assert budget.rto == pytest.approx(3 * MAX_SAMPLE_S)
+    assert _budget(0.25, [(0, 5.0), (2, 9.0)]).seconds == pytest.approx(3 * 3 * MAX_SAMPLE_S)
+    assert _budget(0.25, [(0, 0.01), (0, 5.0)]).rto < 5 * MAX_SAMPLE_S
 
 
 def _states(samples, timeout):

@@ -252,6 +252,28 @@ def test_a_sender_that_goes_past_the_link_is_refused_and_seen():
         assert "2 connection(s) to the receiver not from the link, refused" in bench.report()
 
 
+def test_a_timer_budget_grows_as_the_check_plans_losses():
+    """bench.budget(TimerBudget) reads the budget as it grows: 0.3 s of slack
+    and then three planned losses (0.2 + 0.4 + 0.8 s) keep the link open
+    through a 0.6 s silence that 0.3 s alone would have ended."""
+    import socket as sk
+    from mailkit.labs.silence import LOSE_REQUEST, SilentBench, TimerBudget
+    from mailkit.labs.support import add_seq, syn
+    ns = _lab6_namespace()
+    with SilentBench(hold=60) as bench:
+        frame = bench.frame("one")
+        assert ns["attempt"](bench.address, syn(frame[:10]), 5.0).startswith(b"S/OK")
+        bench.plan(LOSE_REQUEST)
+        budget = TimerBudget(0.2, slack=0.3)
+        with bench.budget(budget), budget.mail(lost=3):
+            with sk.create_connection(bench.address, timeout=0.6) as sock:
+                sock.sendall(add_seq(0, frame))
+                sock.shutdown(sk.SHUT_WR)
+                with pytest.raises(TimeoutError):       # held in silence, the link still open
+                    sock.recv(100)
+        assert budget.seconds == pytest.approx(1.7) and not bench.spent
+
+
 def test_a_spent_budget_ends_the_wait_of_a_sender_without_timeout():
     """A check's budget that runs out stops the link: a sender with no timeout,
     held in silence (here for a minute), hears the close at once, and the

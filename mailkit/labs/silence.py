@@ -37,7 +37,7 @@ from mailkit import protocol as P
 from .support import SYN_REPLY, USERS, Bench, seq_reply, split_seq
 
 __all__ = ["PASS", "LOSE_REQUEST", "LOSE_REPLY", "delay", "Receiver", "SilentBench", "HOLD_S", "EARLY_S",
-           "SPURIOUS_TIMEOUTS", "rto_waits", "follows_rfc6298"]
+           "SPURIOUS_TIMEOUTS", "MAX_SAMPLE_S", "TimerBudget", "rto_waits", "follows_rfc6298"]
 
 PASS, LOSE_REQUEST, LOSE_REPLY = "pass", "lose request", "lose reply"
 # A lost exchange keeps the client's connection silent this long, then the
@@ -56,29 +56,86 @@ def delay(seconds: float) -> tuple[str, float]:
     return ("delay", float(seconds))
 
 
-def rto_waits(timeout: float, losses) -> float:
-    """The seconds a correct lab 6 sender spends waiting on its timer when
-    the *n*-th mail's first ``losses[n]`` attempts are lost silently: each
-    loss costs the RTO of the moment, which then doubles (RFC 6298, 5.5);
-    the backed-off RTO stays (Karn: a resent request gives no sample) until
-    a mail answered at its first attempt gives a sample, which brings it
-    back to its floor, *timeout* (loopback round trips are far below it:
-    SRTT + 4 RTTVAR after a first sample R is 3 R).  A check's time budget
-    is this plus a slack for a busy machine."""
-    rto, waited = timeout, 0.0
-    for lost in losses:
-        for _ in range(lost):
-            waited += rto
-            rto *= 2
-        if not lost:
-            rto = timeout
-    return waited
-
-
 # RFC 6298's constants (section 2), as lab 6 asks for them (mailkit.rtt has the same)
 _ALPHA, _BETA, _K = 1 / 8, 1 / 4, 4
 _CLOSE = dict(rel_tol=1e-6, abs_tol=1e-6)   # float arithmetic, and a clock granularity G of 1 us or finer
 _HELD_SLACK_S = 0.005                       # a sample is at least the time the link held the reply, less this
+
+
+def rto_waits(timeout: float, losses) -> float:
+    """The seconds a correct lab 6 sender spends waiting on its timer when
+    the *n*-th mail's first ``losses[n]`` attempts are lost silently and
+    every round trip is far below *timeout* (a quiet loopback): each loss
+    costs the RTO of the moment, which then doubles (RFC 6298, 5.5); the
+    backed-off RTO stays (Karn: a resent request gives no sample) until a
+    mail answered at its first attempt gives a sample, which brings it back
+    to its floor, *timeout* (SRTT + 4 RTTVAR after a first sample R is 3 R).
+    :class:`TimerBudget` is the same with the round trips a check times."""
+    budget = TimerBudget(timeout)
+    for lost in losses:
+        with budget.mail(lost=lost, clock=lambda: 0.0):
+            pass
+    return budget.seconds
+
+
+# The longest round trip the grader credits a sender with (TimerBudget): a
+# loaded machine stretches a loopback exchange to a few hundred ms, and no
+# more is credited, so a sender cannot buy time by being slow on purpose
+# (with it, an RFC 6298 RTO stays below 5 x 0.3 s).
+MAX_SAMPLE_S = 0.3
+
+
+class TimerBudget:
+    """The time an RFC 6298 sender may take in a check, worked out as the
+    check goes, from the round trips the grader times itself::
+
+        budget = TimerBudget(timeout, slack=SLACK)
+        with bench.budget(budget):                  # the limit grows as mails are planned
+            for subject, lost in zip(subjects, losses):
+                bench.plan(*[LOSE_REQUEST] * lost)
+                with budget.mail(lost=lost):        # times the send
+                    kernel.eval(f"sender.send({bench.frame(subject)!r})")
+        budget.seconds                              # what it was allowed in all
+
+    A mail whose first *lost* attempts get no reply in time costs the RTO
+    of the moment for each, doubling (RFC 6298, 5.5), and leaves it backed
+    off (Karn, section 3).  A mail answered at its first attempt gives a
+    sample: the seconds the grader timed its whole send (never less than
+    the sender's own round trip, which it includes; at most
+    :data:`MAX_SAMPLE_S`), and the RTO becomes max(timeout, SRTT + 4 RTTVAR)
+    (section 2, with the lab's floor).  On a quiet machine the samples are
+    milliseconds and this is :func:`rto_waits`; on a loaded one a slow
+    first round trip raises a correct sender's RTO (3 R) for several mails,
+    and the budget follows it, so such a sender is never judged too slow.
+    Nothing the student's code reports is used."""
+
+    def __init__(self, timeout: float, *, slack: float = 0.0):
+        self.timeout = timeout
+        self.seconds = slack            # allowed so far
+        self.rto = timeout
+        self._srtt: float | None = None
+        self._rttvar = 0.0
+
+    @contextlib.contextmanager
+    def mail(self, *, lost: int, clock=time.monotonic):
+        """Allow the next mail's *lost* timer expiries, then time its send
+        (the ``with`` block)."""
+        for _ in range(lost):
+            self.seconds += self.rto
+            self.rto *= 2
+        began = clock()
+        yield
+        if not lost:
+            self._sample(min(clock() - began, MAX_SAMPLE_S))
+
+    def _sample(self, rtt: float) -> None:
+        if self._srtt is None:
+            self._srtt, self._rttvar = rtt, rtt / 2
+        else:
+            self._rttvar = (1 - _BETA) * self._rttvar + _BETA * abs(self._srtt - rtt)
+            self._srtt = (1 - _ALPHA) * self._srtt + _ALPHA * rtt
+        self.rto = max(self.timeout, self._srtt + _K * self._rttvar)
+
 
 
 def follows_rfc6298(before, after, *, timeout: float, attempts: int, held: float) -> bool:
@@ -216,36 +273,47 @@ class SilentBench(Bench):
         super().__init__(front=lambda respond: self.receiver, hold=hold)
         self.receiver = Receiver(self.respond)
         self.spent = False          # a budget ran out: the link was stopped
-        self._timers: list[threading.Timer] = []
+        self._overs: list[threading.Event] = []     # one per budget: set when its block ends
         self._budget_lock = threading.Lock()
 
     @contextlib.contextmanager
-    def budget(self, seconds: float):
+    def budget(self, seconds: "float | TimerBudget"):
         """A check's time budget for what it runs in the ``with`` block,
-        counted from now.  If the block is still running when the budget is
-        spent, the verdict is already known (too slow: the check compares
-        the time taken with this budget), so the bench stops the link: a
-        sender waiting on a held connection sees it close at once, every
-        later connection is refused, and the check ends now instead of
-        after each hold (a sender with no timeout waits the whole hold, a
-        second per loss).  Leaving the block in time cancels it::
+        counted from now: *seconds*, or a :class:`TimerBudget` (its
+        ``seconds`` as they grow while the block runs).  If the block is
+        still running when the budget is spent, the verdict is already known
+        (too slow: the check compares the time taken with this budget), so
+        the bench stops the link: a sender waiting on a held connection sees
+        it close at once, every later connection is refused, and the check
+        ends now instead of after each hold (a sender with no timeout waits
+        the whole hold, a second per loss).  Leaving the block in time
+        cancels it::
 
             began = time.monotonic()
             with bench.budget(losses * timeout + SLACK):
                 ...                                   # the sends
             took = time.monotonic() - began           # after the block: >= the budget if it was spent
         """
+        allowed = (lambda: seconds.seconds) if isinstance(seconds, TimerBudget) else (lambda: seconds)
+        began = time.monotonic()
         over = threading.Event()            # the block is over: the budget no longer applies
-        timer = threading.Timer(seconds, self._spend, (over,))
-        timer.daemon = True
-        self._timers.append(timer)
-        timer.start()
+        self._overs.append(over)
+
+        def watch() -> None:
+            while True:
+                left = began + allowed() - time.monotonic()
+                if left <= 0:
+                    self._spend(over)
+                    return
+                if over.wait(left):
+                    return
+
+        threading.Thread(target=watch, name="budget", daemon=True).start()
         try:
             yield self
         finally:
             with self._budget_lock:         # either the budget was spent before this, or it never will be
                 over.set()
-            timer.cancel()
 
     def _spend(self, over: threading.Event) -> None:
         with self._budget_lock:
@@ -296,8 +364,9 @@ class SilentBench(Bench):
                    for before, after in zip(times, times[1:]) if after - before < EARLY_S)
 
     def close(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
+        with self._budget_lock:
+            for over in self._overs:
+                over.set()
         super().close()
 
     @property
