@@ -116,3 +116,17 @@ def test_the_command_line_writes_every_format_and_its_exit_status_says_pass_or_f
 
 
 # -- examples/ in C and bash --------------------------------------------------------------
+
+
+def test_a_client_that_prints_without_end_is_read_within_bounds():
+    """A client's output is kept up to MAX_OUTPUT_BYTES and the rest read and
+    dropped (it never blocks on a full pipe): 8 MB then exit 0, and `yes`,
+    stopped at the budget."""
+    import sys
+    from mailkit.conform.clients import MAX_OUTPUT_BYTES, run_program
+    big = [sys.executable, "-c", "import sys; sys.stdout.write('x' * (8 << 20))"]
+    out, status = run_program(big, ("127.0.0.1", 9), "alice\n", budget=60)
+    assert status == 0 and out.startswith("x" * MAX_OUTPUT_BYTES)
+    assert out.endswith(f"[{(8 << 20) - MAX_OUTPUT_BYTES} more bytes of output dropped: the first {MAX_OUTPUT_BYTES} are kept]")
+    out, status = run_program(["yes"], ("127.0.0.1", 9), "", budget=1)
+    assert status is None and len(out) < MAX_OUTPUT_BYTES + 100 and "more bytes of output dropped" in out

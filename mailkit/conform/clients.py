@@ -20,6 +20,7 @@ import random
 import re
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -37,6 +38,10 @@ RUN_BUDGET_S = 20.0      # a run: a few commands; a client that hangs is stopped
 SILENT_BUDGET_S = 12.0   # the silent-server run: mailkit's client gives up on a reply after 5 s
 NOISE = {"rate": 0.3}    # the noise run: a flipped bit in 3 frames in 10
 NOISE_MAILS = 6
+# A client's output kept for the verdict and the report: the scenarios'
+# menus and replies are a few KB; a client that prints without end is read
+# on (so it never blocks on a full pipe) and the rest dropped.
+MAX_OUTPUT_BYTES = 1 << 20
 
 
 @dataclass
@@ -127,20 +132,40 @@ def _stdin(scenario: Scenario, token: str) -> str:
 
 def run_program(words: list[str], address, stdin: str, budget: float) -> tuple[str, int | None]:
     """Run *words* (with ``{host}``, ``{port}`` filled in), give it *stdin*,
-    wait at most *budget* seconds; return (its output, its exit status or None)."""
+    wait at most *budget* seconds; return (its output, at most
+    :data:`MAX_OUTPUT_BYTES` of it, and its exit status or None)."""
     argv = fill(words, {"host": address[0], "port": address[1]})
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
+    kept, dropped = bytearray(), [0]
+
+    def drain() -> None:
+        while chunk := proc.stdout.read1(65536):
+            room = MAX_OUTPUT_BYTES - len(kept)
+            kept.extend(chunk[:max(room, 0)])
+            dropped[0] += max(len(chunk) - max(room, 0), 0)
+
+    reader = threading.Thread(target=drain, name="client-output", daemon=True)
+    reader.start()
     try:
-        out, _ = proc.communicate(stdin.encode("utf-8"), timeout=budget)
-        return out.decode("utf-8", "replace"), proc.returncode
+        proc.stdin.write(stdin.encode("utf-8"))
+        proc.stdin.close()
+    except (BrokenPipeError, OSError):              # it exited, or closed its stdin, before reading it all
+        pass
+    try:
+        status = proc.wait(timeout=budget)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        out, _ = proc.communicate()
-        return out.decode("utf-8", "replace"), None
+        status = None
+    try:                                            # its children too, which may hold the pipe open
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+    reader.join(timeout=5)                          # a grandchild that left the group may hold the pipe
+    out = kept.decode("utf-8", "replace")
+    if dropped[0]:
+        out += f"\n[{dropped[0]} more bytes of output dropped: the first {MAX_OUTPUT_BYTES} are kept]"
+    return out, status
 
 
 def run_scenario(words: list[str], name: str, *, seed: int = 0) -> ClientRun:
