@@ -21,7 +21,7 @@ from mailkit.course.tidy import as_jupyterlab_saves
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
-COURSE_FILES = NOTEBOOKS + [ROOT / "index.ipynb"]
+COURSE_FILES = NOTEBOOKS + [ROOT / "index.ipynb"] + sorted((ROOT / "labs").glob("[0-9][0-9]-*.ipynb"))
 
 
 def cell(path: Path, cell_id: str) -> str:
@@ -38,6 +38,17 @@ def test_each_committed_notebook_is_as_jupyterlab_saves_it(path):
     assert as_jupyterlab_saves(text) == text, (
         f"{path.name}: JupyterLab would rewrite it on save; run "
         f"`.venv/bin/python -m mailkit.course.tidy {path.relative_to(ROOT)}`")
+
+
+def test_the_labs_student_versions_are_as_jupyterlab_saves_them(tmp_path):
+    """What `make lab` writes to assignments/ (the notebooks students open
+    and save) is, byte for byte, what JupyterLab would save."""
+    from mailkit.labs.releasing import release
+    written = release(sorted((ROOT / "labs").glob("[0-9][0-9]-*.ipynb")), tmp_path, check=False)
+    assert written
+    for path in written:
+        text = path.read_text(encoding="utf-8")
+        assert as_jupyterlab_saves(text) == text, path.name
 
 
 def test_tidy_does_what_jupyterlab_does():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 
+from ..course.tidy import as_jupyterlab_saves
 from .check import check_notebook
 from .notebook import Lab, LabError, is_check, load_lab, student_version
 
@@ -33,7 +34,7 @@ def execute(path: str | Path, *, timeout: float = EXECUTE_TIMEOUT_S) -> Path:
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(path.parent.resolve())}})
     client.execute()
-    nbformat.write(nb, path)
+    path.write_text(as_jupyterlab_saves(nbformat.writes(nb)), encoding="utf-8")
     return path
 
 
@@ -74,6 +75,6 @@ def release(sources: list[str | Path], out: str | Path, *, check: bool = True) -
     written = []
     for lab in labs:
         target = out / lab.path.name
-        nbformat.write(student_version(lab), target)
+        target.write_text(as_jupyterlab_saves(nbformat.writes(student_version(lab))), encoding="utf-8")
         written.append(target)
     return written

@@ -102,7 +102,7 @@ def made_up_capture(rng: random.Random, *, closes_first: str | None = None,
     closes_first = closes_first or rng.choice(("client", "server"))
     if refused_first is None:
         refused_first = rng.random() < 0.5
-    client_mss, server_mss = rng.choice(MSS_CHOICES), rng.choice(MSS_CHOICES)
+    client_mss, server_mss = rng.sample(MSS_CHOICES, 2)    # never equal: an answer the wrong way round is never right
     server_port = rng.choice((2525, 2526, 8025)) if rng.random() < 0.5 else rng.randint(1024, 30000)
     client = _Side(rng.randint(32768, 60999), rng.randrange(2**32))
     server = _Side(server_port, rng.randrange(2**32))
