@@ -1,0 +1,173 @@
+"""mailkit.congestion (RFC 5681 Reno on a virtual clock) and
+mailkit.flowcontrol (zero window, probes and Nagle on real loopback)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mailkit.congestion import FixedWindow, Link, Reno, jain_index, replay, simulate
+from mailkit.flowcontrol import DELACK_MIN_S, nagle, window_info, zero_window
+
+
+# -- Reno's reactions, worked by hand from RFC 5681 ---------------------------
+
+def test_slow_start_adds_one_segment_per_ack_then_congestion_avoidance_one_per_window():
+    s = Reno(initial_cwnd=1, ssthresh=4)
+    states = replay(s, [("ack", 1)] * 3 + [("ack", 1)] * 4)
+    assert [c for c, _, _ in states[:3]] == [2, 3, 4]               # eq. (2): +1 per ACK
+    # at ssthresh: cwnd += 1/cwnd per ACK (eq. 3): 4 + 1/4, then + 1/4.25, ...
+    expected, c = [], 4.0
+    for _ in range(4):
+        c += 1 / c
+        expected.append(round(c, 6))
+    assert [c for c, _, _ in states[3:]] == expected
+
+
+def test_three_duplicate_acks_fast_retransmit_and_recovery():
+    s = Reno(initial_cwnd=10, ssthresh=5)
+    states = replay(s, [("dup", 10), ("dup", 10), ("dup", 10), ("dup", 10), ("ack", 6)])
+    assert states[0] == (10, 5, False) and states[1] == (10, 5, False)
+    assert states[2] == (8, 5, True)              # ssthresh = 10/2 (eq. 4), cwnd = 5 + 3 (3.2 step 3)
+    assert states[3] == (9, 5, False)             # step 4: +1 per further dup ACK
+    assert states[4] == (5, 5, False)             # step 6: a new ACK deflates to ssthresh
+
+
+def test_timeout_sets_the_loss_window_and_halves_flight_into_ssthresh():
+    s = Reno(initial_cwnd=20)
+    assert replay(s, [("timeout", 16), ("ack", 1), ("ack", 1), ("timeout", 3)]) == [
+        (1, 8, False), (2, 8, False), (3, 8, False), (1, 2, False)]     # eq. (4): at least 2 segments
+
+
+def test_replay_refuses_an_unknown_event():
+    with pytest.raises(ValueError):
+        replay(Reno(), [("nack", 1)])
+
+
+def test_jain_index():
+    assert jain_index([5, 5]) == 1
+    assert jain_index([10, 0]) == 0.5
+    assert math.isclose(jain_index([1, 2, 3]), 36 / 42)
+
+
+# -- the simulation ------------------------------------------------------------
+
+def test_a_run_repeats_exactly():
+    a = simulate([Reno(), Reno()], starts=[0, 3], duration=20, loss=0.01, seed=4)
+    b = simulate([Reno(), Reno()], starts=[0, 3], duration=20, loss=0.01, seed=4)
+    assert [f.trace for f in a.flows] == [f.trace for f in b.flows] and a.queue == b.queue
+
+
+def test_slow_start_doubles_every_round_trip_until_the_first_loss():
+    link = Link(rate=100, buffer=20, delay=0.05)
+    run = simulate([Reno()], link=link, duration=2)
+    flow = run.flows[0]
+    first_loss = flow.losses[0][0]
+    # before any loss, once the ACKs of round trip k are in (they come 1/rate
+    # apart), cwnd is 2**k: each ACK adds one segment
+    for k in range(1, 5):
+        assert flow.cwnd_at(k * link.rtt + 2 ** (k - 1) / link.rate) == 2 ** k
+    # the window overshoots what the path holds (BDP + queue) before the first loss is seen
+    assert max(c for t, c, _ in flow.trace if t <= first_loss) > link.bdp + link.buffer
+
+
+def test_the_queue_never_holds_more_than_its_buffer_and_overflow_drops():
+    run = simulate([Reno()], link=Link(buffer=7), duration=20)
+    assert max(q for _, q in run.queue) == 7
+    assert run.drops > 0 and run.drops == sum(f.drops for f in run.flows)
+
+
+def test_after_a_fast_retransmit_cwnd_is_half_the_flight_plus_three():
+    run = simulate([Reno()], duration=30)
+    flow = run.flows[0]
+    fast = [t for t, why in flow.losses if why == "3 dup ACKs"]
+    assert fast
+    for t in fast:
+        after = next((c, s) for when, c, s in flow.trace if when == t and c == s + 3)
+        assert after[1] >= 2
+
+
+def test_congestion_avoidance_gives_a_sawtooth_in_steady_state():
+    run = simulate([Reno()], duration=60)
+    flow, link = run.flows[0], run.link
+    late = [(c, s) for t, c, s in flow.trace if t > 20]
+    # each loss halves the flight into ssthresh (eq. 4): never more than what
+    # the path and the queue hold, never less than 2 segments
+    assert all(2 <= s <= link.bdp + link.buffer for _, s in late)
+    # between losses, congestion avoidance adds about one segment per round trip
+    groups: list = []                          # consecutive points with the same ssthresh
+    for t, c, s in flow.trace:
+        if t > 20:
+            if not groups or groups[-1][0] != s:
+                groups.append((s, []))
+            groups[-1][1].append((t, c))
+    stretches = []
+    for s, points in groups:                   # from the deflation (cwnd = ssthresh) on: avoidance
+        starts = [i for i, (_, c) in enumerate(points) if c == s]
+        if starts:
+            stretches.append(points[starts[-1]:])
+    longest = max(stretches, key=lambda points: points[-1][0] - points[0][0])
+    (t0, c0), (t1, c1) = longest[0], longest[-1]
+    assert t1 - t0 > 3 * link.rtt
+    rtt = max(link.rtt, (c0 + c1) / 2 / link.rate)
+    assert 0.7 < (c1 - c0) / ((t1 - t0) / rtt) < 1.3
+    assert run.utilisation() > 0.8
+
+
+def test_two_reno_senders_share_the_bottleneck_fairly():
+    run = simulate([Reno(), Reno()], starts=[0, 5], duration=60)
+    assert run.jain() > 0.9
+    assert run.utilisation() > 0.8
+
+
+def test_a_sender_without_congestion_control_takes_drops_and_wastes_the_link():
+    fair = simulate([Reno(), Reno()], duration=30)
+    bad = simulate([Reno(), FixedWindow(64)], duration=30)
+    assert bad.drops > 5 * fair.drops
+    assert bad.utilisation() < fair.utilisation()
+
+
+def test_the_receivers_window_caps_the_flight():
+    link = Link(rate=100, buffer=20, delay=0.05)
+    run = simulate([Reno()], link=link, duration=10, rwnd=5)
+    assert run.drops == 0 and max(q for _, q in run.queue) <= 5
+    # 5 segments per round trip, whatever cwnd says
+    assert math.isclose(run.flows[0].throughput(10), 5 / link.rtt, rel_tol=0.05)
+
+
+def test_summary_names_every_flow():
+    text = simulate([Reno(), FixedWindow(8)], duration=5).summary()
+    assert "Reno 1" in text and "fixed window 2" in text and "Jain" in text
+
+
+# -- flow control on real loopback -------------------------------------------
+
+def test_a_receiver_that_stops_reading_closes_the_window_and_is_probed():
+    z = zero_window()
+    assert z.sent_before_blocked < z.total
+    assert z.windows[0] > 0 and z.windows[-1] == 0
+    assert z.probes_seen >= 2 and z.segs_while_closed >= 2
+    assert z.received == z.total and z.in_order
+    assert "False" not in z.text
+
+
+def test_window_info_reads_the_advertised_windows():
+    import socket
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        with socket.create_connection(listener.getsockname()) as client:
+            conn, _ = listener.accept()
+            with conn:
+                a, b = window_info(client), window_info(conn)
+    assert a.snd_wnd == b.rcv_wnd > 0 and b.snd_wnd == a.rcv_wnd > 0
+
+
+def test_nagle_makes_write_write_read_wait_for_a_delayed_ack():
+    on = nagle(nodelay=False)
+    # a floor set by the peer's delayed-ACK timer (a load only adds to it)
+    assert on.median >= DELACK_MIN_S * 0.9
+    assert on.ato >= DELACK_MIN_S * 0.9
+    off = nagle(nodelay=True)
+    assert off.nodelay and len(off.times) == len(on.times)
