@@ -58,6 +58,7 @@ import random
 from dataclasses import dataclass, field
 
 from .rtt import LINUX_MIN_RTO_S, RttEstimator
+from .text import plural
 
 __all__ = ["Reno", "FixedWindow", "Link", "Flow", "Run", "simulate", "replay", "jain_index",
            "INITIAL_SSTHRESH", "DUPACK_THRESHOLD"]
@@ -182,11 +183,21 @@ class Flow:
     sent: int = 0
     retransmits: int = 0
     delivered: int = 0                            # in order at the receiver
+    deliveries: list = field(default_factory=list)  # (time, delivered so far) after each in-order arrival
     drops: int = 0
 
     def throughput(self, duration: float) -> float:
         """Segments delivered in order per second, over the run."""
         return self.delivered / duration
+
+    def delivered_by(self, t: float) -> int:
+        """Segments delivered in order at or before time *t*."""
+        count = 0
+        for when, n in self.deliveries:
+            if when > t:
+                break
+            count = n
+        return count
 
     def cwnd_at(self, t: float) -> float:
         """cwnd at time *t* (the last value set at or before it)."""
@@ -223,7 +234,7 @@ class Run:
         for f in self.flows:
             fast = sum(1 for _, why in f.losses if why == "3 dup ACKs")
             lines.append(f"  {f.name}: {f.throughput(self.duration):.1f} segments/s, {f.drops} dropped, "
-                         f"{fast} fast retransmits, {len(f.losses) - fast} timeouts")
+                         f"{plural(fast, 'fast retransmit')}, {plural(len(f.losses) - fast, 'timeout')}")
         lines.append(f"  utilisation {self.utilisation():.2f}" +
                      (f", Jain's index {self.jain():.3f}" if len(self.flows) > 1 else ""))
         return "\n".join(lines)
@@ -353,6 +364,7 @@ def simulate(senders, *, link: Link | None = None, duration: float = 20.0, start
                     st.held.discard(st.expected)
                     st.expected += 1
                 st.flow.delivered = st.expected
+                st.flow.deliveries.append((now, st.expected))
             elif seq > st.expected:
                 st.held.add(seq)
             at(now + link.delay, "ack", st, st.expected)

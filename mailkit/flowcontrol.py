@@ -204,9 +204,10 @@ def _answer_frames(conn: socket.socket, reply: bytes, results: list) -> None:
                 conn.sendall(reply)
 
 
-def nagle(*, nodelay: bool, exchanges: int = EXCHANGES) -> NagleRun:
+def nagle(*, nodelay: bool, split: bool = True, exchanges: int = EXCHANGES) -> NagleRun:
     """*exchanges* times on one loopback connection: write a ``count`` frame
-    in two pieces (the command, then ``#`` and the checksum), read the reply."""
+    in two pieces (the command, then ``#`` and the checksum), or in one with
+    ``split=False`` (what mailkit's client does), and read the reply."""
     request = make_frame("1234567890", "count")
     head, tail = request[:-(CHECKSUM_LEN + 1)], request[-(CHECKSUM_LEN + 1):]
     reply = b"OK: 2 messages"
@@ -223,8 +224,11 @@ def nagle(*, nodelay: bool, exchanges: int = EXCHANGES) -> NagleRun:
             times = []
             for _ in range(exchanges):
                 start = time.perf_counter()
-                client.sendall(head)
-                client.sendall(tail)
+                if split:
+                    client.sendall(head)
+                    client.sendall(tail)
+                else:
+                    client.sendall(request)
                 got = b""
                 while len(got) < len(reply):
                     got += client.recv(100)
