@@ -91,9 +91,6 @@ class _OwnServer:
 def _bundle(obj) -> dict:
     """The display item of *obj*: its text, plus SVG/HTML if it has them."""
     data = {"text/plain": repr(obj)}
-    if hasattr(obj, "_repr_png_"):
-        import base64
-        data["image/png"] = base64.b64encode(obj._repr_png_()).decode("ascii")
     for mime, method in (("image/svg+xml", "_repr_svg_"), ("text/html", "_repr_html_")):
         if hasattr(obj, method):
             data[mime] = getattr(obj, method)()
@@ -509,6 +506,17 @@ class CongestionForm(_Form):
         run = congestion.simulate(senders, link=link, duration=self.SECONDS,
                                   starts=[0.0, 5.0][:len(senders)])
         return CwndPlot(run, title=f"{len(senders)} sender(s), {self.SECONDS:g} virtual s")
+
+    def show(self, result) -> None:
+        """The numbers as text, then the picture (JupyterLab shows one kind per item)."""
+        import base64
+        self.result = result
+        items = [_bundle(_Message(repr(result)))]
+        if hasattr(result, "_repr_png_"):
+            items.append({"output_type": "display_data", "metadata": {},
+                          "data": {"image/png": base64.b64encode(result._repr_png_()).decode("ascii"),
+                                   "text/plain": "(the picture of cwnd and the queue)"}})
+        self.output.outputs = tuple(items)
 
     def describe_fields(self) -> list[str]:
         return [f"rate     {self.rate.value} segments/s", f"queue    {self.buffer.value} segments",

@@ -108,6 +108,8 @@ def test_calling_mailkits_reno_is_flagged(wrong_gradebook):
     lab_id, _, name = KIT_09[0]
     result = wrong_gradebook.result(f"s{len(WRONG_09):02d}", lab_id)
     assert any(f"uses mailkit's {name}" in flag for flag in result.flags), result.flags
-    assert all(c.passed for c in result.checks)
+    # it works (flagged for a person to look at); only the visible run's
+    # printed name differs ("Reno 1": the subclass keeps Reno's name)
+    assert [c.name for c in result.checks if not c.passed] == ["bottleneck"]
     for i, (lab, *_) in enumerate(WRONG_09):
         assert wrong_gradebook.result(f"s{i:02d}", lab).flags == []
