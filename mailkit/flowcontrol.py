@@ -36,10 +36,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .capture import tcp_info
+from . import pcap
+from .capture import Sniffer, tcp_info
 from .protocol import CHECKSUM_LEN, make_frame
 
-__all__ = ["WindowInfo", "window_info", "ZeroWindow", "zero_window", "NagleRun", "nagle",
+__all__ = ["WindowInfo", "window_info", "ZeroWindow", "zero_window", "zero_window_probes", "NagleRun", "nagle",
            "DELACK_MIN_S"]
 
 # struct tcp_info up to tcpi_rcv_wnd (Linux 6.2): the first 104 bytes (8B24I), then
@@ -93,6 +94,7 @@ class ZeroWindow:
     segs_while_closed: int      # segments the sender sent while the window was 0 (the probes)
     received: int               # bytes the receiver read in the end
     in_order: bool
+    segments: tuple = ()        # with capture=True: the segments on lo (root or CAP_NET_RAW)
 
     @property
     def text(self) -> str:
@@ -108,12 +110,14 @@ class ZeroWindow:
         return self.text
 
 
-def _pair(rcvbuf: int, sndbuf: int) -> tuple[socket.socket, socket.socket]:
-    """A connected (sender, receiver) pair on 127.0.0.1, port 0, with small buffers."""
+def _pair(rcvbuf: int, sndbuf: int, listening=lambda port: None) -> tuple[socket.socket, socket.socket]:
+    """A connected (sender, receiver) pair on 127.0.0.1, port 0, with small
+    buffers; ``listening(port)`` is called before the sender connects."""
     with socket.socket() as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)   # the accepted socket inherits it
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
+        listening(listener.getsockname()[1])
         sender = socket.socket()
         sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
         sender.connect(listener.getsockname())
@@ -132,13 +136,24 @@ def _until(predicate, timeout: float):
 
 
 def zero_window(data: bytes | None = None, *, rcvbuf: int = SMALL_BUFFER, sndbuf: int = SMALL_BUFFER,
-                probes: int = PROBES_TO_SEE, wait: float = WAIT_S) -> ZeroWindow:
+                probes: int = PROBES_TO_SEE, wait: float = WAIT_S, capture: bool = False) -> ZeroWindow:
     """Send *data* (by default a 100 KB mail frame) to a receiver that does
     not read, until the window is zero and the sender has probed it
-    *probes* times; then read everything and check it."""
+    *probes* times; then read everything and check it.  With *capture*
+    (root or ``CAP_NET_RAW``: :class:`mailkit.capture.Sniffer` raises
+    PermissionError otherwise), the segments on ``lo`` are kept too."""
     if data is None:
         data = make_frame("1234567890", "email", "bob", "A long mail", "x" * 100_000)
-    sender, receiver = _pair(rcvbuf, sndbuf)
+    sniffers: list = []
+    try:
+        sender, receiver = _pair(rcvbuf, sndbuf, lambda port: capture and sniffers.append(Sniffer({port}).start()))
+        return _fill_and_probe(sender, receiver, data, probes, wait, sniffers)
+    finally:
+        for sniffer in sniffers:
+            sniffer.stop()
+
+
+def _fill_and_probe(sender, receiver, data, probes, wait, sniffers) -> ZeroWindow:
     with sender, receiver:
         sender.setblocking(False)
         sent, windows, blocked_at = 0, [window_info(sender).snd_wnd], len(data)
@@ -155,6 +170,8 @@ def zero_window(data: bytes | None = None, *, rcvbuf: int = SMALL_BUFFER, sndbuf
         probed = _until(lambda: (i := window_info(sender)).backoff >= probes and i, wait)
         info = probed or window_info(sender)
         segs_while_closed = info.segs_out - before
+        if sniffers:       # the sniffer's thread may not have read the last probe yet
+            sniffers[0].wait_for(lambda segments: min(_classify(segments)[:2]) >= probes, timeout=wait)
         # Read again: the window opens, the sender sends the rest.
         receiver.settimeout(wait)
         got = bytearray()
@@ -168,9 +185,48 @@ def zero_window(data: bytes | None = None, *, rcvbuf: int = SMALL_BUFFER, sndbuf
             if not chunk:
                 break
             got += chunk
-    return ZeroWindow(sent_before_blocked=blocked_at,
+    segments = tuple(sniffers[0].segments()) if sniffers else ()
+    return ZeroWindow(segments=segments, sent_before_blocked=blocked_at,
                       total=len(data), windows=tuple(windows), probes_seen=info.backoff,
                       segs_while_closed=segs_while_closed, received=len(got), in_order=bytes(got) == data)
+
+
+def _classify(segments) -> tuple[int, int, list]:
+    """(zero windows the receiver advertised, the sender's probes, a line per such segment)."""
+    if not segments:
+        return 0, 0, []
+    first = segments[0]
+    client = first.sport if first.has(pcap.SYN) and not first.has(pcap.ACK) else first.dport
+    isn = {s.sport: s.seq for s in segments if s.has(pcap.SYN)}
+    lines, next_byte, zeros, probes = [], None, 0, 0
+    for s in segments:
+        mine = s.sport == client
+        rel_seq = (s.seq - isn.get(s.sport, s.seq)) % 2 ** 32
+        note = ""
+        if mine and s.length:
+            next_byte = max(next_byte or 0, rel_seq + s.length)
+        elif mine and next_byte is not None and rel_seq == next_byte - 1 and not s.has(pcap.FIN):
+            probes += 1
+            note = "  <- zero-window probe"
+        elif not mine and s.window == 0 and not s.has(pcap.SYN):
+            zeros += 1
+            note = "  <- window 0"
+        if note:
+            lines.append(f"{'sender  ' if mine else 'receiver'} [{s.flag_names}] seq={rel_seq} "
+                         f"len={s.length} win={s.window}{note}")
+    return zeros, probes, lines
+
+
+def zero_window_probes(z: ZeroWindow) -> str:
+    """What the capture of a :func:`zero_window` run shows: the receiver's
+    ACKs with window 0, and the sender's probes, one sequence number below
+    the next byte and without data (Linux's, ``tcp_xmit_probe_skb``; RFC
+    9293 3.8.6.1 lets a probe carry one byte or none)."""
+    if not z.segments:
+        return "no capture: it needs root or CAP_NET_RAW (TCP_INFO above shows the same)"
+    zeros, probes, lines = _classify(z.segments)
+    return "\n".join([f"captured on lo: {len(z.segments)} segments; {zeros} advertise a zero window; "
+                       f"zero-window probes: {probes}", *lines[:12]])
 
 
 @dataclass(frozen=True)

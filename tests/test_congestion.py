@@ -171,3 +171,60 @@ def test_nagle_makes_write_write_read_wait_for_a_delayed_ack():
     assert on.ato >= DELACK_MIN_S * 0.9
     off = nagle(nodelay=True)
     assert off.nodelay and len(off.times) == len(on.times)
+
+
+def test_the_capture_shows_zero_windows_and_probes():
+    """Live capture on lo (root or CAP_NET_RAW; CI runs as root, so there it must run)."""
+    import os
+    from mailkit.capture import can_capture
+    from mailkit.flowcontrol import zero_window_probes
+    if not can_capture():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI runs as root, where a live capture must work")
+        pytest.skip("live capture needs root or CAP_NET_RAW (it runs in CI)")
+    z = zero_window(capture=True)
+    text = zero_window_probes(z)
+    assert z.segments and z.in_order
+    probes = text.count("<- zero-window probe")
+    zeros = text.count("<- window 0")
+    assert probes >= 2 and zeros >= 2, text
+    assert f"zero-window probes: {probes}" in text
+
+
+def test_without_a_capture_the_probes_text_says_why():
+    from mailkit.flowcontrol import zero_window_probes
+    assert "needs root or CAP_NET_RAW" in zero_window_probes(zero_window(probes=1))
+
+
+def test_the_capture_button_shows_the_same_before_a_press_and_a_verdict_after():
+    from mailkit.course.congestion import capture_button
+    button = capture_button()
+    try:
+        assert button._repr_mimebundle_()["text/plain"].startswith("[Capture it live]")
+        result = button.click()
+        assert "zero-window probes" in result or "needs root or CAP_NET_RAW" in result
+        assert button.output.outputs[0]["data"]["text/plain"] == result
+    finally:
+        button.close()
+
+
+def test_asking_for_reno_on_one_socket():
+    from mailkit.course.congestion import ask_for_reno
+    assert ask_for_reno().text.splitlines() == [
+        "this socket now runs: reno", "a new socket here would run, unasked: one of reno, cubic, bbr: True"]
+
+
+def test_the_exercise_checks_take_right_answers_and_refuse_wrong_ones():
+    from mailkit.course.congestion import check_slow_start_rounds, check_ssthresh_after_loss
+
+    def stub(_):
+        raise NotImplementedError
+
+    assert check_ssthresh_after_loss(lambda f: max(f / 2, 2))
+    assert not check_ssthresh_after_loss(lambda f: f / 2)            # no floor
+    assert not check_ssthresh_after_loss(lambda f: max(f // 2, 2))   # a half segment lost
+    assert check_ssthresh_after_loss(stub).stub
+    assert check_slow_start_rounds(lambda t: math.ceil(math.log2(t)))
+    assert not check_slow_start_rounds(lambda t: t - 1)              # linear, not doubling
+    assert not check_slow_start_rounds(lambda t: int(math.log2(t)))  # rounded down
+    assert check_slow_start_rounds(stub).stub

@@ -14,7 +14,7 @@ from ..flowcontrol import DELACK_MIN_S, NagleRun
 from ..pictures import Shown
 from .exercises import NOT_ANSWERED, Verdict
 
-__all__ = ["check_ssthresh_after_loss", "check_slow_start_rounds", "nagle_comparison",
+__all__ = ["check_ssthresh_after_loss", "check_slow_start_rounds", "nagle_comparison", "capture_button",
            "ask_for_reno", "HINTS"]
 
 HINTS = {
@@ -80,3 +80,45 @@ def ask_for_reno() -> Shown:
         chosen = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).split(b"\0")[0].decode()
     return _Text("\n".join([f"this socket now runs: {chosen}",
                             f"a new socket here would run, unasked: one of reno, cubic, bbr: {default in ('reno', 'cubic', 'bbr')}"]))
+
+
+def capture_button():
+    """A button that runs the zero-window demonstration again with a live
+    capture on ``lo`` (root or ``CAP_NET_RAW``) and lists the zero windows
+    and the probes.  Before the press it shows the same everywhere, so the
+    committed notebook matches on every machine."""
+    import ipywidgets as W          # a front end: only the course needs it
+
+    from ..capture import can_capture
+    from ..flowcontrol import zero_window, zero_window_probes
+
+    class CaptureButton(W.VBox):
+        text = ("[Capture it live] (needs root or CAP_NET_RAW: the same zero window, "
+                "recorded on lo, its zero windows and probes listed)")
+
+        def __init__(self):
+            self.button = W.Button(description="Capture it live", button_style="primary")
+            self.output = W.Output()
+            self.result = None
+            self.button.on_click(lambda _b: self.click())
+            super().__init__([self.button, self.output])
+            self.add_class("mailkit-capture-button")
+
+        def click(self) -> str:
+            self.button.disabled = True
+            try:
+                self.result = zero_window_probes(zero_window(capture=can_capture()))
+            except OSError as exc:
+                self.result = f"{type(exc).__name__}: {exc}"
+            finally:
+                self.button.disabled = False
+            self.output.outputs = ({"output_type": "display_data", "metadata": {},
+                                    "data": {"text/plain": self.result}},)
+            return self.result
+
+        def _repr_mimebundle_(self, **kwargs):
+            data = super()._repr_mimebundle_(**kwargs)
+            data["text/plain"] = self.text
+            return data
+
+    return CaptureButton()
