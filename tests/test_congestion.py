@@ -228,3 +228,38 @@ def test_the_exercise_checks_take_right_answers_and_refuse_wrong_ones():
     assert not check_slow_start_rounds(lambda t: t - 1)              # linear, not doubling
     assert not check_slow_start_rounds(lambda t: int(math.log2(t)))  # rounded down
     assert check_slow_start_rounds(stub).stub
+
+
+def test_the_quiz_of_09_accepts_its_answers_and_hints_otherwise():
+    from mailkit.course import quiz
+    assert repr(quiz("09", "b", 10, 1, "b")).endswith("4 of 4 right")
+    wrong = repr(quiz("09", "a", 20, 0.5, "c"))
+    assert wrong.count("✗") == 4 and "0 of 4 right" in wrong
+
+
+def test_the_pictures_have_their_numbers_as_text_and_draw():
+    from mailkit.pictures.congestion import CwndPlot, SharePlot
+    run = simulate([Reno(), Reno()], starts=[0, 2], duration=10)
+    cwnd, share = CwndPlot(run), SharePlot(run)
+    assert "Reno 2: largest cwnd" in cwnd.text and "queue: at most" in cwnd.text
+    shares = [int(line.split(": ")[1].split("%")[0]) for line in share.text.splitlines() if "% of" in line]
+    assert len(shares) == 2 and 99 <= sum(shares) <= 101
+    for picture in (cwnd, share):
+        assert picture._repr_png_().startswith(b"\x89PNG")
+
+
+def test_the_congestion_form_runs_the_same_simulation_as_python():
+    from mailkit.forms import congestion_form
+    form = congestion_form()
+    try:
+        shown = form.run_with(buffer=12, second="fixed window of 32", delay_ms=20)
+        run = simulate([Reno(), FixedWindow(32)], link=Link(100, 12, 0.02), duration=30, starts=[0, 5])
+        assert run.summary() in repr(shown)
+        assert "(nothing yet)" in form.text and "queue    6 segments" in form.text     # run_with changes nothing
+        form.buffer.value = 3
+        clicked = form.click()
+        assert "queue 3," in repr(clicked)
+        kinds = [set(item["data"]) for item in form.output.outputs]
+        assert kinds == [{"text/plain", "text/html"}, {"text/plain", "image/png"}]
+    finally:
+        form.close()

@@ -87,8 +87,8 @@ class CwndPlot(_Png):
                 top.plot([t], [f.cwnd_at(t)], marker="v" if why == "3 dup ACKs" else "x",
                          color=COLOURS["ERROR"], ms=6, ls="none")
         top.axhline(run.link.bdp + run.link.buffer, color=COLOURS["no reply"], lw=0.8, ls=":")
-        top.text(0, run.link.bdp + run.link.buffer, " BDP + queue", va="bottom", fontsize=8,
-                 color=COLOURS["no reply"])
+        top.text(run.duration, run.link.bdp + run.link.buffer, "BDP + queue ", va="bottom", ha="right",
+                 fontsize=8, color=COLOURS["no reply"])
         top.set_ylabel("segments")
         top.set_title(self.title, fontsize=10)
         top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
