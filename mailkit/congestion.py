@@ -40,7 +40,7 @@ Where the course simplifies, and says so in the notebook:
   duplicate ACKs that its resends of segments the receiver already holds
   cause are not taken for a new loss: a third duplicate ACK counts only if
   its ACK is past ``recover``, the highest segment sent before the last
-  timeout (RFC 6582 section 3.2 step 1, used after timeouts only; without
+  timeout (NewReno's check, RFC 6582 section 3.2, used after timeouts only; without
   it, one timeout is followed by spurious fast retransmits that halve
   ssthresh again and again);
 * no delayed ACKs, no pacing, one bottleneck;
@@ -264,7 +264,7 @@ class _FlowState:
         self.timer = 0             # the id of the running timer (0: stopped)
         self.expected = 0          # receiver: the next segment in order
         self.held: set[int] = set()  # receiver: out-of-order segments
-        self.recover = -1          # RFC 6582's "recover": the highest segment sent at the last loss
+        self.recover = -1          # RFC 6582's "recover": the highest segment sent before the last timeout
 
     @property
     def flight(self) -> int:
@@ -397,7 +397,7 @@ def simulate(senders, *, link: Link | None = None, duration: float = 20.0, start
             st.flow.sender.on_timeout(st.flight)
             note(st, now)
             st.rto.back_off()                                          # 6298 5.5
-            st.recover = st.next_seq - 1                               # RFC 6582 3.2 step 1
+            st.recover = st.next_seq - 1                               # RFC 6582 3.2: recover after a timeout
             st.next_seq = st.snd_una                                   # go back to the hole
             st.timer = 0
             transmit(st, st.next_seq, now)                             # 5.4, and 5.6 restarts the timer

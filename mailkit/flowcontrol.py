@@ -219,9 +219,11 @@ def _classify(segments) -> tuple[int, int, list]:
 
 def zero_window_probes(z: ZeroWindow) -> str:
     """What the capture of a :func:`zero_window` run shows: the receiver's
-    ACKs with window 0, and the sender's probes, one sequence number below
-    the next byte and without data (Linux's, ``tcp_xmit_probe_skb``; RFC
-    9293 3.8.6.1 lets a probe carry one byte or none)."""
+    ACKs with window 0, and the sender's probes.  RFC 9293 3.8.6.1 has the
+    sender send new data (an octet) into the zero window now and then;
+    Linux's probe (``tcp_xmit_probe_skb``) carries no data and a sequence
+    number one below the next byte, an old one, which the receiver must
+    answer with an ACK (RFC 9293 3.10.7.4) that states its window."""
     if not z.segments:
         return "no capture: it needs root or CAP_NET_RAW (TCP_INFO above shows the same)"
     zeros, probes, lines = _classify(z.segments)

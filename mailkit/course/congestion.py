@@ -71,8 +71,9 @@ def nagle_comparison(on: NagleRun, off: NagleRun, one_write: NagleRun) -> Shown:
 
 
 def ask_for_reno() -> Shown:
-    """A socket asks the kernel for Reno (``TCP_CONGESTION``, no root needed
-    for ``reno``) and reads back what it got; and says what Linux would
+    """A socket asks the kernel for Reno (``TCP_CONGESTION``; without root a
+    program may choose only what ``net.ipv4.tcp_allowed_congestion_control``
+    lists, and Linux always allows ``reno``) and reads back what it got; and says what Linux would
     choose on its own (``net.ipv4.tcp_congestion_control``), as a family."""
     with socket.socket() as sock:
         default = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).split(b"\0")[0].decode()
