@@ -17,7 +17,8 @@ read from the kernel's ``TCP_INFO``: no root, no capture needed.
 What ``TCP_INFO`` gives beyond the first 104 bytes that
 :func:`mailkit.capture.tcp_info` reads (``struct tcp_info`` in
 ``linux/tcp.h``): ``snd_wnd`` (the peer's advertised window, scaled, in
-bytes: Linux 5.4 and later), ``rcv_wnd`` (6.2 and later), ``segs_out``,
+bytes: Linux 5.4 and later, which this module needs), ``rcv_wnd`` (6.2
+and later), ``segs_out``,
 ``notsent_bytes``, ``rwnd_limited`` (µs the sender spent limited by the
 receive window). An older kernel returns fewer bytes: :func:`window_info`
 says so. Linux only.
@@ -63,7 +64,7 @@ class WindowInfo:
     """What flow control looks like from one socket (sizes in bytes)."""
 
     snd_wnd: int             # the window the peer advertised: what we may still send
-    rcv_wnd: int             # the window we advertise
+    rcv_wnd: int             # the window we advertise (-1: the kernel does not say, before 6.2)
     probes: int              # zero-window probes sent and not yet answered
     backoff: int             # how often the persist (or retransmission) timer backed off
     unacked: int             # segments in flight
@@ -73,11 +74,14 @@ class WindowInfo:
 
 
 def window_info(sock: socket.socket) -> WindowInfo:
-    """The flow-control fields of ``TCP_INFO`` for a connected socket (Linux >= 6.2)."""
+    """The flow-control fields of ``TCP_INFO`` for a connected socket:
+    Linux 5.4 or later (``snd_wnd``); ``rcv_wnd`` is -1 before 6.2."""
     raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _SIZE)
+    if len(raw) < _SIZE - 4:
+        raise OSError(f"TCP_INFO gave {len(raw)} bytes: its snd_wnd needs Linux 5.4 or later")
     if len(raw) < _SIZE:
-        raise OSError(f"TCP_INFO gave {len(raw)} bytes: snd_wnd and rcv_wnd need Linux 6.2 or later")
-    v = struct.unpack(_FORMAT, raw)
+        raw += struct.pack("=i", -1)        # no rcv_wnd before Linux 6.2
+    v = struct.unpack(_FORMAT.replace("5I", "4Ii"), raw)
     return WindowInfo(snd_wnd=v[-2], rcv_wnd=v[-1], probes=v[3], backoff=v[4], unacked=v[12],
                       notsent=v[38], segs_out=v[36], rwnd_limited_us=v[44])
 

@@ -263,3 +263,28 @@ def test_the_congestion_form_runs_the_same_simulation_as_python():
         assert kinds == [{"text/plain", "text/html"}, {"text/plain", "image/png"}]
     finally:
         form.close()
+
+
+def test_window_info_reads_a_kernel_older_than_6_2_and_refuses_one_older_than_5_4():
+    """Linux 5.4-6.1 return TCP_INFO up to snd_wnd (232 bytes): rcv_wnd is -1;
+    a shorter one cannot say the window at all.  The bytes are this kernel's, cut."""
+    import socket
+
+    class Cut:
+        def __init__(self, sock, size):
+            self.sock, self.size = sock, size
+
+        def getsockopt(self, *args):
+            return self.sock.getsockopt(*args)[:self.size]
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        with socket.create_connection(listener.getsockname()) as client:
+            conn, _ = listener.accept()
+            with conn:
+                full = window_info(client)
+                older = window_info(Cut(client, 232))
+                with pytest.raises(OSError, match="5.4"):
+                    window_info(Cut(client, 228))
+    assert older.rcv_wnd == -1 and older.snd_wnd == full.snd_wnd > 0
