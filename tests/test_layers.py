@@ -32,6 +32,7 @@ LAYERS = {
     "mailkit.rtt": 0,                   # RFC 6298's SRTT, RTTVAR, RTO on numbers: no sockets, no clock
     "mailkit.pipelining": 0,            # stop-and-wait, GBN, SR on a virtual clock: pure, stdlib only
     "mailkit.congestion": 0,            # Reno (RFC 5681) through a bottleneck on a virtual clock: pure
+    "mailkit.reno": 0,                  # Reno's reactions (RFC 5681) in segments: pure
     # servers and client (cli is their command-line front)
     "mailkit.listener": 2, "mailkit.responder": 2, "mailkit.server": 2,
     "mailkit.simple_server": 2, "mailkit.client": 2,
