@@ -56,7 +56,11 @@ def test_at_least_four_wrong_solutions():
 @pytest.mark.parametrize("index", range(len(WRONG_09)), ids=[what for _, what, _, _ in WRONG_09])
 def test_a_wrong_solution_compiles_and_fails_its_check_here(index):
     """Without a sandbox: the wrong sender, run through the named check's
-    cell (visible) or probe (hidden, three seeds) in this process, fails it."""
+    cell (visible) or probe (hidden, for 20 drawn seeds, as test_labs runs
+    the solution's) in this process, fails it every time.  (Measured the
+    same way, each hidden check catches each entry in 20 of 20 draws,
+    except: no slow start, recovery-per-run 18/20; a timeout leaves fast
+    recovery on, events-per-run 16/20.)"""
     import contextlib
     import io
     from mailkit.labs import load_lab
@@ -71,7 +75,7 @@ def test_a_wrong_solution_compiles_and_fails_its_check_here(index):
             exec(compile(source, what, "exec"), namespace)
     check = next(c for c in lab.nb.cells if is_check(c) and c.metadata["mailkit"]["check"] == catcher)
     reference = "".join(o.get("text", "") for o in check.outputs)
-    for seed in range(3):
+    for seed in range(20 if check.metadata["mailkit"].get("hidden") else 1):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             if check.metadata["mailkit"].get("hidden"):
