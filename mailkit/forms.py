@@ -21,8 +21,8 @@ keep working after Run All.  A form given someone else's server that has
 since been stopped says so in one line instead of failing.
 
 Stable CSS classes for browser tests: the containers are
-``mailkit-login-form``, ``mailkit-frame-builder``, ``mailkit-noise-form`` and
-``mailkit-pipeline-form``;
+``mailkit-login-form``, ``mailkit-frame-builder``, ``mailkit-noise-form``,
+``mailkit-pipeline-form`` and ``mailkit-congestion-form``;
 each output area is ``mailkit-form-result``.
 
 How a form writes its result matters for notebooks that are checked by
@@ -43,14 +43,15 @@ import ipywidgets as W
 
 from . import protocol as P
 from .client import MailClient, MailClientError, RetriesExhausted
-from . import pipelining
+from . import congestion, pipelining
 from .noise import BitFlipChannel
 from .pictures import COLOURS, frame_html, sequence_diagram
 from .server import MailServer
 from .text import clip, plural
 
 __all__ = ["LoginForm", "login_form", "FrameBuilder", "frame_builder", "NoiseForm", "noise_form",
-           "ServerStopped", "PipelineForm", "pipeline_form"]
+           "ServerStopped", "PipelineForm", "pipeline_form",
+           "CongestionForm", "congestion_form"]
 
 
 class ServerStopped(RuntimeError):
@@ -471,3 +472,57 @@ class PipelineForm(_Form):
 def pipeline_form(**kwargs) -> PipelineForm:
     """A form with sliders for loss, RTT and window (see :class:`PipelineForm`)."""
     return PipelineForm(**kwargs)
+
+
+# --------------------------------------------------------------------------
+# Congestion control (notebook 09)
+
+
+class CongestionForm(_Form):
+    """Sliders for the bottleneck (rate, queue, one-way delay) and a choice
+    of a second sender; *Run* simulates 30 virtual seconds of Reno through
+    it (:mod:`mailkit.congestion`: instant and the same every time) and
+    shows cwnd against time and the queue, with Jain's index for two."""
+
+    title = "Congestion: one bottleneck, one or two senders"
+    css_class = "mailkit-congestion-form"
+    SECONDS = 30.0          # virtual seconds per run: several sawteeth, a few ms of CPU
+    SECOND = {"none": None, "Reno": lambda: congestion.Reno(),
+              "fixed window of 32": lambda: congestion.FixedWindow(32)}
+
+    def __init__(self, *, rate: int = 100, buffer: int = 6, delay_ms: int = 50, second: str = "none"):
+        self.rate = W.IntSlider(value=rate, min=20, max=400, step=20, description="rate (seg/s)")
+        self.buffer = W.IntSlider(value=buffer, min=1, max=60, step=1, description="queue (seg)")
+        self.delay_ms = W.IntSlider(value=delay_ms, min=5, max=200, step=5, description="delay (ms)")
+        self.second = W.Dropdown(options=list(self.SECOND), value=second, description="2nd sender")
+        super().__init__([self.rate, self.buffer, self.delay_ms, self.second], "Run")
+
+    def run(self):
+        from .pictures.congestion import CwndPlot
+        link = congestion.Link(rate=self.rate.value, buffer=self.buffer.value, delay=self.delay_ms.value / 1000)
+        senders = [congestion.Reno()]
+        if self.SECOND[self.second.value] is not None:
+            senders.append(self.SECOND[self.second.value]())
+        run = congestion.simulate(senders, link=link, duration=self.SECONDS,
+                                  starts=[0.0, 5.0][:len(senders)])
+        return CwndPlot(run, title=f"{len(senders)} sender(s), {self.SECONDS:g} virtual s")
+
+    def show(self, result) -> None:
+        """The numbers as text, then the picture (JupyterLab shows one kind per item)."""
+        import base64
+        self.result = result
+        items = [_bundle(_Message(repr(result)))]
+        if hasattr(result, "_repr_png_"):
+            items.append({"output_type": "display_data", "metadata": {},
+                          "data": {"image/png": base64.b64encode(result._repr_png_()).decode("ascii"),
+                                   "text/plain": "(the picture of cwnd and the queue)"}})
+        self.output.outputs = tuple(items)
+
+    def describe_fields(self) -> list[str]:
+        return [f"rate     {self.rate.value} segments/s", f"queue    {self.buffer.value} segments",
+                f"delay    {self.delay_ms.value} virtual ms each way", f"second   {self.second.value}"]
+
+
+def congestion_form(**kwargs) -> CongestionForm:
+    """A form for the bottleneck and a second sender (see :class:`CongestionForm`)."""
+    return CongestionForm(**kwargs)

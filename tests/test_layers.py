@@ -31,10 +31,13 @@ LAYERS = {
     "mailkit.detect": 0,                # byte sum, Internet checksum, CRC-32, SHA-1: pure functions, stdlib only
     "mailkit.rtt": 0,                   # RFC 6298's SRTT, RTTVAR, RTO on numbers: no sockets, no clock
     "mailkit.pipelining": 0,            # stop-and-wait, GBN, SR on a virtual clock: pure, stdlib only
+    "mailkit.congestion": 0,            # Reno (RFC 5681) through a bottleneck on a virtual clock: pure
+    "mailkit.reno": 0,                  # Reno's reactions (RFC 5681) in segments: pure
     # servers and client (cli is their command-line front)
     "mailkit.listener": 2, "mailkit.responder": 2, "mailkit.server": 2,
     "mailkit.simple_server": 2, "mailkit.client": 2,
     "mailkit.noise": 3, "mailkit.capture": 3,
+    "mailkit.flowcontrol": 3,           # zero window, probes, Nagle on loopback sockets (TCP_INFO)
     "mailkit": 3,                       # the package's public face: the core, nothing above it
     "mailkit.pictures": 4, "mailkit.forms": 4, "mailkit.widgets": 4,
     # any server or client, judged on the wire (noise, servers, client, a picture)

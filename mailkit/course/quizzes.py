@@ -111,6 +111,21 @@ QUIZZES: dict[str, list[Question]] = {
                  "(RFC 9293 section 3.10.7.1): connect() raises ConnectionRefusedError.",
                  "Look at the last connection of the capture."),
     ],
+    "09": [
+        Question(("b",), "A zero window stops the data, not the connection: the sender's persist "
+                 "timer sends a zero-window probe now and then, each after a longer wait "
+                 "(RFC 9293 3.8.6.1, RFC 1122 4.2.2.17), until an ACK opens the window.",
+                 "Look at what TCP_INFO said while the receiver did not read: segments went out."),
+        Question((10, 10.0), "ssthresh = max(FlightSize/2, 2 segments) (RFC 5681 eq. 4): 20/2 = 10; "
+                 "cwnd becomes 10 + 3 during fast recovery, and 10 when a new ACK ends it.",
+                 "RFC 5681 eq. (4) halves what is in flight."),
+        Question((1, 1.0), "After a timeout cwnd is the loss window, one segment (RFC 5681 3.1), "
+                 "and slow start begins again up to the new ssthresh.",
+                 "A timeout says more than three duplicate ACKs: nothing is getting through."),
+        Question(("b",), "Linux's default is CUBIC (RFC 9438); Reno is what the simulation runs, "
+                 "and BBR is what this machine may be set to (notebook 08 showed it).",
+                 "Read the section on what Linux runs."),
+    ],
 }
 
 
