@@ -63,8 +63,8 @@ def _plain(value):
     """*value* as it arrives from a remote kernel: through repr and literal_eval."""
     try:
         return ast.literal_eval(repr(value))
-    except Exception:
-        raise Raised("BadValue", "the value is not plain data") from None
+    except Exception as exc:            # (what failed, for whoever reads the feedback)
+        raise Raised("BadValue", f"the value is not plain data ({type(exc).__name__}: {str(exc)[:100]})") from None
 
 
 class LocalKernel:
