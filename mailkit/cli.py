@@ -258,7 +258,9 @@ def _serve(args) -> int:
     # SIGTERM stops as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     host, port = server.address
-    print(f"mailkit listening on {host}:{port}{' (TLS)' if tls else ''}", flush=True)
+    print(f"mailkit listening on {host}:{port}", flush=True)
+    if tls:     # (standard output stays the one line that scripts wait for)
+        print(f"mailkit: TLS only, certificate {args.tls_cert}", file=sys.stderr, flush=True)
     # On standard error (standard output is the one line above, which
     # scripts wait for), even with --quiet: the instructor should see it.
     print(f"mailkit: mail storage cap {f'{cap_mb:g} MB' if cap_mb else 'none'} (--max-db-mb); "
