@@ -7,6 +7,9 @@
   only once it knows the key (:meth:`RewritingLink.learn_key`, from a login
   it saw in clear).  Without the key it leaves the old tag, which no longer
   fits.  It records every login it relays (:meth:`~RewritingLink.logins`).
+* :class:`Impostor` is a mail server with a certificate for ``localhost``
+  that no client trusts (the attacker's own): it keeps every login it is
+  sent.  A client that checks certificates never sends it one.
 * :class:`Tap` is a plain TCP relay that records every byte both ways
   (what any machine on the path sees: a capture without root), and can
   flip one bit of what the client sends, to show that TLS notices.
@@ -28,8 +31,10 @@ from . import mac
 from . import protocol as P
 from .listener import Listener
 from .noise import NoisyLink
+from .server import MailServer
+from .tls import IMPOSTOR_CERT, server_context
 
-__all__ = ["RewritingLink", "Login", "Tap", "TapRecord", "TlsRecord", "tls_records", "RECORD_TYPES"]
+__all__ = ["RewritingLink", "Login", "Tap", "Impostor", "TapRecord", "TlsRecord", "tls_records", "RECORD_TYPES"]
 
 # TLS record content types (RFC 8446, 5.1; the same numbers in RFC 5246, 6.2.1).
 RECORD_TYPES = {20: "change_cipher_spec", 21: "alert", 22: "handshake", 23: "application_data"}
@@ -216,3 +221,21 @@ class Tap(Listener):
                         dst.sendall(data)
                     except OSError:
                         return
+
+
+class Impostor(MailServer):
+    """A TLS mail server that pretends to be the real one, with the
+    impostor's certificate (mailkit/certs: for ``localhost`` too, trusted by
+    nobody).  ``impostor.stolen`` lists every login it received, as bytes."""
+
+    def __init__(self, users: dict[str, str] | None = None, **kwargs):
+        kwargs.setdefault("tls", server_context(IMPOSTOR_CERT))
+        super().__init__(users or {}, **kwargs)
+        self.stolen: list[bytes] = []
+        self._stolen_lock = threading.Lock()
+
+    def handle_request(self, conn, peer, received):
+        if received.error is None and not P.is_frame(received.data):
+            with self._stolen_lock:
+                self.stolen.append(received.data)
+        return super().handle_request(conn, peer, received)

@@ -27,12 +27,15 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-__all__ = ["TEACHING_CERT", "TEACHING_KEY", "server_context", "client_context", "as_server_context",
+__all__ = ["TEACHING_CERT", "TEACHING_KEY", "IMPOSTOR_CERT", "IMPOSTOR_KEY", "server_context", "client_context", "as_server_context",
            "MIN_VERSION"]
 
 CERT_DIR = Path(__file__).resolve().parent / "certs"
 TEACHING_CERT = str(CERT_DIR / "localhost-cert.pem")
 TEACHING_KEY = str(CERT_DIR / "localhost-key.pem")
+# An attacker's certificate, also for localhost, that no client trusts (notebook 10, lab 10).
+IMPOSTOR_CERT = str(CERT_DIR / "impostor-cert.pem")
+IMPOSTOR_KEY = str(CERT_DIR / "impostor-key.pem")
 # TLS 1.0 and 1.1 are deprecated (RFC 8996); 1.2 (RFC 5246) and 1.3 (RFC 8446) remain.
 MIN_VERSION = ssl.TLSVersion.TLSv1_2
 
@@ -42,7 +45,7 @@ def server_context(cert: str = TEACHING_CERT, key: str | None = None) -> ssl.SSL
     (default: the teaching pair).  Raises ``OSError``/``ssl.SSLError`` if
     they cannot be read or do not match."""
     if key is None:
-        key = TEACHING_KEY if cert == TEACHING_CERT else None
+        key = {TEACHING_CERT: TEACHING_KEY, IMPOSTOR_CERT: IMPOSTOR_KEY}.get(cert)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = MIN_VERSION
     context.load_cert_chain(cert, key)
