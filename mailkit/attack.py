@@ -25,6 +25,7 @@ from __future__ import annotations
 import selectors
 import socket
 import threading
+import time
 from dataclasses import dataclass
 
 from . import mac
@@ -149,7 +150,11 @@ class Tap(Listener):
     ``application_data`` record (1-based) each connection sends (TLS 1.3:
     the 1st is the client's encrypted Finished, the 2nd its first request)."""
 
-    POLL_S = 0.25           # how often a relay thread looks for stop()
+    POLL_S = 0.1            # how often a relay thread looks for stop()
+    # After stop(), a relay still reads what is on its way for this long:
+    # a client that had its reply may leave (with the with block) before the
+    # server's last bytes (TLS's close_notify) crossed; stop() waits < 1 s.
+    DRAIN_S = 0.5
 
     # flip_record looks for its record in the first this many bytes of a connection
     FLIP_SEARCH_BYTES = 64 * 1024
@@ -194,13 +199,18 @@ class Tap(Listener):
             offset = 0                      # bytes the client has sent so far
             flip_at = self.flip_at
             sent = bytearray()              # (for flip_record: the records so far)
-            while sel.get_map() and not self.stop_requested():
+            stop_at = None
+            while sel.get_map():
+                if self.stop_requested():   # what is already on its way is still recorded
+                    stop_at = stop_at or time.monotonic() + self.DRAIN_S
+                    if time.monotonic() > stop_at:
+                        return
                 for key, _ in sel.select(self.POLL_S):
                     src, dst, direction = key.data
                     try:
                         data = src.recv(65536)
-                    except OSError:
-                        return
+                    except OSError:         # a reset: that side is gone; the other may still speak
+                        data = b""
                     if not data:            # one side closed: pass the close on
                         sel.unregister(src)
                         try:
@@ -219,8 +229,8 @@ class Tap(Listener):
                     self._record(number, direction, data)
                     try:
                         dst.sendall(data)
-                    except OSError:
-                        return
+                    except OSError:         # that side is gone: keep recording the other to its end
+                        pass
 
 
 class Impostor(MailServer):

@@ -157,15 +157,18 @@ def tls_ladder(title: str = "with TLS 1.3 (RFC 8446): after the hellos, records 
 class PathForm:
     """Log in through a tap, with or without TLS, and see what crossed.
 
-    ``PathForm(plain_server, tls_server)`` (both running, the same users):
-    the form has user, password, a TLS box and a button (CSS classes
-    ``mailkit-path-user``, ``-password``, ``-tls``, ``-send``; the result in
-    ``mailkit-path-result``).  ``form.last`` is the last :class:`PathView`."""
+    ``PathForm(users)``: the form has user, password, a TLS box and a button
+    (CSS classes ``mailkit-path-user``, ``-password``, ``-tls``, ``-send``;
+    the result in ``mailkit-path-result``).  Each click starts its own mail
+    server (with TLS and the teaching certificate, or without) and a tap,
+    logs in through the tap, and stops both: the form works whatever the
+    notebook's other cells started or stopped.  ``form.last`` is the last
+    :class:`PathView`."""
 
-    def __init__(self, plain_server: MailServer, tls_server: MailServer):
+    def __init__(self, users: dict[str, str]):
         import ipywidgets as W
 
-        self.plain, self.secure = plain_server, tls_server
+        self.users = dict(users)
         self.last: PathView | None = None
         self.user = W.Text("alice", description="user")
         self.password = W.Password("wonderland", description="password")
@@ -179,24 +182,13 @@ class PathForm:
         self.widget = W.VBox([W.HBox([self.user, self.password]), W.HBox([self.tls, self.send]), self.result])
         self.widget.add_class("mailkit-path-form")
 
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
-
     def run(self, user: str, password: str, tls: bool) -> PathView:
-        """One login through a fresh tap; what crossed."""
-        server = self.secure if tls else self.plain
-        with Tap(server.address) as tap:
-            client = MailClient(*tap.address, tls=tls, cafile=TEACHING_CERT if tls else None, retries=0)
-            try:
-                client.login(user, password)
-                outcome = "logged in"
-            except Exception as exc:         # a wrong password is part of the lesson
-                outcome = f"{type(exc).__name__}: {exc}"
-        view = PathView(tap, title=f"{'TLS' if tls else 'no TLS'}: {outcome}")
-        leaked = password.encode("utf-8") in tap.sent() if password else False
-        view.leaked = leaked
+        """One login through a fresh server and tap; what crossed."""
+        with MailServer(self.users, tls=tls or None) as server, Tap(server.address) as tap:
+            outcome = login_result(tap.address, user, password, tls=tls,
+                                   cafile=TEACHING_CERT if tls else None)
+        view = PathView(tap, title=f"{'with TLS' if tls else 'without TLS'}: {outcome}")
+        view.leaked = bool(password) and password.encode("utf-8") in tap.sent()
         return view
 
     def _go(self, _button=None) -> None:
