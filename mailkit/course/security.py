@@ -173,7 +173,8 @@ class PathForm:
         self.user = W.Text("alice", description="user")
         self.password = W.Password("wonderland", description="password")
         self.tls = W.Checkbox(False, description="TLS", indent=False)
-        self.send = W.Button(description="Log in through the tap", button_style="primary")
+        self.send = W.Button(description="Log in through the tap", button_style="primary",
+                             layout=W.Layout(width="auto"))
         self.result = W.HTML("<i>Nothing sent yet.</i>")
         for widget, css in ((self.user, "user"), (self.password, "password"), (self.tls, "tls"),
                             (self.send, "send"), (self.result, "result")):
