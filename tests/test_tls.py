@@ -6,6 +6,10 @@ beside tests/test_interop.py)."""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -195,3 +199,47 @@ def test_the_widget_client_logs_in_with_tls(tls_server):
     plain.ui.login.click()
     assert plain.client is None
     assert "certificate is not accepted (self-signed certificate)" in plain.ui.status.value
+
+
+def _guide_block(starting: str) -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "instructor.md").read_text(encoding="utf-8")
+    found = [b for b in re.findall(r"^```\n(.*?)^```$", text, re.S | re.M) if b.startswith(starting)]
+    assert len(found) == 1, starting
+    return found[0]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the guide's block runs openssl")
+def test_the_guides_class_server_tls_blocks_run_as_written(tmp_path):
+    """docs/instructor.md, "TLS on a class server": the certificate block runs
+    verbatim; its serve command and the students' client command run
+    verbatim too, with ``--host 127.0.0.1 --port 0`` (and the port it
+    printed) appended, since argparse takes the last: no fixed port here."""
+    block = _guide_block("openssl req -x509")
+    make, _, serve = block.partition("python -m mailkit serve")
+    done = subprocess.run(["bash", "-e", "-c", make], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "class-key.pem").stat().st_mode & 0o077 == 0
+    users = tmp_path / "class-users.txt"
+    users.write_text("alice:wonderland\n")
+    users.chmod(0o600)
+    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")
+    serve_line = "exec python -m mailkit serve" + serve.rstrip("\n") + " --host 127.0.0.1 --port 0"
+    server = subprocess.Popen(["bash", "-c", serve_line], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        first = server.stdout.readline()
+        port = int(first.strip().rpartition(":")[2])
+        client = MailClient("127.0.0.1", port, tls=True, cafile=str(tmp_path / "class-cert.pem"),
+                            server_hostname="mail.example.edu")
+        client.login("alice", "wonderland")
+        students = _guide_block("python -m mailkit client --host 10.0.0.5 --port 2526 --tls").strip()
+        done = subprocess.run(["bash", "-c", f"{students} --host 127.0.0.1 --port {port}"], cwd=tmp_path,
+                              env=env, input="alice\nwonderland\n4\n7\n", capture_output=True, text=True,
+                              timeout=60)
+        assert "logged in as alice" in done.stdout, done.stdout + done.stderr
+        assert "OK: 0 messages" in done.stdout
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)
