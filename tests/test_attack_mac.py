@@ -84,3 +84,67 @@ def test_a_mac_server_answers_a_forged_tag_with_ko_and_stores_nothing():
     assert responder.respond(seal(frame, b"k" * 32), ("10.0.0.1", 1))[1] == "KO"
     done = responder.respond(seal(frame, session_key("wonderland", session)), ("10.0.0.1", 1))[1]
     assert done.result(timeout=10) == "OK: Email Sent"
+
+
+# -- notebook 10's helpers (mailkit.course.security) ------------------------------------
+
+
+def test_hmac_by_hand_is_rfc_2104():
+    from mailkit.course.security import hmac_by_hand
+
+    for key, data in ((b"Jefe", b"what do ya want for nothing?"), (b"\xaa" * 131, b"Test Using Larger Than Block-Size Key"),
+                      (b"", b""), (b"k" * 64, b"exactly a block")):
+        assert hmac_by_hand(key, data) == hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+def test_changed_bytes_marks_exactly_what_changed():
+    from mailkit.course.security import ChangedBytes
+
+    before = make_frame("0123456789", "email", "bob", "Lunch", "Meet me at noon")
+    after = before.replace(b"noon", b"five")
+    view = ChangedBytes(before, after)
+    assert view.changed == {i for i in range(len(after)) if before[i] != after[i]}
+    assert len(view.changed) == 4 and view.text.endswith(f"4 of {len(after)} bytes changed")
+    assert view.text.count("^^") == 4 and view._repr_html_().count("<span") == 8   # hex and text of each
+
+
+def test_path_view_and_form_say_what_crossed():
+    from mailkit.course.security import PathForm, PathView, login_result, tls_ladder
+    from mailkit.attack import Tap
+
+    form = PathForm(USERS)
+    try:
+        clear = form.run("alice", "wonderland", tls=False)
+        assert clear.leaked and clear.text.splitlines()[1].endswith("in clear: alice:wonderland")
+        secret = form.run("alice", "wrong password", tls=True)
+        assert not secret.leaked and "the server said: KO" in secret.text
+        assert "TLS records: handshake" in secret.text and "wrong password" not in secret.text
+        form.password.value = "wonderland"
+        form.send.click()
+        assert "the password crossed in clear" in form.result.value and form.last.leaked
+    finally:
+        form.widget.close()
+    with MailServer(USERS) as server, Tap(server.address) as tap:
+        assert login_result(tap.address) == "logged in"
+        assert login_result(tap.address, password="nope") == "the server said: KO: wrong username or password"
+    assert PathView(tap).text.count("connection") == 4
+    assert "[alice:wonderland]" in tls_ladder().text
+
+
+def test_quiz_10_accepts_its_answers():
+    from mailkit.course import quiz
+    import mailkit.course.security  # noqa: F401  (registers quiz 10)
+
+    assert repr(quiz("10", "b", "c", "a")).endswith("3 of 3 right")
+    assert "✗ Question 1" in repr(quiz("10", "a", "c", "a"))
+
+
+def test_stop_security_stops_servers_links_and_taps():
+    from mailkit.attack import Tap
+    from mailkit.course.security import stop_security
+
+    server = MailServer(USERS).start()
+    link = RewritingLink(server.address, "a", "b").start()
+    tap = Tap(server.address).start()
+    assert stop_security() == 3
+    assert not (server.running or link.running or tap.running)
