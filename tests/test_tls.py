@@ -243,3 +243,29 @@ def test_the_guides_class_server_tls_blocks_run_as_written(tmp_path):
     finally:
         server.send_signal(signal.SIGINT)
         server.communicate(timeout=30)
+
+
+def test_a_live_loopback_capture_shows_the_password_in_clear_only_without_tls():
+    """The kit's own capture (mailkit.capture.Sniffer, a raw socket on lo:
+    root or CAP_NET_RAW; CI runs as root, so there it must run): the login's
+    TCP payloads hold the password without TLS, and not with it."""
+    from mailkit import capture as C
+
+    if not C.can_capture():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI runs as root, where a live capture must work")
+        pytest.skip("live capture needs root or CAP_NET_RAW (it runs in CI)")
+    seen = {}
+    for tls in (False, True):
+        with MailServer(USERS, tls=tls or None) as server:
+            port = server.address[1]
+            with C.Sniffer([port]) as sniffer:
+                MailClient(*server.address, tls=tls, cafile=TEACHING_CERT if tls else None).login("alice", "wonderland")
+                # until the connection ended (the server's FIN; or, with TLS, the reset
+                # the client's closed socket answers the server's late close_notify with)
+                assert sniffer.wait_for(lambda segs: any((s.sport == port and s.flags & 0x01) or s.flags & 0x04
+                                                         for s in segs), 10)
+            segments = sniffer.segments()
+        seen[tls] = b"".join(s.payload for s in segments if s.dport == port)
+    assert b"alice:wonderland" in seen[False]
+    assert seen[True][:1] == b"\x16" and b"wonderland" not in seen[True] and len(seen[True]) > 500
