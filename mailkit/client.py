@@ -64,10 +64,12 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 import time
 
 from . import protocol as P
 from .protocol import Message, Reply
+from .tls import client_context
 from .trace import Exchange, Transcript
 
 __all__ = [
@@ -165,12 +167,30 @@ class MailClient:
     reply byte, and between reply bytes.  *resend_after_timeout* (off by
     default) resends every command after one *timeout* with no reply, even
     ``email``: a timer that can deliver duplicates (see the module docstring).
+
+    *tls* (not part of the 2017 protocol; :mod:`mailkit.tls`): ``True``
+    wraps every connection in TLS with the standard checks (the certificate
+    must chain to a CA the system trusts, or to *cafile*, and name
+    *server_hostname*, by default *host*); or pass your own
+    ``ssl.SSLContext``.  A certificate that fails the checks raises
+    :class:`ssl.SSLCertVerificationError` at once (never retried).  Over TLS
+    the client does not half-close (Python's TLS cannot, and TLS 1.2 has
+    no half-close): the server sees the end of a frame by its checksum and
+    the end of a login by its quiet time, as for a 2017 client.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 2525, *,
                  retries: int = DEFAULT_RETRIES, timeout: float = DEFAULT_TIMEOUT_S, channel=None,
-                 quiet: float = QUIET_S, resend_after_timeout: bool = False):
+                 quiet: float = QUIET_S, resend_after_timeout: bool = False,
+                 tls: bool | ssl.SSLContext = False, cafile: str | None = None,
+                 server_hostname: str | None = None):
         self.host, self.port = host, port
+        if tls is True:
+            tls = client_context(cafile)
+        elif cafile is not None and not tls:
+            raise ValueError("cafile= is for TLS: pass tls=True too")
+        self.tls: ssl.SSLContext | None = tls or None
+        self.server_hostname = server_hostname or host
         self.retries, self.timeout, self.channel, self.quiet = retries, timeout, channel, quiet
         self.resend_after_timeout = resend_after_timeout
         self.user: str | None = None
@@ -179,7 +199,8 @@ class MailClient:
 
     def __repr__(self) -> str:
         who = f"{self.user} (session {self.session_id})" if self.session_id else "not logged in"
-        return f"<MailClient {self.host}:{self.port}, {who}>"
+        tls = ", TLS" if self.tls is not None else ""
+        return f"<MailClient {self.host}:{self.port}{tls}, {who}>"
 
     # -- the commands -------------------------------------------------------
 
@@ -234,13 +255,17 @@ class MailClient:
         """Send any command frame; return the reply, raising on errors."""
         if self.session_id is None and name != "help":
             raise NotLoggedIn(f"log in before '{name}' (client.login(user, password))")
-        frame = P.make_frame(self.session_id or "0" * P.SESSION_ID_LEN, name, *fields)
-        reply = self._request(name, frame, noisy=True)
+        reply = self._request(name, self.frame(name, *fields), noisy=True)
         if reply.kind == "ERROR" or reply.text.startswith(_ERRORS_2017):
             raise ServerError(reply.text.strip())
         if name in _REPLIES_START_WITH_OK and not reply.text.lstrip().startswith("OK"):
             raise UnexpectedReply(name, reply.text)
         return reply
+
+    def frame(self, name: str, *fields: str) -> bytes:
+        """The frame :meth:`command` sends (a subclass may seal it differently:
+        see :class:`mailkit.mac.MacClient`)."""
+        return P.make_frame(self.session_id or "0" * P.SESSION_ID_LEN, name, *fields)
 
     def _listing(self, reply: Reply, sender: str | None = None) -> list[Message]:
         try:
@@ -271,13 +296,17 @@ class MailClient:
             patience = self.timeout * (1 if resend else self.retries + 1)
             try:
                 exchange.reply = _exchange((self.host, self.port), wire, progress, login=command == "login",
-                                           timeout=self.timeout, first_reply=patience, quiet=self.quiet)
+                                           timeout=self.timeout, first_reply=patience, quiet=self.quiet,
+                                           tls=self.tls, server_hostname=self.server_hostname)
             except ConnectionRefusedError as exc:
                 exchange.error = "connection refused"
                 raise ServerUnreachable(
                     f"nothing is listening at {self.host}:{self.port} (is the server running?)"
                 ) from exc
             except MailClientError:
+                raise
+            except ssl.SSLCertVerificationError as exc:   # the same certificate next time: no retry
+                exchange.error = f"certificate not accepted: {exc.verify_message}"
                 raise
             except TimeoutError as exc:
                 waited = patience if progress.sent else self.timeout   # else: connecting
@@ -304,17 +333,28 @@ class _Progress:
 
 
 def _exchange(address, data: bytes, progress: _Progress, *, login: bool,
-              timeout: float, first_reply: float, quiet: float) -> bytes:
+              timeout: float, first_reply: float, quiet: float,
+              tls: ssl.SSLContext | None = None, server_hostname: str | None = None) -> bytes:
     """One attempt: connect, send, half-close, read the reply until it is
     complete (see the module docstring).  Raises ``OSError`` only if no
-    reply byte arrived; bytes that came before a reset are the reply."""
-    with socket.create_connection(tuple(address), timeout=timeout) as sock:
+    reply byte arrived; bytes that came before a reset are the reply.
+    With *tls*: the handshake first, and no half-close."""
+    with socket.create_connection(tuple(address), timeout=timeout) as raw:
+        sock = raw if tls is None else tls.wrap_socket(raw, server_hostname=server_hostname)
+        return _send_and_read(sock, data, progress, login=login, timeout=timeout,
+                              first_reply=first_reply, quiet=quiet, half_close=tls is None)
+
+
+def _send_and_read(sock: socket.socket, data: bytes, progress: _Progress, *, login: bool,
+                   timeout: float, first_reply: float, quiet: float, half_close: bool) -> bytes:
+    with sock:
         sock.sendall(data)
         progress.sent = True
-        try:
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        if half_close:
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
         reply = bytearray()
         patient = False          # a mailkit listing still coming: wait for the close
         while True:

@@ -395,6 +395,13 @@ class ConnectionSlots:
         with self._lock:
             self._drop(key)
 
+    def replace(self, old, new) -> None:
+        """*new* takes *old*'s slot (a socket wrapped in TLS), as it was."""
+        with self._lock:
+            entry = self._conns.pop(old, None)
+            if entry is not None:
+                self._conns[new] = entry
+
     def _drop(self, key) -> None:
         entry = self._conns.pop(key, None)
         if entry is not None:

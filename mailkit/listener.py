@@ -21,6 +21,14 @@ Theory of operation.  Three parts, each with its own state and its own lock:
   in the labs) instead hands each connection to :meth:`Listener.handle` in a
   worker as soon as it is accepted.
 
+TLS (``tls=`` an :class:`ssl.SSLContext`, see :mod:`mailkit.tls`): the
+loop accepts as always, but hands each new connection to a worker, which
+does the TLS handshake (blocking, at most ``tls_handshake_timeout``
+seconds) and then hands the encrypted connection back to the loop, which
+reads its request as any other.  So a client that stalls in its handshake,
+or speaks plain text to a TLS port, holds one worker thread for a few
+seconds and is closed; it never holds the loop that serves everyone.
+
 ``start()`` creates the socket, the selector and the loop thread, and
 returns once the loop runs (or raises why it cannot); ``stop()`` wakes the
 loop, cuts every open connection and joins every thread within a second.  If
@@ -37,6 +45,7 @@ import logging
 import queue
 import selectors
 import socket
+import ssl
 import threading
 import time
 import weakref
@@ -353,6 +362,11 @@ class EventLoop:
                 continue
             self.guarded(self.arrived, conn, peer, now)
 
+    def tls_ready(self, conn: socket.socket, peer) -> None:
+        """A TLS connection whose handshake a worker finished: read its request."""
+        now = time.monotonic()
+        self.read(conn, peer, now + self.listener.REQUEST_DEADLINE_S, now=now)
+
     def refuse(self, conn: socket.socket, reply: bytes, now: float) -> None:
         """Answer a connection we cannot serve with *reply* and close it
         without a reset: read what it sent, send, half-close, and close once
@@ -417,6 +431,9 @@ class EventLoop:
 
     def arrived(self, conn: socket.socket, peer, now: float) -> None:
         listener = self.listener
+        if listener.tls is not None:        # the handshake in a worker: never in this thread
+            listener.workers.submit(listener.serve_tls_handshake, conn, peer)
+            return
         if listener.raw_connections:
             listener.slots.active(conn, busy=True)
             listener.workers.submit(listener.serve_raw, conn, peer)
@@ -441,10 +458,16 @@ class EventLoop:
         half-closed), None if nothing yet, or ``_RESET`` if the peer reset it
         (then the connection is forgotten)."""
         try:
-            return a.conn.recv(65536)
-        except BlockingIOError:
-            return None
-        except OSError:                     # reset by the peer
+            chunk = a.conn.recv(65536)
+            # TLS: recv returns one record at most; what OpenSSL already
+            # decrypted is not in the kernel's buffer, so select() would
+            # not see it: take it now.
+            while chunk and isinstance(a.conn, ssl.SSLSocket) and a.conn.pending():
+                chunk += a.conn.recv(a.conn.pending())
+            return chunk
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None                     # (TLS: a record not yet whole)
+        except OSError:                     # reset by the peer (or a TLS error)
             self.done_reading(a)
             self.listener.forget(a.conn)
             return _RESET
@@ -551,6 +574,10 @@ class Listener:
     STOP_TIMEOUT_S = 0.9         # stop() must return within a second
     START_TIMEOUT_S = 5.0        # the loop thread must be running by then
     WORKER_LINGER_S = 1.0        # a finished thread waits this long for the next job
+    # A TLS handshake (in a worker thread) must finish within this: a
+    # loopback or LAN handshake takes milliseconds, a slow link a few
+    # round trips; a client that stalls is closed after it.
+    TLS_HANDSHAKE_TIMEOUT_S = 5.0
     BUSY_REPLY = b"ERROR: server busy, try again in a moment"
     PER_ADDRESS_REPLY = "ERROR: too many connections from your address ({} open); close some and try again"
     PER_PREFIX_REPLY = ("ERROR: server busy: too many connections from your network ({} open from {}); "
@@ -561,8 +588,13 @@ class Listener:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
                  idle_timeout: float | None = None, max_request_bytes: int = P.MAX_REQUEST_BYTES,
                  raw_connections: bool = False, slots: ConnectionSlots | None = None,
-                 silent_timeout: float | None = None):
+                 silent_timeout: float | None = None, tls: ssl.SSLContext | None = None,
+                 tls_handshake_timeout: float | None = None):
         self.host, self.port = host, port
+        # TLS: an ssl.SSLContext made for a server (mailkit.tls), or None: plain TCP.
+        self.tls = tls
+        self.tls_handshake_timeout = (self.TLS_HANDSHAKE_TIMEOUT_S if tls_handshake_timeout is None
+                                      else tls_handshake_timeout)
         # Open connections per address and in all (see mailkit.limits); by
         # default MAX_CONNECTIONS in all and no limit per address.
         self.slots = slots if slots is not None else ConnectionSlots(
@@ -791,6 +823,8 @@ class Listener:
 
     def forget(self, conn: socket.socket, *, shutdown: bool = False) -> None:
         """Close *conn* and stop counting it."""
+        if not shutdown:
+            close_notify(conn)
         if shutdown:
             try:
                 conn.shutdown(socket.SHUT_RDWR)
@@ -854,6 +888,56 @@ class Listener:
             log.exception("%s handler failed", format_peer(peer))
         self.forget(conn)
 
+    def serve_tls_handshake(self, conn: socket.socket, peer) -> None:
+        """In a worker: the TLS handshake of a new connection, then hand it
+        back to the event loop (or, with ``raw_connections``, to
+        :meth:`handle`).  A failed or stalled handshake (a plain-text client,
+        an unknown certificate, silence) is logged and closed; no reply."""
+        try:
+            conn.setblocking(True)
+            conn.settimeout(self.tls_handshake_timeout)
+            tls = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        except (OSError, ValueError) as exc:
+            log.info("%s TLS refused: %s", format_peer(peer), exc)
+            self.forget(conn)
+            return
+        self.replace(conn, tls)         # the wrapped socket owns the descriptor now
+        try:
+            tls.do_handshake()
+        except (OSError, ValueError) as exc:   # ssl.SSLError, TimeoutError, a reset
+            log.info("%s TLS handshake failed: %s", format_peer(peer), exc)
+            self.tls_failed(tls)
+            return
+        if self.raw_connections:
+            self.slots.active(tls, busy=True)
+            self.serve_raw(tls, peer)
+            return
+        self.slots.active(tls)
+        loop = self._loop
+        if loop is None or not loop.call_soon(loop.tls_ready, tls, peer):
+            self.forget(tls, shutdown=True)     # stopped: nobody will read it
+
+    def tls_failed(self, tls: ssl.SSLSocket) -> None:
+        """Close a connection whose handshake failed without a reset: read
+        what its client sent (briefly), then close.  Closing with unread
+        bytes would send a reset (RFC 1122, 4.2.2.13)."""
+        try:
+            tls.shutdown(socket.SHUT_WR)        # (also drops the TLS layer: what is left is bytes)
+            tls.settimeout(0.2)
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end and tls.recv(65536):
+                pass
+        except OSError:
+            pass
+        self.forget(tls, shutdown=True)
+
+    def replace(self, old: socket.socket, new: socket.socket) -> None:
+        """Count *new* where *old* was (a socket wrapped in TLS)."""
+        with self._conns_lock:
+            self._conns.discard(old)
+            self._conns.add(new)
+        self.slots.replace(old, new)
+
     def serve_raw(self, conn: socket.socket, peer) -> None:
         """In a worker, with ``raw_connections``: :meth:`handle`, then close."""
         try:
@@ -883,13 +967,14 @@ def send_and_close(conn: socket.socket, data: bytes, *, drain: bool = False, clo
             conn.setblocking(False)
         try:
             sent = conn.send(data)
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             sent = 0
         if sent < len(data):    # the rest waits for the peer to read
             conn.settimeout(Listener.SEND_TIMEOUT_S)
             conn.sendall(memoryview(data)[sent:])
         if not close:
             return
+        close_notify(conn)      # TLS: the reply ends here (nothing for plain TCP)
         if drain:           # (without it, close() below sends the FIN: no shutdown call)
             conn.shutdown(socket.SHUT_WR)
             conn.settimeout(0.2)
@@ -901,6 +986,19 @@ def send_and_close(conn: socket.socket, data: bytes, *, drain: bool = False, clo
     finally:
         if close:
             conn.close()
+
+
+def close_notify(conn: socket.socket) -> None:
+    """A TLS connection about to be closed: send TLS's close_notify alert
+    first, without waiting for the peer's, so that the client can tell the
+    end of the reply from a connection cut by an attacker (a truncation,
+    RFC 8446 6.1).  Nothing for a plain socket."""
+    if isinstance(conn, ssl.SSLSocket) and conn.fileno() >= 0:
+        try:
+            conn.setblocking(False)
+            conn.unwrap()
+        except (OSError, ValueError):   # SSLWantReadError: sent, the peer's not read (as wanted)
+            pass
 
 
 def format_peer(peer) -> str:

@@ -363,7 +363,7 @@ class NoisyLink(Listener):
                               or faults.reply_flips or faults.lose_reply)
                 try:
                     reply, more, half_closed = self._forward(
-                        conn, up, _apply(request, faults.request_flips),
+                        conn, up, _apply(self.tamper(request), faults.request_flips),
                         half_closed=half_closed, stream=stream, cuts=faults.cuts)
                 except OSError as exc:
                     event.error = f"server unreachable: {exc}"
@@ -393,6 +393,12 @@ class NoisyLink(Listener):
                 if not request:
                     return None
         return None
+
+    def tamper(self, request: bytes) -> bytes:
+        """What goes upstream instead of *request* (before any planned flips):
+        the request itself here; an attacker's link rewrites it
+        (:class:`mailkit.attack.RewritingLink`)."""
+        return request
 
     def _connect_upstream(self) -> socket.socket:
         """A connection to the target; with *on_upstream*, from a port it

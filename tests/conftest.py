@@ -153,6 +153,7 @@ UNIT_SECONDS = {
     "tests/test_steer.py": 59, "tests/test_lab8_any_language.py": 62,
     "tests/test_lab6_rto.py": 13,      # measured alone (one graded batch of 11 notebooks), not in the loaded run
     "tests/test_browser_09.py": 25,    # its own JupyterLab, notebook 09 run twice (load average 9)
+    "tests/test_browser_10.py": 73,    # measured alone under load (one JupyterLab, the form twice)
 }
 
 

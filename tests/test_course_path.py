@@ -167,7 +167,7 @@ def times_in_table(text: str, link: str) -> dict:
 def test_the_time_estimates_agree_everywhere():
     home = times_in_table(cell(ROOT / "index.ipynb", "home-course"), "notebooks/")
     course_map = times_in_table((ROOT / "notebooks" / "README.md").read_text(encoding="utf-8"), "")
-    assert list(home) == [f"{i:02d}" for i in range(10)]
+    assert list(home) == [p.name[:2] for p in NOTEBOOKS]       # every notebook, in order
     assert home == course_map
     for path in NOTEBOOKS:
         stated = re.search(r"\*About ([\d–]+) minutes", cell(path, json.loads(
@@ -177,18 +177,18 @@ def test_the_time_estimates_agree_everywhere():
     assert home["07"] == "60–75 min"
     low = sum(int(re.match(r"\d+", t).group()) for t in home.values())
     high = sum(int(re.findall(r"\d+", t)[-1]) for t in home.values())
-    assert 7.25 <= low / 60 and high / 60 <= 7.75          # "about seven and a half hours"
+    assert 8.25 <= low / 60 and high / 60 <= 8.75          # "about eight and a half hours"
     for text in (cell(ROOT / "index.ipynb", "home-course"),
                  (ROOT / "notebooks" / "README.md").read_text(encoding="utf-8"),
                  (ROOT / "README.md").read_text(encoding="utf-8")):
-        assert "seven and a half hours" in text
+        assert "eight and a half hours" in text
     guide = (ROOT / "docs" / "instructor.md").read_text(encoding="utf-8")
     assert re.search(r"## Notebook 07 in class[^\n]*\n\nAbout 60–75 minutes", guide)
 
 
 def test_quickstarts_where_next_lists_every_notebook():
     text = cell(ROOT / "notebooks" / "00-quickstart.ipynb", "79618082")
-    assert re.findall(r"^\| (\d\d) · ", text, re.M) == [f"{i:02d}" for i in range(1, 10)]
+    assert re.findall(r"^\| (\d\d) · ", text, re.M) == [p.name[:2] for p in NOTEBOOKS[1:]]
 
 
 # -- the small things ---------------------------------------------------------

@@ -726,6 +726,36 @@ WRONG = [
      _wrong("05-no-duplicates", "sequenced", ("self.seq = None             # no number agreed yet", "self.seq = 0                # no number agreed yet"),
             ("            if seq == \"S\":", "            if seq == \"S\" and False:")),
      "gave-up-and-restart"),
+    ("10-mac-tls", "check_hostname off",
+     _wrong("10-mac-tls", "secure_context", ("    return context\n", "    context.check_hostname = False\n    return context\n")),
+     "wrong-hostname"),
+    ("10-mac-tls", "CERT_NONE: any certificate",
+     _wrong("10-mac-tls", "secure_context", ("    return context\n", "    context.check_hostname = False\n"
+                                                                  "    context.verify_mode = ssl.CERT_NONE\n    return context\n")),
+     "impostor"),
+    ("10-mac-tls", "cafile not used",
+     _wrong("10-mac-tls", "secure_context", ("ssl.create_default_context(cafile=cafile)", "ssl.create_default_context()")),
+     "tls-login"),
+    ("10-mac-tls", "key not used (a plain SHA-256)",
+     _wrong("10-mac-tls", "make_tag", ("hmac.new(key, content, hashlib.sha256).hexdigest()",
+                                       "hashlib.sha256(content).hexdigest()")),
+     "rfc-4231"),
+    ("10-mac-tls", "a truncated tag accepted",
+     _wrong("10-mac-tls", "check_tag", ('    if not sep or len(claimed) != 64:\n        return False\n'
+                                        '    return hmac.compare_digest(make_tag(key, content).encode("ascii"), claimed)',
+                                        '    if not sep or len(claimed) < 32:\n        return False\n'
+                                        '    return hmac.compare_digest(make_tag(key, content).encode("ascii")[:len(claimed)], claimed)')),
+     "the-tag"),
+    ("10-mac-tls", "a recomputed SHA-1 accepted (no key)",
+     _wrong("10-mac-tls", "check_tag", ('    if not sep or len(claimed) != 64:\n        return False\n',
+                                        '    if len(claimed) == 40:      # "a 2017 frame: its SHA-1 will do"\n'
+                                        '        return claimed == hashlib.sha1(content).hexdigest().encode("ascii")\n'
+                                        '    if not sep or len(claimed) != 64:\n        return False\n')),
+     "the-tag"),
+    ("10-mac-tls", "tag over the body only",
+     _wrong("10-mac-tls", "check_tag", ('make_tag(key, content).encode("ascii"), claimed)',
+                                        'make_tag(key, content.rpartition(b":")[2]).encode("ascii"), claimed)')),
+     "the-tag"),
 ]
 
 # Solutions that call mailkit's own implementation: full marks, but flagged.

@@ -36,6 +36,9 @@ LAYERS = {
     # servers and client (cli is their command-line front)
     "mailkit.listener": 2, "mailkit.responder": 2, "mailkit.server": 2,
     "mailkit.simple_server": 2, "mailkit.client": 2,
+    "mailkit.tls": 2,                   # TLS contexts (stdlib ssl) for the server and client: no sockets
+    "mailkit.mac": 2,                   # HMAC-SHA256 tags, a teaching-only framing; its responder and client
+    "mailkit.attack": 3,                # notebook 10's on-path attacker and tap: relays on Listener/NoisyLink
     "mailkit.noise": 3, "mailkit.capture": 3,
     "mailkit.flowcontrol": 3,           # zero window, probes, Nagle on loopback sockets (TCP_INFO)
     "mailkit": 3,                       # the package's public face: the core, nothing above it

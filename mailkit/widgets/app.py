@@ -76,8 +76,13 @@ class MailClientApp(W.VBox):
     def __init__(self, server=None, *, user: str = "", password: str = "", noise: float = 0.0,
                  seed: int = 0, timeout: float = APP_TIMEOUT_S, retries: int = DEFAULT_RETRIES,
                  background: bool = True, poll_interval: float = POLL_INTERVAL_S,
-                 live_for: float = LIVE_FOR_S, **kwargs):
+                 live_for: float = LIVE_FOR_S, tls: bool = False, cafile: str | None = None, **kwargs):
         self.timeout, self.retries = timeout, retries
+        # TLS (notebook 10; not in the 2017 protocol): the "TLS" box starts
+        # as *tls*; *cafile* is the CA (or self-signed certificate) trusted
+        # beside the system's, e.g. mailkit.tls.TEACHING_CERT on loopback.
+        self.cafile = cafile
+        self._tls_start = tls
         self.client: MailClient | None = None
         self.transcript = Transcript()
         self.messages: list[Message] = []      # newest first, as listed
@@ -137,7 +142,10 @@ class MailClientApp(W.VBox):
                             "mailkit-login-server")
         ui.login = _tagged(W.Button(description="Log in", icon="sign-in", button_style="primary"),
                            "mailkit-login-button")
-        ui.login_box = _tagged(W.VBox([ui.user, ui.password, ui.server, ui.login]), "mailkit-login")
+        ui.tls = _tagged(W.Checkbox(self._tls_start, description="TLS", indent=False,
+                                    tooltip="encrypt with TLS and check the server's certificate",
+                                    layout=W.Layout(width="auto")), "mailkit-login-tls")
+        ui.login_box = _tagged(W.VBox([ui.user, ui.password, ui.server, ui.tls, ui.login]), "mailkit-login")
 
         ui.who = _tagged(W.HTML(), "mailkit-who")
         ui.count = _tagged(W.HTML(), "mailkit-count")
@@ -264,13 +272,15 @@ class MailClientApp(W.VBox):
 
     def _on_login(self, _button=None) -> None:
         user, password, address = self.ui.user.value.strip(), self.ui.password.value, self.ui.server.value
+        tls = self.ui.tls.value
 
         def job():
             if not user:
                 raise ValueError("Type a user name first.")
             host, port = parse_address(address)
             resolve(host, port)                       # an unknown name: one line, no retries
-            client = MailClient(host, port, timeout=self.timeout, retries=self.retries, channel=self._channel)
+            client = MailClient(host, port, timeout=self.timeout, retries=self.retries, channel=self._channel,
+                                tls=tls, cafile=self.cafile if tls else None)
             client.transcript = self.transcript       # one transcript across logins
             session = client.login(user, password)
             self.client = client

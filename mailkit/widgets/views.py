@@ -14,6 +14,7 @@ import ipaddress
 import os
 import re
 import socket
+import ssl
 import time
 
 from ..client import (
@@ -161,6 +162,9 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, LoginFailed):
         reason = exc.reply.partition(":")[2].strip() or "wrong username or password"
         return f"Login refused: {reason} (the server said {exc.reply!r})."
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"TLS: the server's certificate is not accepted ({exc.verify_message}). "
+                "Nothing was sent; check the server's name, or the CA file you trust.")
     if isinstance(exc, ServerUnreachable):
         return f"Cannot reach the server: {exc}. Check the address, or start the server."
     if isinstance(exc, socket.gaierror):
