@@ -32,6 +32,14 @@ Where the course simplifies, and says so in the notebook:
 
 * windows count **segments**, not bytes (RFC 5681 counts bytes: SMSS).
   "cwnd += SMSS*SMSS/cwnd" becomes ``cwnd += 1/cwnd``;
+* cwnd starts at 1 segment, as in Kurose & Ross (RFC 5681 eq. 1 allows 2 to
+  4, Linux uses 10, RFC 6928); at cwnd == ssthresh, where RFC 5681 3.1 lets
+  the sender choose, congestion avoidance runs (as Linux's
+  ``tcp_in_slow_start``, cwnd < ssthresh, has it);
+* every timeout sets ``ssthresh = max(flight/2, 2)``. RFC 5681 3.1 does so
+  only when the timer first resends a segment, and holds ssthresh when the
+  same segment times out again; the sender's ``on_timeout(flight)`` is not
+  told which, so a second timeout in a row halves the (small) flight again;
 * no SACK (RFC 2018/6675), no limited transmit (RFC 3042), no NewReno
   (RFC 6582: here a partial ACK ends fast recovery, as in plain Reno, so
   several losses in one window often end in a timeout);
