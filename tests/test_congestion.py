@@ -237,9 +237,12 @@ def test_the_exercise_checks_take_right_answers_and_refuse_wrong_ones():
 
 def test_the_quiz_of_09_accepts_its_answers_and_hints_otherwise():
     from mailkit.course import quiz
-    assert repr(quiz("09", "b", 10, 1, "b")).endswith("4 of 4 right")
-    wrong = repr(quiz("09", "a", 20, 0.5, "c"))
-    assert wrong.count("✗") == 4 and "0 of 4 right" in wrong
+    assert repr(quiz("09", "b", 10, 1, "b", "b", 0.8)).endswith("6 of 6 right")
+    assert repr(quiz("09", "b", 10, 1, "b", "b", 1600 / 2000)).endswith("6 of 6 right")
+    assert jain_index([30, 10]) == 0.8                      # question 6's answer is the module's
+    wrong = repr(quiz("09", "a", 20, 0.5, "c", "a", 0.75))
+    assert wrong.count("✗") == 6 and "0 of 6 right" in wrong
+    assert "0.8" not in wrong.split("Question 6")[1]        # the hint does not give the answer
 
 
 def test_the_pictures_have_their_numbers_as_text_and_draw():
