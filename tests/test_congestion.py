@@ -72,6 +72,19 @@ def test_slow_start_doubles_every_round_trip_until_the_first_loss():
     assert max(c for t, c, _ in flow.trace if t <= first_loss) > link.bdp + link.buffer
 
 
+def test_a_runaway_window_stops_the_run_with_a_reason_instead_of_filling_memory():
+    from mailkit.congestion import MAX_WINDOW
+
+    class SlowStartToSsthresh(Reno):          # a student's bug: cwnd = ssthresh (1e9) on an ACK
+        def on_ack(self, acked):
+            self.cwnd = self.ssthresh
+
+    with pytest.raises(ValueError, match="cwnd is 1e\\+09 segments") as caught:
+        simulate([SlowStartToSsthresh()], duration=5)
+    assert str(MAX_WINDOW) in str(caught.value) and "Reno 1" in str(caught.value)
+    simulate([FixedWindow(MAX_WINDOW)], duration=0.5)             # the limit itself is allowed
+
+
 def test_the_queue_never_holds_more_than_its_buffer_and_overflow_drops():
     run = simulate([Reno()], link=Link(buffer=7), duration=20)
     assert max(q for _, q in run.queue) == 7
