@@ -134,11 +134,18 @@ def test_two_reno_senders_share_the_bottleneck_fairly():
     assert run.utilisation() > 0.8
 
 
-def test_a_sender_without_congestion_control_takes_drops_and_wastes_the_link():
+def test_a_sender_without_congestion_control_takes_drops_and_starves_itself():
+    """What notebook 09 says of it: many more drops, nearly all its own; its
+    timer backs off and it delivers almost nothing, so Jain's index is near
+    1/2.  (Not that it wastes the link: Reno fills it; 0.87 against 0.91
+    here, 0.91 against 0.89 in the notebook's 60 s run.)"""
     fair = simulate([Reno(), Reno()], duration=30)
     bad = simulate([Reno(), FixedWindow(64)], duration=30)
     assert bad.drops > 5 * fair.drops
-    assert bad.utilisation() < fair.utilisation()
+    reno, greedy = bad.flows
+    assert greedy.drops > 5 * reno.drops
+    assert greedy.delivered < 0.1 * reno.delivered
+    assert bad.jain() < 0.55
 
 
 def test_the_receivers_window_caps_the_flight():
