@@ -32,6 +32,14 @@ Where the course simplifies, and says so in the notebook:
 
 * windows count **segments**, not bytes (RFC 5681 counts bytes: SMSS).
   "cwnd += SMSS*SMSS/cwnd" becomes ``cwnd += 1/cwnd``;
+* cwnd starts at 1 segment, as in Kurose & Ross (RFC 5681 eq. 1 allows 2 to
+  4, Linux uses 10, RFC 6928); at cwnd == ssthresh, where RFC 5681 3.1 lets
+  the sender choose, congestion avoidance runs (as Linux's
+  ``tcp_in_slow_start``, cwnd < ssthresh, has it);
+* every timeout sets ``ssthresh = max(flight/2, 2)``. RFC 5681 3.1 does so
+  only when the timer first resends a segment, and holds ssthresh when the
+  same segment times out again; the sender's ``on_timeout(flight)`` is not
+  told which, so a second timeout in a row halves the (small) flight again;
 * no SACK (RFC 2018/6675), no limited transmit (RFC 3042), no NewReno
   (RFC 6582: here a partial ACK ends fast recovery, as in plain Reno, so
   several losses in one window often end in a timeout);
@@ -62,10 +70,14 @@ from .rtt import LINUX_MIN_RTO_S, RttEstimator
 from .text import plural
 
 __all__ = ["Reno", "FixedWindow", "Link", "Flow", "Run", "simulate", "replay", "jain_index",
-           "INITIAL_SSTHRESH", "DUPACK_THRESHOLD"]
+           "INITIAL_SSTHRESH", "DUPACK_THRESHOLD", "MAX_WINDOW"]
 
 MAX_EVENTS = 2_000_000      # a bound on any one run (a loss rate of 1 would never end)
 EPS = 1e-9                  # floating-point slack when a window is compared with a count
+MAX_WINDOW = 100_000        # segments: 1000 times the largest window any run of the course reaches
+                            # (81); a cwnd beyond it is a sender's bug (cwnd = ssthresh = 1e9 at the
+                            # start), and sending it would fill memory: cwnd += 1e6 per ACK took
+                            # 14.5 s and 1.1 GB before this limit, so the run stops and says why
 
 
 @dataclass(frozen=True)
@@ -244,6 +256,9 @@ def simulate(senders, *, link: Link | None = None, duration: float = 20.0, start
 
     def send_more(st, now):
         window = math.floor(st.flow.sender.cwnd + EPS)
+        if window > MAX_WINDOW:
+            raise ValueError(f"{st.flow.name}: cwnd is {st.flow.sender.cwnd:g} segments, beyond any window "
+                             f"this simulation holds (MAX_WINDOW = {MAX_WINDOW}): a bug in the sender?")
         if rwnd is not None:
             window = min(window, rwnd)
         while st.flight < window:

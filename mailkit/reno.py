@@ -29,7 +29,9 @@ class Reno:
       network). Each further one in fast recovery: ``cwnd += 1`` (step 4).
     * ``on_timeout(flight)``: the retransmission timer expired.
       ``ssthresh = max(flight/2, 2)`` (eq. 4) and ``cwnd = 1``, the loss
-      window (3.1): slow start again from one segment.
+      window (3.1): slow start again from one segment. (RFC 5681 3.1 holds
+      ssthresh when the same segment times out again; this method is not
+      told, and halves again: a simplification the notebook states.)
     """
 
     name = "Reno"
@@ -74,7 +76,8 @@ class Reno:
 class FixedWindow:
     """A sender without congestion control: always *window* segments in
     flight, whatever is lost (it still resends what its timer or three
-    duplicate ACKs say is lost). What every TCP did before 1988."""
+    duplicate ACKs say is lost). Roughly what TCPs did before Jacobson's
+    1988 algorithms, when the only limit was the receiver's window."""
 
     name = "fixed window"
 

@@ -40,6 +40,29 @@ WRONG_09 = [
      _wrong(L9, "RenoSender", ("        self.dupacks = 0\n        self.in_recovery = False\n        ### END SOLUTION",
                                "        self.dupacks = 0\n        ### END SOLUTION")),
      "recovery-per-run"),
+    (L9, "no inflation: further duplicate ACKs in fast recovery leave cwnd alone",
+     _wrong(L9, "RenoSender", ("        if self.in_recovery:\n            self.cwnd += 1\n            return False",
+                               "        if self.in_recovery:\n            return False")),
+     "recovery-per-run"),
+    (L9, "congestion avoidance adds a whole segment per ACK: no additive increase",
+     _wrong(L9, "RenoSender", ("            self.cwnd += 1 / self.cwnd\n", "            self.cwnd += 1\n")),
+     "slow-start"),
+    (L9, "Tahoe, not Reno: the third duplicate ACK drops cwnd to one segment",
+     _wrong(L9, "RenoSender", ("            self.cwnd = self.ssthresh + 3\n", "            self.cwnd = 1.0\n")),
+     "fast-retransmit"),
+    (L9, "a new ACK does not reset the count of duplicates: no second fast retransmit",
+     _wrong(L9, "RenoSender", ("        self.dupacks = 0\n        if self.in_recovery:\n            self.in_recovery = False",
+                               "        if self.in_recovery:\n            self.in_recovery = False")),
+     "recovery-per-run"),
+    (L9, "ssthresh without eq. 4's floor of two segments",
+     _wrong(L9, "RenoSender", ("            self.ssthresh = max(flight / 2, 2)\n            self.cwnd = self.ssthresh + 3\n",
+                               "            self.ssthresh = flight / 2\n            self.cwnd = self.ssthresh + 3\n"),
+            ("        self.ssthresh = max(flight / 2, 2)\n        self.cwnd = 1.0\n",
+             "        self.ssthresh = flight / 2\n        self.cwnd = 1.0\n")),
+     "timeout"),
+    (L9, "half an odd flight rounded down (flight // 2)",
+     _wrong(L9, "RenoSender", ("max(flight / 2, 2)", "max(flight // 2, 2)")),
+     "events-per-run"),
 ]
 
 KIT_09 = [
@@ -60,7 +83,10 @@ def test_a_wrong_solution_compiles_and_fails_its_check_here(index):
     the solution's) in this process, fails it every time.  (Measured the
     same way, each hidden check catches each entry in 20 of 20 draws,
     except: no slow start, recovery-per-run 18/20; a timeout leaves fast
-    recovery on, events-per-run 16/20.)"""
+    recovery on, events-per-run 16/20; ssthresh without the floor,
+    recovery-per-run 4/20 and bottleneck-per-run 2/20 (events-per-run draws
+    flights of 1 to 3 now and then for it: 20/20); flight // 2,
+    recovery-per-run 19/20.)"""
     import contextlib
     import io
     from mailkit.labs import load_lab

@@ -18,10 +18,12 @@ __all__ = ["check_ssthresh_after_loss", "check_slow_start_rounds", "nagle_compar
            "ask_for_reno", "HINTS"]
 
 HINTS = {
-    "ssthresh": "RFC 5681 eq. (4): ssthresh = max(FlightSize / 2, 2*SMSS); here windows count "
-                "segments, so SMSS is 1 and half of an odd flight is a half segment.",
-    "rounds": "in slow start every ACK adds one segment, so each round trip doubles cwnd "
-              "(RFC 5681 3.1; Kurose & Ross 3.7.1): 1, 2, 4, 8, ...",
+    "ssthresh": "RFC 5681 eq. (4) halves what is in flight, but never below a floor of 2*SMSS: "
+                "what is that floor when windows count segments? Try a flight of 1, and an odd one "
+                "(no rounding).",
+    "rounds": "in slow start every ACK adds one segment, and a round trip brings an ACK for "
+              "every segment of the window (RFC 5681 3.1; Kurose & Ross 3.7.1): how does cwnd grow "
+              "per round trip? Count round trips until cwnd is at least the target.",
 }
 
 

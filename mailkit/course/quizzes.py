@@ -125,6 +125,15 @@ QUIZZES: dict[str, list[Question]] = {
         Question(("b",), "Linux's default is CUBIC (RFC 9438); Reno is what the simulation runs, "
                  "and BBR is what this machine may be set to (notebook 08 showed it).",
                  "Read the section on what Linux runs."),
+        Question(("b",), "Nagle (RFC 896; RFC 1122 4.2.3.4) holds the second small write until the "
+                 "first is acknowledged, and the server, with half a request and nothing to "
+                 "reply, delays that ACK (RFC 1122 4.2.3.2; Linux's TCP_DELACK_MIN is 40 ms). "
+                 "One write, or TCP_NODELAY, removes the wait.",
+                 "Section 2 timed exactly this exchange: what held the second write back, and "
+                 "what was the other side waiting for?"),
+        Question((0.8, "0.8", "4/5"), "(30 + 10)^2 / (2 * (30^2 + 10^2)) = 1600 / 2000 = 0.8: between "
+                 "1/2 (one sender gets everything) and 1 (equal shares).",
+                 "Jain's index is (sum of x)^2 / (n * sum of x^2); here n = 2."),
     ],
 }
 
