@@ -11,7 +11,9 @@ where CHECKSUM is the lowercase hex SHA-1 of the UTF-8 bytes before the
 ``#``.  This module builds and parses both, and decides when a request that
 arrives in pieces is complete (:class:`RequestReader`).  It never touches a
 socket, a thread or a clock of its own: whoever owns the socket feeds it
-bytes and asks it how long to wait.
+bytes and asks it how long to wait.  (Its one piece of state changes no
+answer: the frame :func:`verifies` last found right, which
+:func:`parse_request` then need not hash again; see ``_last_verified``.)
 
 Framing choices (see docs/protocol.md for the full story):
 
