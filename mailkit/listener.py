@@ -477,9 +477,11 @@ class EventLoop:
         request or wait for more."""
         if chunk is not None:
             listener, slow = self.listener, False
-            if chunk:
-                if a.first_at is None:
+            if a.first_at is None:
+                if chunk:               # the first bytes: active (most requests come in one piece)
                     a.first_at = now
+                    listener.slots.active(a.conn)
+            elif chunk:
                 got, took = len(a.reader) + len(chunk), now - a.first_at
                 # Only bytes that keep up MIN_REQUEST_RATE count as activity:
                 # a drip stays "idle", and is closed first when room runs short.

@@ -30,6 +30,7 @@ from . import protocol as P
 from .limits import MAX_TRACKED, MAX_USERNAME, ClassLimits, LoginThrottle, login_name_too_long, session_tag
 from .store import (
     ANY, LISTING_BYTES, LISTING_MESSAGES, MailboxFull, MailStore, SessionError, StorageFull, UnknownUser,
+    message_size,
 )
 from .text import plural
 
@@ -277,8 +278,7 @@ class MailResponder:
         """Queue the mail for the store's group commit; the reply comes true
         once it is on disk (or says why it was not stored).  Past the
         sender's limits (limits.SenderLimits) it is refused at once."""
-        refusal = self.limits.senders.check(user, recipient, len(subject.encode("utf-8", "surrogatepass"))
-                                            + len(body.encode("utf-8", "surrogatepass")))
+        refusal = self.limits.senders.check(user, recipient, message_size(subject, body))
         if refusal is not None:
             return refusal
 

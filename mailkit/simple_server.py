@@ -22,6 +22,16 @@ That thread does four steps:
 A thread per connection is the textbook design; :mod:`mailkit.server` shows
 what a class server of 300 needs beyond it (one event loop reads every
 connection, so a silent client costs no thread).
+
+Not a class server: ``python -m mailkit serve`` runs
+:class:`~mailkit.server.MailServer`.  This one shares the responder's limits
+(wrong passwords, password checks per address, session ids, each sender's
+mail; see :class:`~mailkit.limits.ClassLimits`) but has none of the
+server's own: no cap on connections (per address, per /24, in all; each
+one is a thread), no minimum byte rate (only ``REQUEST_DEADLINE_S``), each
+listing built whole in memory (up to ``store.LISTING_BYTES``, 2 MB, per
+reply), and one log line per request, refusals included.  Those are what
+:mod:`mailkit.server` adds (docs/instructor.md, "Limits").
 """
 
 from __future__ import annotations

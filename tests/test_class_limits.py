@@ -20,9 +20,9 @@ import pytest
 from mailkit import REPLIES, MailServer
 from mailkit.client import request_once
 from mailkit.course import FakeClock
-from mailkit.limits import ClassLimits, FairSlots, LogCap, RefusalLog, ReplyBudget, prefix
+from mailkit.limits import ClassLimits, FairSlots, LogCap, RefusalLog, ReplyBudget, SenderLimits, prefix
 from mailkit.protocol import format_messages, make_frame
-from mailkit.store import MailStore, StorageCapReached
+from mailkit.store import MailStore, StorageCapReached, message_size
 from tests.legacy2017 import Client2017
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +87,22 @@ def test_a_sender_has_a_mail_rate_and_a_daily_byte_budget_over_all_recipients():
         assert over.startswith("ERROR: sending limit: you have sent your 9.76562 KB of mail for today"), over
         bob = login(s.address, "bob")                   # the budget is eve's, not the server's
         assert mail(s.address, bob, "alice", "big", "x" * 2_000) == REPLIES.EMAIL_SENT
+
+
+def test_sender_limits_count_utf8_bytes_and_a_refused_mail_costs_nothing():
+    clock = FakeClock(1_000.0)
+    limits = SenderLimits(mail_burst=10, mail_rate=1, bytes_per_day=100, pair_burst=10, pair_rate=1,
+                          pair_bytes_per_day=30, clock=clock)
+    assert limits.check("eve", "bob", 101).startswith(     # the first mail, bigger than the day's budget
+        "ERROR: sending limit: this mail is bigger than your 0.0976562 KB a day")
+    assert limits.check("eve", "bob", 20) is None
+    assert "your limit per recipient and day" in limits.check("eve", "bob", 20)   # bob's 30 B: refused
+    # ... and that refusal took nothing from eve's own 100 B: 20 + 30 + 30 + 20 fit
+    assert [limits.check("eve", to, n) for to, n in (("alice", 30), ("carol", 30), ("dave", 20))] == [None] * 3
+    assert limits.check("eve", "fred", 1).startswith("ERROR: sending limit: you have sent your")
+    # what a mail counts: its subject and body in UTF-8 bytes (a lone surrogate as 3)
+    assert message_size("é", "€") == 5 and message_size("ascii", "x" * 10) == 15
+    assert message_size("a", "\udc80") == 4
 
 
 def test_mail_to_oneself_counts_against_the_sender_only():

@@ -618,3 +618,24 @@ def test_the_sha1_test_vectors_in_the_docs_are_right():
     assert P.make_frame("0123456789", "count") == b"0123456789:count#" + rows[1][2].encode()
     assert P.make_frame("0123456789", "email", "bob", "Re: lunch", "at 12:30: bring #4") == \
         rows[4][0].encode() + b"#" + rows[4][2].encode()
+
+
+def test_a_frame_the_reader_verified_is_not_hashed_again_and_no_other_is_trusted(monkeypatch):
+    """The server's RequestReader checks a frame's SHA-1 to know it is
+    complete; parse_request then skips its own SHA-1 for that very object
+    (protocol._last_verified), and only for it."""
+    frame = P.make_frame("1234567890", "email", "bob", "subject", "x" * 100)
+    hashed = []
+    monkeypatch.setattr(P, "checksum", lambda content: hashed.append(content) or hashlib.sha1(content).hexdigest())
+    assert P.verifies(frame)
+    assert P.parse_request(frame).fields == ("bob", "subject", "x" * 100) and hashed == []
+    flipped = frame[:30] + bytes([frame[30] ^ 1]) + frame[31:]      # another object, one bit off
+    with pytest.raises(P.ChecksumMismatch):
+        P.parse_request(flipped)
+    same = bytes(bytearray(frame))                                  # equal bytes, another object: hashed
+    assert P.parse_request(same).fields[0] == "bob" and len(hashed) == 2
+    changing = bytearray(frame)                  # a bytearray can change after it was verified
+    assert P.verifies(changing)
+    changing[30] ^= 1
+    with pytest.raises(P.ChecksumMismatch):
+        P.parse_request(changing)
