@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--port", type=int, default=DEFAULT_PORT)
     cli.add_argument("--tls", action="store_true", help="connect with TLS, checking the certificate")
     cli.add_argument("--cafile", metavar="FILE",
-                     help="trust the CA (or self-signed certificate) in FILE, not only the system's")
+                     help="trust the CA (or self-signed certificate) in FILE instead of the system's CAs")
     cli.add_argument("--server-hostname", metavar="NAME",
                      help="the name the certificate must carry (default: --host)")
 

@@ -11,7 +11,7 @@ TLS is the 2017 one, unchanged.
 
 ``server_context(cert, key)`` loads a certificate and its key;
 ``client_context(cafile)`` is :func:`ssl.create_default_context`: it checks
-the certificate against the system's CAs (or *cafile*) and the host name
+the certificate against the system's CAs (or *cafile* instead) and the host name
 against the certificate's subjectAltName (RFC 6125, now RFC 9525); a client
 without *cafile* trusts only the system's CAs, so a self-signed certificate
 fails with :class:`ssl.SSLCertVerificationError`.
@@ -101,7 +101,9 @@ def refuse_public_key(context: ssl.SSLContext | None, host: str) -> None:
 
 def client_context(cafile: str | None = None) -> ssl.SSLContext:
     """The standard client context: the certificate must chain to a CA the
-    system trusts, or to *cafile*, and name the host (``check_hostname``)."""
+    system trusts or, with *cafile*, to a certificate in that file (then the
+    system's CAs are not loaded: ``ssl.create_default_context``), be within
+    its validity dates, and name the host (``check_hostname``)."""
     context = ssl.create_default_context(cafile=cafile)
     context.minimum_version = MIN_VERSION
     return context
