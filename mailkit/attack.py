@@ -6,10 +6,13 @@
   key), or the HMAC tag of a :mod:`mailkit.mac` frame, which it can compute
   only once it knows the key (:meth:`RewritingLink.learn_key`, from a login
   it saw in clear).  Without the key it leaves the old tag, which no longer
-  fits.  It records every login it relays (:meth:`~RewritingLink.logins`).
+  fits.  It records every login it relays (:meth:`~RewritingLink.logins`),
+  and can send a mail it relayed again, byte for byte
+  (:meth:`~RewritingLink.replay`): a MAC proves a frame unchanged, not new.
 * :class:`Impostor` is a mail server with a certificate for ``localhost``
   that no client trusts (the attacker's own): it keeps every login it is
-  sent.  A client that checks certificates never sends it one.
+  sent (:class:`RecordingServer` does the same with any certificate).  A
+  client that checks certificates never sends it one.
 * :class:`Tap` is a plain TCP relay that records every byte both ways
   (what any machine on the path sees: a capture without root), and can
   flip one bit of what the client sends, to show that TLS notices.
@@ -30,12 +33,13 @@ from dataclasses import dataclass
 
 from . import mac
 from . import protocol as P
+from .client import request_once
 from .listener import Listener
 from .noise import NoisyLink
 from .server import MailServer
 from .tls import IMPOSTOR_CERT, server_context
 
-__all__ = ["RewritingLink", "Login", "Tap", "Impostor", "TapRecord", "TlsRecord", "tls_records", "RECORD_TYPES"]
+__all__ = ["RewritingLink", "Login", "Tap", "Impostor", "RecordingServer", "TapRecord", "TlsRecord", "tls_records", "RECORD_TYPES"]
 
 # TLS record content types (RFC 8446, 5.1; the same numbers in RFC 5246, 6.2.1).
 RECORD_TYPES = {20: "change_cipher_spec", 21: "alert", 22: "handshake", 23: "application_data"}
@@ -58,8 +62,11 @@ class TlsRecord:
 
 def tls_records(data: bytes) -> list[TlsRecord]:
     """The TLS records in *data* (a stream from its first byte), as far as
-    whole headers go.  Everything an on-path attacker learns from TLS 1.3
-    is here: types, lengths, timing; the contents are encrypted."""
+    whole headers go.  Besides these headers (outer type, length) and their
+    timing, an on-path attacker sees the hellos in clear (the ClientHello's
+    server name, SNI, unless ECH) and the IP addresses and ports.  In TLS
+    1.3 every encrypted record's outer type is application_data (23): the
+    real type is inside, encrypted (RFC 8446, 5.2)."""
     records, at = [], 0
     while at + TLS_HEADER <= len(data):
         kind, version, length = data[at], int.from_bytes(data[at + 1:at + 3], "big"), \
@@ -122,6 +129,15 @@ class RewritingLink(NoisyLink):
             user, _, password = event.request.decode("utf-8", "replace").partition(":")
             seen.append(Login(user, password, event.reply[3:3 + P.SESSION_ID_LEN].decode("ascii")))
         return seen
+
+    def replay(self) -> bytes:
+        """Send the last command frame the server accepted through this link
+        again, byte for byte as it went on, straight to the server; its
+        reply.  No key needed: the old tag still fits the old frame."""
+        for event in reversed(list(self.events)):
+            if (P.is_frame(event.request) or mac.split_tagged(event.request)) and event.reply.startswith(b"OK"):
+                return request_once(self.target, self.tamper(event.request))
+        raise LookupError("no accepted command frame to replay")
 
     def learn_key(self) -> bytes | None:
         """The key of the last login seen (mac.session_key of its password and
@@ -233,19 +249,33 @@ class Tap(Listener):
                         pass
 
 
-class Impostor(MailServer):
+class RecordingServer(MailServer):
+    """A mail server that keeps every login it receives, as bytes
+    (``server.logins``): a witness of what reached it, for a grader or a
+    test that must judge a client by what the server saw, not by what the
+    client says."""
+
+    def __init__(self, users: dict[str, str] | None = None, **kwargs):
+        super().__init__(users or {}, **kwargs)
+        self.logins: list[bytes] = []
+        self._logins_lock = threading.Lock()
+
+    def handle_request(self, conn, peer, received):
+        if received.error is None and not P.is_frame(received.data):
+            with self._logins_lock:
+                self.logins.append(received.data)
+        return super().handle_request(conn, peer, received)
+
+
+class Impostor(RecordingServer):
     """A TLS mail server that pretends to be the real one, with the
     impostor's certificate (mailkit/certs: for ``localhost`` too, trusted by
     nobody).  ``impostor.stolen`` lists every login it received, as bytes."""
 
     def __init__(self, users: dict[str, str] | None = None, **kwargs):
         kwargs.setdefault("tls", server_context(IMPOSTOR_CERT))
-        super().__init__(users or {}, **kwargs)
-        self.stolen: list[bytes] = []
-        self._stolen_lock = threading.Lock()
+        super().__init__(users, **kwargs)
 
-    def handle_request(self, conn, peer, received):
-        if received.error is None and not P.is_frame(received.data):
-            with self._stolen_lock:
-                self.stolen.append(received.data)
-        return super().handle_request(conn, peer, received)
+    @property
+    def stolen(self) -> list[bytes]:
+        return self.logins

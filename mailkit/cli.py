@@ -29,7 +29,7 @@ from .client import MailClient, MailClientError
 from .protocol import DEFAULT_PORT, LocalProtocolError
 from .server import MailServer
 from .limits import ClassLimits, LogCap
-from .tls import server_context as tls_context
+from .tls import server_context as tls_context, uses_public_key
 from .store import QUOTA_BYTES, QUOTA_MESSAGES, MailStore, StoreError, StoreOpenError
 
 DEFAULT_DB = "mail.db"
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--port", type=int, default=DEFAULT_PORT)
     cli.add_argument("--tls", action="store_true", help="connect with TLS, checking the certificate")
     cli.add_argument("--cafile", metavar="FILE",
-                     help="trust the CA (or self-signed certificate) in FILE, not only the system's")
+                     help="trust the CA (or self-signed certificate) in FILE instead of the system's CAs")
     cli.add_argument("--server-hostname", metavar="NAME",
                      help="the name the certificate must carry (default: --host)")
 
@@ -262,6 +262,10 @@ def _serve(args) -> int:
     print(f"mailkit listening on {host}:{port}", flush=True)
     if tls:     # (standard output stays the one line that scripts wait for)
         print(f"mailkit: TLS only, certificate {args.tls_cert}", file=sys.stderr, flush=True)
+    if uses_public_key(tls):    # (MailServer refused it on any address but loopback)
+        print("mailkit: WARNING: this is mailkit's teaching certificate; its private key is public, "
+              "so anyone can impersonate this server. Loopback only; for a class server make your "
+              "own (docs/instructor.md)", file=sys.stderr, flush=True)
     # On standard error (standard output is the one line above, which
     # scripts wait for), even with --quiet: the instructor should see it.
     print(f"mailkit: mail storage cap {f'{cap_mb:g} MB' if cap_mb else 'none'} (--max-db-mb); "

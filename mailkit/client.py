@@ -170,7 +170,7 @@ class MailClient:
 
     *tls* (not part of the 2017 protocol; :mod:`mailkit.tls`): ``True``
     wraps every connection in TLS with the standard checks (the certificate
-    must chain to a CA the system trusts, or to *cafile*, and name
+    must chain to a CA the system trusts, or, with *cafile*, to it instead, and name
     *server_hostname*, by default *host*); or pass your own
     ``ssl.SSLContext``.  A certificate that fails the checks raises
     :class:`ssl.SSLCertVerificationError` at once (never retried).  Over TLS

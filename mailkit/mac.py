@@ -20,6 +20,10 @@ secret that never crosses the wire in clear (HKDF, RFC 5869, from TLS's
 handshake); here the password DOES cross in clear, in the login, and that
 is the point notebook 10 makes next.
 
+Nor does a tag stop a replay: the same frame, tag and all, sent again in
+its session verifies again (notebook 10 shows it; the cure is a sequence
+number or nonce under the tag, as in TLS 1.3's record nonce, RFC 8446 5.3).
+
 Nothing else changes: a server without :class:`MacResponder` and a client
 without :class:`MacClient` speak the 2017 protocol byte for byte.
 """

@@ -51,7 +51,7 @@ from .listener import HANDED_ON, Listener, PortInUseError, Received, format_peer
 from .limits import ClassLimits
 from .responder import PIECE_BYTES, REPLIES, Listing, LoginThrottle, MailResponder, help_text, is_refusal, loggable, reply_text
 from .store import SCRYPT_N, MailStore
-from .tls import as_server_context
+from .tls import as_server_context, refuse_public_key
 
 __all__ = ["MailServer", "PortInUseError", "REPLIES", "KO_RESEND_S", "help_text", "LoginThrottle"]
 
@@ -77,7 +77,9 @@ class MailServer(Listener):
     byte (by default the idle timeout) before it is closed without a reply.
     *tls* wraps every connection in TLS (not part of the 2017 protocol; see
     :mod:`mailkit.tls`): an ``ssl.SSLContext``, a ``(cert, key)`` pair of
-    PEM files, or ``True`` for the teaching certificate of localhost.  Each
+    PEM files, or ``True`` for the teaching certificate of localhost (whose
+    private key is public: with it, a *host* other than loopback raises
+    ``ValueError``).  Each
     handshake runs in a worker with *tls_handshake_timeout* (default
     ``TLS_HANDSHAKE_TIMEOUT_S``); without *tls* nothing changes on the wire.
     ``start()`` returns once the server accepts connections (or raises why
@@ -111,9 +113,11 @@ class MailServer(Listener):
         tls_handshake_timeout: float | None = None,
     ):
         self.limits = limits if limits is not None else ClassLimits(max_connections=self.MAX_CONNECTIONS)
+        tls = as_server_context(tls)
+        refuse_public_key(tls, host)        # the teaching key is public: loopback only
         super().__init__(host, port, idle_timeout=idle_timeout, max_request_bytes=max_request_bytes,
                          slots=self.limits.slots, silent_timeout=silent_timeout,
-                         tls=as_server_context(tls), tls_handshake_timeout=tls_handshake_timeout)
+                         tls=tls, tls_handshake_timeout=tls_handshake_timeout)
         if store is None:
             store = getattr(responder, "store", None) or MailStore(db, scrypt_n=scrypt_n)
         self.store = store

@@ -11,7 +11,7 @@ TLS is the 2017 one, unchanged.
 
 ``server_context(cert, key)`` loads a certificate and its key;
 ``client_context(cafile)`` is :func:`ssl.create_default_context`: it checks
-the certificate against the system's CAs (or *cafile*) and the host name
+the certificate against the system's CAs (or *cafile* instead) and the host name
 against the certificate's subjectAltName (RFC 6125, now RFC 9525); a client
 without *cafile* trusts only the system's CAs, so a self-signed certificate
 fails with :class:`ssl.SSLCertVerificationError`.
@@ -20,15 +20,21 @@ fails with :class:`ssl.SSLCertVerificationError`.
 ``localhost``, ``127.0.0.1`` and ``::1``, committed so that TLS runs on any
 machine on loopback (the standard library cannot make certificates).  Its
 private key is public: for teaching on loopback only (mailkit/certs/README.md).
+A server context made with either committed pair is marked
+(:func:`uses_public_key`), and ``MailServer`` refuses to bind it to any
+address but loopback (:func:`refuse_public_key`): whoever has the key can
+impersonate that server, and everyone has the key.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 from pathlib import Path
 
 __all__ = ["TEACHING_CERT", "TEACHING_KEY", "IMPOSTOR_CERT", "IMPOSTOR_KEY", "server_context", "client_context", "as_server_context",
-           "MIN_VERSION"]
+           "MIN_VERSION",
+           "uses_public_key", "refuse_public_key"]
 
 CERT_DIR = Path(__file__).resolve().parent / "certs"
 TEACHING_CERT = str(CERT_DIR / "localhost-cert.pem")
@@ -49,12 +55,55 @@ def server_context(cert: str = TEACHING_CERT, key: str | None = None) -> ssl.SSL
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = MIN_VERSION
     context.load_cert_chain(cert, key)
+    context.mailkit_public_key = _is_committed(cert) or (key is not None and _is_committed(key))
     return context
+
+
+def _pem_body(path: str) -> str:
+    """The base64 of a PEM file's blocks, without lines and headers."""
+    return "".join(line.strip() for line in Path(path).read_text("ascii", "replace").splitlines()
+                   if line.strip() and not line.startswith("-----"))
+
+
+def _is_committed(path: str) -> bool:
+    """True if *path* holds one of mailkit's committed certificates or keys
+    (by content: a copy elsewhere counts too)."""
+    try:
+        body = _pem_body(path)
+    except OSError:
+        return False
+    return any(_pem_body(known) in body for known in (TEACHING_CERT, TEACHING_KEY, IMPOSTOR_CERT, IMPOSTOR_KEY))
+
+
+def uses_public_key(context: ssl.SSLContext | None) -> bool:
+    """True if *context* serves one of mailkit's committed pairs, whose
+    private keys are public."""
+    return bool(getattr(context, "mailkit_public_key", False))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False            # a name, or "" (every address): not loopback
+
+
+def refuse_public_key(context: ssl.SSLContext | None, host: str) -> None:
+    """Raise ``ValueError`` if *context* serves a committed teaching pair
+    (its private key is public) on an address other than loopback."""
+    if uses_public_key(context) and not _is_loopback(host):
+        raise ValueError(f"the teaching certificate's private key is public (mailkit/certs): it serves "
+                         f"loopback only, not {host!r}; make a certificate of your own for a class "
+                         f"server (docs/instructor.md, 'TLS on a class server')")
 
 
 def client_context(cafile: str | None = None) -> ssl.SSLContext:
     """The standard client context: the certificate must chain to a CA the
-    system trusts, or to *cafile*, and name the host (``check_hostname``)."""
+    system trusts or, with *cafile*, to a certificate in that file (then the
+    system's CAs are not loaded: ``ssl.create_default_context``), be within
+    its validity dates, and name the host (``check_hostname``)."""
     context = ssl.create_default_context(cafile=cafile)
     context.minimum_version = MIN_VERSION
     return context

@@ -72,6 +72,24 @@ def test_hmac_stops_the_rewrite_until_the_attacker_learns_the_key():
         assert refused.value.reply == NEEDS_TAG
 
 
+def test_a_mac_does_not_stop_a_replay():
+    """Without the key, the link sends an accepted tagged frame again, and
+    the server stores the mail twice: a MAC proves a frame unchanged, not new."""
+    with MailServer(USERS, responder=MacResponder(MailStore(":memory:"))) as server, \
+            RewritingLink(server.address, "noon", "five") as link:
+        alice = MacClient(*link.address)
+        alice.login("alice", "wonderland")
+        assert alice.send("bob", "Pay", "Please pay Trudy 10 pounds") == "OK: Email Sent"
+        assert link.key is None and link.rewritten == []
+        assert link.replay() == b"OK: Email Sent"
+        bob = MacClient(*server.address)
+        bob.login("bob", "builder")
+        assert [m.body for m in bob.dump()] == ["Please pay Trudy 10 pounds"] * 2
+    with MailServer(USERS) as server, RewritingLink(server.address, "noon", "five") as link:
+        with pytest.raises(LookupError):
+            link.replay()                               # nothing accepted yet
+
+
 def test_a_mac_server_answers_a_forged_tag_with_ko_and_stores_nothing():
     store = MailStore(":memory:")
     responder = MacResponder(store)

@@ -740,6 +740,10 @@ WRONG = [
      _wrong("10-mac-tls", "make_tag", ("hmac.new(key, content, hashlib.sha256).hexdigest()",
                                        "hashlib.sha256(content).hexdigest()")),
      "rfc-4231"),
+    ("10-mac-tls", "SHA-256 of key + content (not HMAC: open to length extension)",
+     _wrong("10-mac-tls", "make_tag", ("hmac.new(key, content, hashlib.sha256).hexdigest()",
+                                       "hashlib.sha256(key + content).hexdigest()")),
+     "rfc-4231"),
     ("10-mac-tls", "a truncated tag accepted",
      _wrong("10-mac-tls", "check_tag", ('    if not sep or len(claimed) != 64:\n        return False\n'
                                         '    return hmac.compare_digest(make_tag(key, content).encode("ascii"), claimed)',

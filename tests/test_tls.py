@@ -21,7 +21,8 @@ from mailkit import MailClient, MailServer, make_frame, make_handshake
 from mailkit.attack import Tap, tls_records
 from mailkit.client import request_once
 from mailkit.limits import ConnectionSlots
-from mailkit.tls import TEACHING_CERT, TEACHING_KEY, as_server_context, client_context, server_context
+from mailkit.tls import (TEACHING_CERT, TEACHING_KEY, as_server_context, client_context, server_context,
+                         uses_public_key)
 
 USERS = {"alice": "wonderland", "bob": "builder"}
 
@@ -177,6 +178,34 @@ def test_serve_and_client_with_tls_on_the_command_line(serve_process):
     assert "certificate is not accepted: self-signed certificate" in refused.stdout
     assert served.stop() == 0
     assert "TLS only" in served.stderr and "Traceback" not in served.stderr
+    assert "WARNING: this is mailkit's teaching certificate" in served.stderr
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "", "::", "192.0.2.7", "mail.example.org"])
+def test_the_teaching_pair_is_refused_off_loopback(host, tmp_path):
+    """Its private key is public: MailServer refuses it (and a copy of it)
+    on any address but loopback, before binding."""
+    copy_cert, copy_key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    copy_cert.write_text(open(TEACHING_CERT).read())
+    copy_key.write_text(open(TEACHING_KEY).read())
+    for tls in (True, (TEACHING_CERT, TEACHING_KEY), server_context(str(copy_cert), str(copy_key))):
+        with pytest.raises(ValueError, match="private key is public"):
+            MailServer(USERS, host=host, tls=tls)
+
+
+def test_the_teaching_pair_serves_on_every_loopback_address():
+    for host in ("127.0.0.1", "localhost"):
+        with MailServer(USERS, host=host, tls=True) as server:
+            assert MailClient(*server.address, tls=True, cafile=TEACHING_CERT).login("alice", "wonderland")
+    assert not uses_public_key(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+
+
+def test_serve_refuses_the_teaching_pair_on_every_address():
+    result = subprocess.run([sys.executable, "-m", "mailkit", "serve", "--host", "0.0.0.0", "--port", "0",
+                             "--db", ":memory:", "--tls-cert", TEACHING_CERT, "--tls-key", TEACHING_KEY],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "private key is public" in result.stderr
+    assert "mailkit listening" not in result.stdout
 
 
 def test_serve_with_a_missing_key_says_so(tmp_path):

@@ -141,15 +141,19 @@ def clear_ladder(tap: Tap, title: str = "without TLS: every byte in clear") -> L
 def tls_ladder(title: str = "with TLS 1.3 (RFC 8446): after the hellos, records only") -> Ladder:
     """One TLS 1.3 connection carrying one login, as RFC 8446 section 2
     draws the full handshake ({braces}: encrypted with handshake keys,
-    [brackets]: with application keys)."""
+    [brackets]: with application keys), plus what OpenSSL sends after it
+    (two session tickets) and the server's close_notify alert.  The
+    change_cipher_spec records of middlebox compatibility (D.4) are left out."""
     steps = [
-        ("client", "server", "ClientHello + key_share", "ink", "in clear: versions, ciphers, a DH share"),
+        ("client", "server", "ClientHello + key_share", "ink", "in clear: versions, ciphers, a DH share, SNI if by name"),
         ("server", "client", "ServerHello + key_share", "ink", "in clear; from here on all is encrypted"),
-        ("server", "client", "{Certificate, CertificateVerify}", "ink", "the client checks name and CA"),
+        ("server", "client", "{EncryptedExtensions, Certificate, CertificateVerify}", "ink",
+         "the client checks CA, dates, name"),
         ("server", "client", "{Finished}", "ink"),
         ("client", "server", "{Finished}", "ink"),
-        ("client", "server", "[alice:wonderland]", "OK", "the path sees 33 bytes of ciphertext"),
-        ("server", "client", "[OK:<session id>] + close_notify", "OK"),
+        ("client", "server", "[alice:wonderland]", "OK", "a 33-byte record: 16 + type byte + 16-byte tag"),
+        ("server", "client", "[NewSessionTicket] x 2", "ink", "for a later resumption"),
+        ("server", "client", "[OK:<session id>] + [close_notify]", "OK"),
     ]
     return Ladder(["client", "server"], steps, title, layout=CLEAR_LAYOUT)
 
