@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -84,12 +85,29 @@ class PortTaken(RuntimeError):
     """The server exited because its port was taken before it could bind it."""
 
 
+# The kernels talk to the server over Unix sockets (ZeroMQ's ipc transport),
+# not TCP: over TCP jupyter_client picks five free ports and the kernel binds
+# them a moment later, and a port taken in between (by another test, beside
+# it) left a kernel that never started ("Address already in use").  An ipc
+# socket is a file in the server's own runtime folder: nobody else can take it.
+KERNEL_TRANSPORT = ["--KernelManager.transport=ipc"]
+
+
+def short_runtime_dir() -> Path:
+    """A private runtime folder with a short path: a kernel's ipc sockets are
+    files in it named kernel-<uuid>-ipc-<n>, and a Unix socket's path has at
+    most 107 bytes (unix(7)), too few under pytest's temporary folders."""
+    return Path(tempfile.mkdtemp(prefix="mk-rt-"))
+
+
 def jupyter_env(home: Path) -> dict[str, str]:
-    """Environment variables that keep Jupyter inside *home*, with the lab
+    """Environment variables that keep Jupyter inside *home* (its runtime
+    files in a private folder of :func:`short_runtime_dir`), with the lab
     settings above written there."""
     dirs = {name: home / sub for name, sub in (
         ("HOME", "home"), ("IPYTHONDIR", "ipython"), ("JUPYTER_CONFIG_DIR", "config"),
-        ("JUPYTER_DATA_DIR", "data"), ("JUPYTER_RUNTIME_DIR", "runtime"))}
+        ("JUPYTER_DATA_DIR", "data"))}
+    dirs["JUPYTER_RUNTIME_DIR"] = short_runtime_dir()
     for path in dirs.values():
         path.mkdir(parents=True, exist_ok=True)
     settings = dirs["JUPYTER_CONFIG_DIR"] / "lab" / "user-settings"
@@ -115,6 +133,7 @@ class Served:
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path, port: int):
         self.name, self.port, self.log = name, port, log
+        self.runtime_dir = Path(env["JUPYTER_RUNTIME_DIR"])
         self._log_file = open(log, "wb")
         self.proc = subprocess.Popen(args, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
                                      cwd=env["HOME"], start_new_session=True)
@@ -149,7 +168,8 @@ class Served:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        """SIGTERM (the server shuts its kernels down), then SIGKILL if it hangs."""
+        """SIGTERM (the server shuts its kernels down), then SIGKILL if it
+        hangs; then its private runtime folder goes."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -158,6 +178,7 @@ class Served:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self._log_file.close()
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
 
 def course_home(folder: Path) -> Path:
@@ -190,7 +211,7 @@ def start_lab(tmp: Path, notebooks: tuple[Path, ...] = (NOTEBOOK,), *,
     token = secrets.token_hex(16)
     args = [sys.executable, "-m", "jupyterlab", "--no-browser",
             "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={copies[0].parent}"]
+            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={copies[0].parent}", *KERNEL_TRANSPORT]
     if home:
         app_settings = tmp / "app-settings"
         app_settings.mkdir(parents=True, exist_ok=True)
@@ -221,7 +242,8 @@ def start_voila(tmp: Path, *options: str) -> tuple[Served, str]:
 
     def start(port: int) -> Served:
         args = [str(voila) if voila.exists() else "voila", "--no-browser", f"--port={port}", "--Voila.port_retries=0",
-                "--Voila.ip=127.0.0.1", f"--Voila.config_file_paths={ROOT}", *options, str(notebook)]
+                "--Voila.ip=127.0.0.1", f"--Voila.config_file_paths={ROOT}", *KERNEL_TRANSPORT, *options,
+                str(notebook)]
         served = Served("Voila", args, env, tmp / "voila.log", port)
         # Voila has no status page: its refusal to serve this path as a file is its answer
         served.wait_until_listening("/api/kernels", statuses=(200, 403))

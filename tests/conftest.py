@@ -263,6 +263,53 @@ class _Parts:
                                     "starts them first): " + ", ".join(f"{u} {s:.0f}" for u, s in slowest))
 
 
+# -- nbval's kernels over ipc -----------------------------------------------------
+#
+# pytest --nbval starts each notebook's kernel with jupyter_client's
+# KernelManager, over TCP by default: it picks five free ports, closes them,
+# and the kernel binds them a moment later.  With other tests beside it
+# opening connections (each takes an ephemeral port), a port can be taken in
+# between, and the kernel dies with "Address already in use" (seen in the
+# browser tests' JupyterLab, which starts its kernels the same way; see
+# tests/browser_support.py).  nbval's KernelManager has no parent to read a
+# configuration from, so it is replaced by one whose kernels use ZeroMQ's
+# ipc transport: Unix sockets in a private folder, which nobody else can take.
+
+def _nbval_kernels_over_ipc() -> None:
+    try:
+        from nbval import kernel as nbval_kernel
+    except ImportError:                     # nbval not installed: no notebooks to run
+        return
+    import os
+    import shutil
+    import tempfile
+    import weakref
+
+    from jupyter_client.manager import KernelManager
+
+    class IpcKernelManager(KernelManager):
+        """A KernelManager whose kernel listens on Unix sockets in a private
+        folder with a short path (a socket's path has at most 107 bytes,
+        unix(7)); the folder goes when the manager does."""
+
+        def __init__(self, **kwargs):
+            folder = tempfile.mkdtemp(prefix="mk-nbval-")
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("connection_file", os.path.join(folder, "kernel.json"))
+            super().__init__(**kwargs)
+            self._ipc_folder = folder
+            weakref.finalize(self, shutil.rmtree, folder, True)      # if it is never shut down
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if not restart:
+                shutil.rmtree(self._ipc_folder, ignore_errors=True)
+
+    if nbval_kernel.KernelManager is KernelManager:
+        nbval_kernel.KernelManager = IpcKernelManager
+
+
 def pytest_configure(config):
+    _nbval_kernels_over_ipc()
     if not hasattr(config, "workerinput"):          # the controller (or a run without xdist) reports
         config.pluginmanager.register(_Parts(config), "mailkit-parts")
