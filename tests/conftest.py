@@ -140,17 +140,20 @@ def _unit(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
-# Seconds of tests the longest files took on their worker (make test, 2 workers,
-# two CPU hogs beside it, load 6-12, 2026-12-07); a slow test's count says little
-# (30 wrong solutions share one graded batch, 8 browser tests take minutes).
-# Other files: a guess per item.  The summary at the end names the slowest files.
+# Seconds of tests the longest files took on their worker (a fresh-clone
+# `make test`, 4 workers, load 6-12, 2026-12-08, junit times); a slow test's
+# count says little (30 wrong solutions share one graded batch).  The browser
+# tests are split over several files (one JupyterLab or Voila each) so that
+# they run side by side.  Other files: a guess per item.  The summary at the
+# end names the slowest files.
 UNIT_SECONDS = {
-    "tests/test_browser.py": 220, "tests/test_fuzz.py": 157, "tests/test_labs.py": 153,
-    "tests/test_grading.py": 82, "tests/test_conform_examples.py": 80, "tests/test_conform_clients.py": 70,
-    "tests/test_conform.py": 60, "tests/test_grading_hostile.py": 59, "tests/test_browser_save.py": 53,
-    "tests/test_class_server.py": 49, "tests/test_server.py": 47, "tests/test_labs67.py": 47,
-    "tests/test_interop.py": 34,
-    "tests/test_steer.py": 59, "tests/test_lab8_any_language.py": 62,
+    "tests/test_labs.py": 204, "tests/test_labs67.py": 153, "tests/test_conform_examples.py": 143,
+    "tests/test_browser_save.py": 107, "tests/test_steer.py": 102, "tests/test_fuzz.py": 90,
+    "tests/test_grading_hostile.py": 92, "tests/test_lab8_any_language.py": 92, "tests/test_class_server.py": 92,
+    "tests/test_browser_forms_02_04.py": 85, "tests/test_browser_forms_03_07.py": 80,
+    "tests/test_browser.py": 75, "tests/test_grading.py": 72, "tests/test_server.py": 68,
+    "tests/test_guide_commands.py": 61, "tests/test_conform_clients.py": 56, "tests/test_conform.py": 52,
+    "tests/test_interop.py": 42, "tests/test_browser_voila.py": 40, "tests/test_hardening.py": 38,
     "tests/test_lab6_rto.py": 13,      # measured alone (one graded batch of 11 notebooks), not in the loaded run
 }
 
@@ -214,8 +217,8 @@ class _Parts:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node, ids):
-        # the controller sees ids only; browser tests are told by their file
-        self.expect(ids, lambda nodeid: ("browser",) if nodeid.startswith("tests/test_browser.py") else ())
+        # the controller sees ids only; browser tests are told by their files (tests/test_browser*.py)
+        self.expect(ids, lambda nodeid: ("browser",) if nodeid.startswith("tests/test_browser") else ())
 
     def pytest_runtest_logreport(self, report):
         part = _part(report.nodeid, report.keywords)
