@@ -128,6 +128,7 @@ def test_the_c_sha1_gives_the_docs_test_vectors(built, tmp_path):
         assert got.stdout.decode().strip() == digest, content[:20]
 
 
+@pytest.mark.slow      # every command of the conformance docs, compilers included: ~60 s on 2 busy cores
 def test_the_commands_the_docs_show_run_as_written(built, tmp_path):
     """The conformance section's commands, verbatim, from a copy of the
     repository's examples/ (gcc writes its binaries there)."""

@@ -363,6 +363,7 @@ def unstarted_server():
     server.close()
 
 
+@pytest.mark.slow      # 2,000 Hypothesis examples: 10-46 s on 2 busy cores
 @settings(max_examples=2_000, deadline=None, database=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 @given(data=st.one_of(st.binary(max_size=400), content(["0123456789"]).map(framed)),
