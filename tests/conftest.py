@@ -141,19 +141,21 @@ def _unit(nodeid: str) -> str:
 
 
 # Seconds of tests the longest files took on their worker (a fresh-clone
-# `make test`, 4 workers, load 6-12, 2026-12-08, junit times); a slow test's
-# count says little (30 wrong solutions share one graded batch).  The browser
-# tests are split over several files (one JupyterLab or Voila each) so that
-# they run side by side.  Other files: a guess per item.  The summary at the
-# end names the slowest files.
+# `make test`, 4 workers, load 6-12, 2026-12-08, junit times; the files split
+# since then: their share of it); a slow test's count says little (30 wrong
+# solutions share one graded batch).  The browser tests, and the graded
+# batches of wrong solutions, are split over several files (one JupyterLab,
+# Voila or batch each) so that they run side by side.  Other files: a guess
+# per item.  The summary at the end names the slowest files.
 UNIT_SECONDS = {
-    "tests/test_labs.py": 204, "tests/test_labs67.py": 153, "tests/test_conform_examples.py": 143,
-    "tests/test_browser_save.py": 107, "tests/test_steer.py": 102, "tests/test_fuzz.py": 90,
+    "tests/test_conform_examples.py": 143, "tests/test_labs67.py": 137, "tests/test_labs.py": 112,
+    "tests/test_browser_save.py": 107, "tests/test_steer.py": 102, "tests/test_labs_wrong.py": 95,
     "tests/test_grading_hostile.py": 92, "tests/test_lab8_any_language.py": 92, "tests/test_class_server.py": 92,
-    "tests/test_browser_forms_02_04.py": 85, "tests/test_browser_forms_03_07.py": 80,
+    "tests/test_browser_forms_02_04.py": 85, "tests/test_fuzz.py": 80, "tests/test_browser_forms_03_07.py": 80,
     "tests/test_browser.py": 75, "tests/test_grading.py": 72, "tests/test_server.py": 68,
-    "tests/test_guide_commands.py": 61, "tests/test_conform_clients.py": 56, "tests/test_conform.py": 52,
-    "tests/test_interop.py": 42, "tests/test_browser_voila.py": 40, "tests/test_hardening.py": 38,
+    "tests/test_lab6_wrong_timers.py": 65, "tests/test_guide_commands.py": 61, "tests/test_conform_clients.py": 56,
+    "tests/test_conform.py": 52, "tests/test_lab7_wrong.py": 50, "tests/test_interop.py": 42,
+    "tests/test_browser_voila.py": 40, "tests/test_hardening.py": 38,
     "tests/test_lab6_rto.py": 13,      # measured alone (one graded batch of 11 notebooks), not in the loaded run
 }
 
