@@ -149,13 +149,13 @@ def _unit(nodeid: str) -> str:
 # per item.  The summary at the end names the slowest files.
 UNIT_SECONDS = {
     "tests/test_conform_examples.py": 143, "tests/test_labs67.py": 137, "tests/test_labs.py": 112,
-    "tests/test_browser_save.py": 107, "tests/test_steer.py": 102, "tests/test_labs_wrong.py": 95,
+    "tests/test_browser_save.py": 107, "tests/test_steer_lab6.py": 100, "tests/test_labs_wrong.py": 95,
     "tests/test_grading_hostile.py": 92, "tests/test_lab8_any_language.py": 92, "tests/test_class_server.py": 92,
     "tests/test_browser_forms_02_04.py": 85, "tests/test_fuzz.py": 80, "tests/test_browser_forms_03_07.py": 80,
     "tests/test_browser.py": 75, "tests/test_grading.py": 72, "tests/test_server.py": 68,
     "tests/test_lab6_wrong_timers.py": 65, "tests/test_guide_commands.py": 61, "tests/test_conform_clients.py": 56,
     "tests/test_conform.py": 52, "tests/test_lab7_wrong.py": 50, "tests/test_interop.py": 42,
-    "tests/test_browser_voila.py": 40, "tests/test_hardening.py": 38,
+    "tests/test_browser_voila.py": 40, "tests/test_steer.py": 40, "tests/test_hardening.py": 38,
     "tests/test_lab6_rto.py": 13,      # measured alone (one graded batch of 11 notebooks), not in the loaded run
 }
 
