@@ -63,6 +63,7 @@ def test_the_c_client_passes_every_client_check(built):
     assert failing(suite) == set(), text_report(suite)
 
 
+@pytest.mark.slow      # a bash process per check, the silent server's budget included: ~16 s
 def test_the_bash_client_passes_every_required_client_check():
     assert shutil.which("sha1sum") and shutil.which("timeout")
     suite = run_client_suite(["bash", str(ROOT / "examples" / "client.sh"), "{host}", "{port}"], seed=6)
