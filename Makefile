@@ -50,8 +50,9 @@ test: $(VENV)/.installed
 		--nbval-sanitize-with tests/nbval-sanitize.cfg $(XDIST) --durations=10 $(PYTEST_ARGS)
 
 # For the edit-run loop: tests/ without the browser tests and the tests marked
-# slow (grading whole labs, the fuzzer, the real password hash), and without the
-# notebooks (nbval).  Not a substitute: `make test` is the command that must pass.
+# slow (grading whole labs, the fuzzer, the real password hash, commands and
+# checks that wait out a budget), and without the notebooks (nbval).
+# Not a substitute: `make test` is the command that must pass.
 test-fast: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest tests -m "not browser and not slow" $(XDIST) --durations=10 $(PYTEST_ARGS)
 

@@ -1,6 +1,12 @@
-"""Helpers for tests/test_browser.py: start JupyterLab or Voila on a free port
-in a throw-away Jupyter home, drive Debian's chromium with playwright, and
-talk to a MailClientApp on the page through its CSS classes.
+"""Helpers and fixtures for the browser tests (tests/test_browser*.py): start
+JupyterLab or Voila on a free port in a throw-away Jupyter home, drive
+Debian's chromium with playwright, and talk to a MailClientApp on the page
+through its CSS classes.
+
+The browser tests are split into several files so that ``make test``
+(pytest-xdist, one file per work unit) runs them on several workers at once;
+each file that needs JupyterLab starts its own (``course_lab``, a module
+fixture), and each test file imports the fixtures below by name.
 
 Nothing here touches the repository's notebooks: the tests serve a copy, and
 every Jupyter directory (settings, runtime files, workspaces) lives in a
@@ -18,10 +24,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "06-mail-client.ipynb"
@@ -84,12 +93,29 @@ class PortTaken(RuntimeError):
     """The server exited because its port was taken before it could bind it."""
 
 
+# The kernels talk to the server over Unix sockets (ZeroMQ's ipc transport),
+# not TCP: over TCP jupyter_client picks five free ports and the kernel binds
+# them a moment later, and a port taken in between (by another test, beside
+# it) left a kernel that never started ("Address already in use").  An ipc
+# socket is a file in the server's own runtime folder: nobody else can take it.
+KERNEL_TRANSPORT = ["--KernelManager.transport=ipc"]
+
+
+def short_runtime_dir() -> Path:
+    """A private runtime folder with a short path: a kernel's ipc sockets are
+    files in it named kernel-<uuid>-ipc-<n>, and a Unix socket's path has at
+    most 107 bytes (unix(7)), too few under pytest's temporary folders."""
+    return Path(tempfile.mkdtemp(prefix="mk-rt-"))
+
+
 def jupyter_env(home: Path) -> dict[str, str]:
-    """Environment variables that keep Jupyter inside *home*, with the lab
+    """Environment variables that keep Jupyter inside *home* (its runtime
+    files in a private folder of :func:`short_runtime_dir`), with the lab
     settings above written there."""
     dirs = {name: home / sub for name, sub in (
         ("HOME", "home"), ("IPYTHONDIR", "ipython"), ("JUPYTER_CONFIG_DIR", "config"),
-        ("JUPYTER_DATA_DIR", "data"), ("JUPYTER_RUNTIME_DIR", "runtime"))}
+        ("JUPYTER_DATA_DIR", "data"))}
+    dirs["JUPYTER_RUNTIME_DIR"] = short_runtime_dir()
     for path in dirs.values():
         path.mkdir(parents=True, exist_ok=True)
     settings = dirs["JUPYTER_CONFIG_DIR"] / "lab" / "user-settings"
@@ -115,6 +141,7 @@ class Served:
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path, port: int):
         self.name, self.port, self.log = name, port, log
+        self.runtime_dir = Path(env["JUPYTER_RUNTIME_DIR"])
         self._log_file = open(log, "wb")
         self.proc = subprocess.Popen(args, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
                                      cwd=env["HOME"], start_new_session=True)
@@ -149,7 +176,8 @@ class Served:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        """SIGTERM (the server shuts its kernels down), then SIGKILL if it hangs."""
+        """SIGTERM (the server shuts its kernels down), then SIGKILL if it
+        hangs; then its private runtime folder goes."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -158,6 +186,7 @@ class Served:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self._log_file.close()
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
 
 def course_home(folder: Path) -> Path:
@@ -190,7 +219,7 @@ def start_lab(tmp: Path, notebooks: tuple[Path, ...] = (NOTEBOOK,), *,
     token = secrets.token_hex(16)
     args = [sys.executable, "-m", "jupyterlab", "--no-browser",
             "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={copies[0].parent}"]
+            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={copies[0].parent}", *KERNEL_TRANSPORT]
     if home:
         app_settings = tmp / "app-settings"
         app_settings.mkdir(parents=True, exist_ok=True)
@@ -221,7 +250,8 @@ def start_voila(tmp: Path, *options: str) -> tuple[Served, str]:
 
     def start(port: int) -> Served:
         args = [str(voila) if voila.exists() else "voila", "--no-browser", f"--port={port}", "--Voila.port_retries=0",
-                "--Voila.ip=127.0.0.1", f"--Voila.config_file_paths={ROOT}", *options, str(notebook)]
+                "--Voila.ip=127.0.0.1", f"--Voila.config_file_paths={ROOT}", *KERNEL_TRANSPORT, *options,
+                str(notebook)]
         served = Served("Voila", args, env, tmp / "voila.log", port)
         # Voila has no status page: its refusal to serve this path as a file is its answer
         served.wait_until_listening("/api/kernels", statuses=(200, 403))
@@ -364,3 +394,214 @@ class NotebookInLab:
             timeout=NOTEBOOK_RUN_S * 1000)
         broken = [(c["source"][:80], c["raised"]) for c in self.state()["cells"] if c["error"]]
         assert not broken, f"a cell raised an error (its source, what it raised): {broken}"
+
+
+# -- fixtures: the browser, a page, screenshots, the course in JupyterLab ------------------------
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+VIEWPORT = {"width": 1400, "height": 1400}
+
+
+def _missing(what: str, hint: str):
+    if IN_CI:
+        pytest.fail(f"{what} is missing but CI=true, where the browser tests must run: {hint}")
+    pytest.skip(f"{what} not installed: {hint} (runs in CI)")
+
+
+@pytest.fixture(scope="module")
+def playwright_api():
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        _missing("playwright (python)", "pip install -e '.[test]'")
+    return sync_playwright, expect
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_api):
+    executable = chromium_path()
+    if executable is None:
+        _missing("chromium", "apt-get install chromium")
+    sync_playwright, _ = playwright_api
+    with sync_playwright() as p:
+        chromium = launch_chromium(p, executable)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, playwright_api):
+    _, expect = playwright_api
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(STEP_S * 1000)
+    expect.set_options(timeout=STEP_S * 1000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def shoot(page):
+    """shoot(name, locator=None): a PNG in test-artifacts/, of the page or one element."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    taken = []
+
+    def take(name: str, locator=None):
+        path = ARTIFACTS / f"{name}.png"
+        (locator or page).screenshot(path=str(path))
+        taken.append(path)
+        return path
+
+    take.taken = taken
+    return take
+
+
+@pytest.fixture(scope="module")
+def course_lab(tmp_path_factory):
+    """One JupyterLab serving what `make lab` serves (the home page, every
+    notebook, the docs, the labs' student versions), with its settings: the
+    client notebook, the forms and the home page are opened in it, each
+    test in a fresh page and workspace (starting Lab is the slow part)."""
+    lab, _ = start_lab(tmp_path_factory.mktemp("course-lab"), home=True, expose_app=True)
+    yield lab
+    lab.stop()
+
+
+
+# -- the story both the JupyterLab and the Voila test play ---------------------------------------
+
+def play_the_story(page, expect, shoot, prefix: str) -> None:
+    """The flow both tests share: the same clicks in Lab and in Voila."""
+    apps = page.locator(".mailkit-app")
+    expect(apps).to_have_count(2, timeout=NOTEBOOK_RUN_S * 1000)
+    both = page.locator(".widget-hbox:has(> .mailkit-app)")
+    alice, bob = AppOnPage(apps.nth(0), expect), AppOnPage(apps.nth(1), expect)
+    expect(alice["mailkit-login-server"].locator("input")).to_have_value(re.compile(r"127\.0\.0\.1:\d+"))
+
+    # alice logs in with the form and writes to bob, twice
+    alice.log_in("alice", "wonderland")
+    alice.status("ok", "Logged in as alice")
+    expect(alice["mailkit-count"]).to_have_text("0 messages")
+    shoot(f"{prefix}-01-alice-logged-in", both)
+    alice.compose("bob", "Lunch?", "Noon at the cafe?")
+    alice.status("ok", "Sent to bob: the server said 'OK: Email Sent'.")
+    alice.compose("bob", "Slides", "Here are the slides for Friday.")
+    alice.status("ok", "Sent to bob")
+    shoot(f"{prefix}-02-alice-sent", both)
+
+    # bob logs in: both mails are in his inbox; he reads one and deletes it
+    bob.log_in("bob", "builder")
+    bob.status("ok", "Logged in as bob")
+    expect(bob["mailkit-count"]).to_have_text("2 messages")
+    expect(bob["mailkit-inbox"].locator("option")).to_have_count(2)
+    assert any("Lunch?" in label for label in bob.inbox_labels())
+    bob.select_message("Lunch?")
+    expect(bob["mailkit-message"]).to_contain_text("Noon at the cafe?")
+    expect(bob["mailkit-message"]).to_contain_text("From: alice")
+    shoot(f"{prefix}-03-bob-inbox", both)
+    bob["mailkit-delete"].click()
+    bob.status("ok", "Deleted 1 message from alice with subject 'Lunch?'")
+    expect(bob["mailkit-count"]).to_have_text("1 message")
+    expect(bob["mailkit-inbox"].locator("option")).to_have_count(1)
+    assert not any("Lunch?" in label for label in bob.inbox_labels())
+    shoot(f"{prefix}-04-bob-deleted", both)
+
+    # bob turns the noise up: frames get flipped bits, KO, and the client retries
+    bob.tab("Transcript")
+    expect(bob["mailkit-frames"]).to_contain_text("delmsg")
+    bob.set_noise(0.6)                       # seed 0: the count needs three attempts
+    bob["mailkit-refresh"].click()
+    bob.status("ok", "Inbox refreshed: 1 message.")
+    frames = bob["mailkit-frames"]
+    expect(frames).to_contain_text(re.compile(r"#1 count +\d+ B -> KO +flipped bit"))
+    expect(frames).to_contain_text(re.compile(r"#2 count"))
+    expect(frames).to_contain_text(re.compile(r"(content hashes to|sha1 now) [0-9a-f]{40}"))
+    expect(bob["mailkit-diagram"]).to_contain_text("KO")
+    expect(bob["mailkit-tabs"].locator(".lm-TabBar-tab", has_text="Transcript")).to_contain_text(
+        re.compile(r"Transcript \(\d+\)"))
+    shoot(f"{prefix}-05-bob-noise-retries", both)
+
+    # alice logs off and tries a wrong password: a sentence, not a traceback
+    alice["mailkit-logoff"].click()
+    alice.status("ok", "Logged off alice")
+    expect(alice["mailkit-login-button"]).to_be_visible()
+    alice.log_in("alice", "not-her-password")
+    message = alice.status("error", "Login refused: wrong username or password")
+    assert "Traceback" not in message
+    expect(alice["mailkit-login-button"]).to_be_enabled()
+    shoot(f"{prefix}-06-alice-wrong-password", both)
+    assert "Traceback" not in page.inner_text("body")
+    assert len(shoot.taken) >= 6 and all(p.stat().st_size > 5000 for p in shoot.taken)
+
+
+# -- the course's forms in JupyterLab -----------------------------------------------------------
+
+def form_class(make: str, *args, css_class: str) -> None:
+    """The form ``mailkit.forms.<make>(*args)`` carries the CSS class the
+    browser finds it by (checked in Python first: without it, there is no
+    point starting JupyterLab)."""
+    from mailkit import forms
+
+    form = getattr(forms, make)(*args)
+    try:
+        assert css_class in form._dom_classes, f"{type(form).__name__} has no CSS class {css_class!r}"
+    finally:
+        form.close()
+
+
+def open_notebook(course_lab, page, expect, name: str, form_snippet: str) -> tuple[NotebookInLab, int]:
+    notebook = NotebookInLab(page, expect).open(course_lab.url(f"notebooks/{name}"))
+    notebook.clear_outputs()              # no saved outputs to mistake for fresh ones
+    return notebook, notebook.cell_index(form_snippet)
+
+
+def form_field(form, page, label: str):
+    """The input of the form's field labelled *label*."""
+    return form.locator(".widget-inline-hbox").filter(
+        has=page.locator("label.widget-label", has_text=re.compile(rf"^{re.escape(label)}$"))
+    ).locator("input, textarea").first
+
+
+def form_log_in(form, page, expect, password: str, says: str | re.Pattern) -> None:
+    form_field(form, page, "user").fill("alice")
+    form_field(form, page, "password").fill(password)
+    form.get_by_role("button", name="Log in").click()
+    expect(form.locator(".mailkit-form-result")).to_contain_text(says)
+
+
+def shown_text(area, expect, wanted: str) -> str:
+    """The text an output area shows, pictures included: JupyterLab shows an
+    SVG as an <img> with a data: URL, whose text is read from the SVG itself."""
+    from urllib.parse import unquote
+    import base64
+
+    def text() -> str:
+        parts = [area.inner_text()]
+        for src in area.locator("img").evaluate_all("imgs => imgs.map(i => i.src)"):
+            head, _, data = src.partition(",")
+            if head.startswith("data:image/svg+xml"):
+                svg = base64.b64decode(data).decode() if head.endswith(";base64") else unquote(data)
+                parts.append(re.sub(r"<[^>]+>", " ", svg))
+        return "\n".join(parts)
+
+    deadline = time.monotonic() + STEP_S
+    while wanted not in (shown := text()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert wanted in shown, f"{wanted!r} is not shown; the area shows:\n{shown}"
+    return shown
+
+
+def no_traceback(page) -> None:
+    assert "Traceback" not in page.inner_text("body")
+
+
+def slide(form, page, label: str, value: str, expect) -> None:
+    """Move the slider labelled *label*: type its value into its readout, as a user can."""
+    readout = form.locator(".widget-inline-hbox").filter(
+        has=page.locator("label.widget-label", has_text=re.compile(rf"^{re.escape(label)}$"))
+    ).locator(".widget-readout").first
+    readout.click()
+    readout.press("Control+a")
+    readout.type(value)
+    readout.press("Enter")
+    expect(readout).to_have_text(value)

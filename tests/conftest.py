@@ -140,17 +140,22 @@ def _unit(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
-# Seconds of tests the longest files took on their worker (make test, 2 workers,
-# two CPU hogs beside it, load 6-12, 2026-12-07); a slow test's count says little
-# (30 wrong solutions share one graded batch, 8 browser tests take minutes).
-# Other files: a guess per item.  The summary at the end names the slowest files.
+# Seconds of tests the longest files took on their worker (a fresh-clone
+# `make test`, 4 workers, load 6-12, 2026-12-08, junit times; the files split
+# since then: their share of it); a slow test's count says little (30 wrong
+# solutions share one graded batch).  The browser tests, and the graded
+# batches of wrong solutions, are split over several files (one JupyterLab,
+# Voila or batch each) so that they run side by side.  Other files: a guess
+# per item.  The summary at the end names the slowest files.
 UNIT_SECONDS = {
-    "tests/test_browser.py": 220, "tests/test_fuzz.py": 157, "tests/test_labs.py": 153,
-    "tests/test_grading.py": 82, "tests/test_conform_examples.py": 80, "tests/test_conform_clients.py": 70,
-    "tests/test_conform.py": 60, "tests/test_grading_hostile.py": 59, "tests/test_browser_save.py": 53,
-    "tests/test_class_server.py": 49, "tests/test_server.py": 47, "tests/test_labs67.py": 47,
-    "tests/test_interop.py": 34,
-    "tests/test_steer.py": 59, "tests/test_lab8_any_language.py": 62,
+    "tests/test_conform_examples.py": 143, "tests/test_labs67.py": 137, "tests/test_labs.py": 112,
+    "tests/test_browser_save.py": 107, "tests/test_steer_lab6.py": 100, "tests/test_labs_wrong.py": 95,
+    "tests/test_grading_hostile.py": 92, "tests/test_lab8_any_language.py": 92, "tests/test_class_server.py": 92,
+    "tests/test_browser_forms_02_04.py": 85, "tests/test_fuzz.py": 80, "tests/test_browser_forms_03_07.py": 80,
+    "tests/test_browser.py": 75, "tests/test_grading.py": 72, "tests/test_server.py": 68,
+    "tests/test_lab6_wrong_timers.py": 65, "tests/test_guide_commands.py": 61, "tests/test_conform_clients.py": 56,
+    "tests/test_conform.py": 52, "tests/test_lab7_wrong.py": 50, "tests/test_interop.py": 42,
+    "tests/test_browser_voila.py": 40, "tests/test_steer.py": 40, "tests/test_hardening.py": 38,
     "tests/test_lab6_rto.py": 13,      # measured alone (one graded batch of 11 notebooks), not in the loaded run
     "tests/test_browser_09.py": 25,    # its own JupyterLab, notebook 09 run twice (load average 9)
     "tests/test_browser_10.py": 73,    # measured alone under load (one JupyterLab, the form twice)
@@ -216,8 +221,8 @@ class _Parts:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node, ids):
-        # the controller sees ids only; browser tests are told by their file
-        self.expect(ids, lambda nodeid: ("browser",) if nodeid.startswith("tests/test_browser.py") else ())
+        # the controller sees ids only; browser tests are told by their files (tests/test_browser*.py)
+        self.expect(ids, lambda nodeid: ("browser",) if nodeid.startswith("tests/test_browser") else ())
 
     def pytest_runtest_logreport(self, report):
         part = _part(report.nodeid, report.keywords)
@@ -265,6 +270,53 @@ class _Parts:
                                     "starts them first): " + ", ".join(f"{u} {s:.0f}" for u, s in slowest))
 
 
+# -- nbval's kernels over ipc -----------------------------------------------------
+#
+# pytest --nbval starts each notebook's kernel with jupyter_client's
+# KernelManager, over TCP by default: it picks five free ports, closes them,
+# and the kernel binds them a moment later.  With other tests beside it
+# opening connections (each takes an ephemeral port), a port can be taken in
+# between, and the kernel dies with "Address already in use" (seen in the
+# browser tests' JupyterLab, which starts its kernels the same way; see
+# tests/browser_support.py).  nbval's KernelManager has no parent to read a
+# configuration from, so it is replaced by one whose kernels use ZeroMQ's
+# ipc transport: Unix sockets in a private folder, which nobody else can take.
+
+def _nbval_kernels_over_ipc() -> None:
+    try:
+        from nbval import kernel as nbval_kernel
+    except ImportError:                     # nbval not installed: no notebooks to run
+        return
+    import os
+    import shutil
+    import tempfile
+    import weakref
+
+    from jupyter_client.manager import KernelManager
+
+    class IpcKernelManager(KernelManager):
+        """A KernelManager whose kernel listens on Unix sockets in a private
+        folder with a short path (a socket's path has at most 107 bytes,
+        unix(7)); the folder goes when the manager does."""
+
+        def __init__(self, **kwargs):
+            folder = tempfile.mkdtemp(prefix="mk-nbval-")
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("connection_file", os.path.join(folder, "kernel.json"))
+            super().__init__(**kwargs)
+            self._ipc_folder = folder
+            weakref.finalize(self, shutil.rmtree, folder, True)      # if it is never shut down
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if not restart:
+                shutil.rmtree(self._ipc_folder, ignore_errors=True)
+
+    if nbval_kernel.KernelManager is KernelManager:
+        nbval_kernel.KernelManager = IpcKernelManager
+
+
 def pytest_configure(config):
+    _nbval_kernels_over_ipc()
     if not hasattr(config, "workerinput"):          # the controller (or a run without xdist) reports
         config.pluginmanager.register(_Parts(config), "mailkit-parts")

@@ -88,6 +88,7 @@ def test_each_wrong_server_fails_the_check_named_for_its_flaw(flaw):
     assert not suite.ok
 
 
+@pytest.mark.slow      # every server check, its budgets spent on the two it fails: 11-12 s
 def test_the_correct_twin_of_the_wrong_servers_passes_every_required_check_but_two_shoulds():
     with CommandTarget([*WRONG_SERVER, "none", "{port}", "{users}", "{db}"]) as target:
         suite = run_suite(target, seed=11, strict=True)
@@ -131,6 +132,7 @@ def test_the_2017_server_fails_what_mailkit_fixed():
 # -- clients ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow      # waits for the budget it tests: ~8 s
 def test_a_budget_bounds_a_run_against_a_server_that_never_answers():
     """A grader's bound: past the budget, the checks left fail as not run."""
     with CommandTarget([*WRONG_SERVER, "waits-for-close", "{port}", "{users}", "{db}"]) as target:

@@ -41,6 +41,7 @@ def test_the_example_client_passes_every_client_check():
     assert len(suite.results) == len(CLIENT_CHECKS)
 
 
+@pytest.mark.slow      # the silent-server check waits its 12 s budget for a client that hangs
 def test_the_2017_client_passes_what_it_does_right_and_hangs_on_a_silent_server():
     suite = run_client_suite(CLIENT_2017, seed=2)
     by = {r.name: r.status for r in suite.results}
@@ -52,7 +53,8 @@ def test_the_2017_client_passes_what_it_does_right_and_hangs_on_a_silent_server(
     assert "still running when stopped" in text_report(suite) and silent.steps
 
 
-@pytest.mark.parametrize("flaw", [f for f in CLIENT_FLAWS if f != "none"])
+@pytest.mark.parametrize("flaw", [pytest.param(f, marks=pytest.mark.slow) if f == "waits-for-ever" else f
+                                  for f in CLIENT_FLAWS if f != "none"])   # waits-for-ever: a 12 s budget
 def test_each_wrong_client_fails_the_check_named_for_its_flaw(flaw):
     named = CLIENT_FLAWS[flaw]
     suite = run_client_suite([*WRONG_CLIENT, flaw, "{host}", "{port}"], seed=4, only=[named])

@@ -63,6 +63,7 @@ def test_the_c_client_passes_every_client_check(built):
     assert failing(suite) == set(), text_report(suite)
 
 
+@pytest.mark.slow      # a bash process per check, the silent server's budget included: ~16 s
 def test_the_bash_client_passes_every_required_client_check():
     assert shutil.which("sha1sum") and shutil.which("timeout")
     suite = run_client_suite(["bash", str(ROOT / "examples" / "client.sh"), "{host}", "{port}"], seed=6)
@@ -128,6 +129,7 @@ def test_the_c_sha1_gives_the_docs_test_vectors(built, tmp_path):
         assert got.stdout.decode().strip() == digest, content[:20]
 
 
+@pytest.mark.slow      # every command of the conformance docs, compilers included: ~60 s on 2 busy cores
 def test_the_commands_the_docs_show_run_as_written(built, tmp_path):
     """The conformance section's commands, verbatim, from a copy of the
     repository's examples/ (gcc writes its binaries there)."""

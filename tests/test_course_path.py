@@ -108,6 +108,7 @@ def _listening(psutil, process) -> list:
         return []
 
 
+@pytest.mark.slow      # `make lab` starts JupyterLab and a terminal: 20-65 s on 2 busy cores
 def test_the_home_pages_check_command_runs_in_a_make_lab_terminal(tmp_path):
     websocket = pytest.importorskip("websocket")
     token = secrets.token_hex(16)

@@ -10,6 +10,7 @@ link) also gets a decoy-style and a padding-style submission."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -211,14 +212,34 @@ def released(tmp_path_factory):
     return out
 
 
+# The rows are graded in two batches, so that two workers share them: the
+# rows that must be flagged (labs 1-5) here, lab 6's hostile senders with the
+# stub and the reference to compare (the slow part: blocking senders wait for
+# their budgets) in tests/test_steer_lab6.py.
+FLAGGED = [i for i, row in enumerate(ROWS) if row[4] == "flag"]
+LAB6 = [i for i, row in enumerate(ROWS) if row[4] != "flag"]
+
+
+def grade_rows(released, indices: list[int], tmp: Path, *, bench: bool) -> dict:
+    """ROWS[i] for i in *indices*, graded together two at a time; with
+    *bench*, lab 6's stub and reference too (keys "stub", "reference")."""
+    entries = [ROWS[i][:3] for i in indices]
+    if bench:
+        entries += [(L6, "stub", {"attempt": _stub(released, "attempt"),
+                                  "TimedSender": _stub(released, "TimedSender")}),
+                    (L6, "reference", {})]
+    book = grade_variants(released, entries, tmp)
+    results = {i: book.result(f"s{n:02d}", ROWS[i][0]) for n, i in enumerate(indices)}
+    if bench:
+        results["stub"] = book.result(f"s{len(indices):02d}", L6)
+        results["reference"] = book.result(f"s{len(indices) + 1:02d}", L6)
+    return results
+
+
 @pytest.fixture(scope="module")
 def steered(released, tmp_path_factory):
-    """Every row graded once, together, two at a time; then the stub and
-    the reference of lab 6 (s{len(ROWS)}, s{len(ROWS)+1}) to compare."""
-    entries = [(lab, what, code) for lab, what, code, *_ in ROWS]
-    entries += [(L6, "stub", {"attempt": _stub(released, "attempt"), "TimedSender": _stub(released, "TimedSender")}),
-                (L6, "reference", {})]
-    return grade_variants(released, entries, tmp_path_factory.mktemp("steer"))
+    """The rows that must be flagged, graded once, together."""
+    return grade_rows(released, FLAGGED, tmp_path_factory.mktemp("steer"), bench=False)
 
 
 def _stub(released, name: str) -> str:
@@ -227,20 +248,17 @@ def _stub(released, name: str) -> str:
     return next(c.source for c in nb.cells if is_solution(c) and solution_name(c) == name)
 
 
-@pytest.mark.slow
-@needs_sandbox
-@pytest.mark.parametrize("index", range(len(ROWS)), ids=[f"{r[0]}: {r[1]}" for r in ROWS])
-def test_a_steering_submission_earns_nothing_it_did_not_do_or_is_flagged(steered, index):
+def check_row(results: dict, index: int) -> None:
+    """ROWS[index] scores no more than the stub plus its honest part, or is flagged."""
     lab_id, what, _, before, expect = ROWS[index]
-    result = steered.result(f"s{index:02d}", lab_id)
+    result = results[index]
     after = f"{result.points:g}/{result.max_points:g}"
     print(f"| {lab_id[:2]} | {what} | {before} | {after} | {'; '.join(result.flags)[:160] or 'no flag'} |")
     failed = {c.name for c in result.checks if not c.passed}
     if expect == "flag":
         assert any(f.startswith(CANNOT_TELL) or f.startswith("uses mailkit's") for f in result.flags), result.flags
         return
-    stub = steered.result(f"s{len(ROWS):02d}", L6)
-    reference = steered.result(f"s{len(ROWS) + 1:02d}", L6)
+    stub, reference = results["stub"], results["reference"]
     assert reference.points == reference.max_points, reference.feedback()   # the bench judges the honest fairly
     # every hidden check that goes through the link fails, but `delays` (no
     # time budget until its cell gets one: see docs/instructor.md)
@@ -248,6 +266,18 @@ def test_a_steering_submission_earns_nothing_it_did_not_do_or_is_flagged(steered
     # what is left is its honest part: the checks that do not go through the link
     honest = sum(c.max_points for c in result.checks if c.name not in HIDDEN_CHECKS_6 - {"delays"})
     assert result.points <= stub.points + honest, (what, after)
+
+
+@pytest.mark.slow
+@needs_sandbox
+@pytest.mark.parametrize("index", FLAGGED, ids=[f"{ROWS[i][0]}: {ROWS[i][1]}" for i in FLAGGED])
+def test_a_steering_submission_earns_nothing_it_did_not_do_or_is_flagged(steered, index):
+    check_row(steered, index)
+
+
+def test_the_two_batches_grade_every_row_once():
+    assert sorted(FLAGGED + LAB6) == list(range(len(ROWS)))
+    assert all(ROWS[i][0] == L6 for i in LAB6)
 
 
 def _exchange(address, request: bytes, timeout: float) -> bytes:

@@ -1,6 +1,6 @@
 """The mail-client app driven from Python: set values, click, read what it shows.
 
-No browser here (tests/test_browser.py has one): ipywidgets work without a
+No browser here (tests/test_browser*.py have one): ipywidgets work without a
 front end, and ``button.click()`` runs the same handlers a click in Lab does.
 """
 
@@ -539,7 +539,7 @@ def test_about_this_page_in_the_notebook_and_in_voila(monkeypatch):
 
 
 def test_the_widgets_have_stable_css_classes(mail_server, apps):
-    """tests/test_browser.py selects by these; renaming one breaks it."""
+    """tests/test_browser*.py select by these; renaming one breaks it."""
     app = apps(mail_server)
     classes = {c for w in app._descendants() for c in w._dom_classes}
     assert {
