@@ -1,4 +1,4 @@
-"""Labs 1-5: each wrong solution of tests/test_labs.py (WRONG) graded below
+"""Labs 1-5 and 10: each wrong solution of tests/test_labs.py (WRONG) graded below
 full, with the check that catches it named; each solution that calls
 mailkit's own implementation (KIT) flagged.  One batch, graded once by the
 real grader (a module fixture); in its own file so that another worker
