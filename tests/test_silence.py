@@ -220,12 +220,17 @@ def test_the_same_seed_gives_the_same_losses_and_delays(server):
     rates = dict(loss_rate=0.2, reply_loss_rate=0.2, delay=0.02, jitter=0.01)
     first, _ = _lossy_run(server, seed=11, **rates)
     again, _ = _lossy_run(server, seed=11, **rates)
-    assert [e[1:] for e in first] == [e[1:] for e in again]
+    # The n-th connection's fate depends on the seed alone.  On a busy machine
+    # the client's 0.2 s timer may also expire on a reply that was only slow:
+    # its resend is one connection more, so one run may be longer than the other.
+    n = min(len(first), len(again))
+    assert n >= 9 and [e[1:] for e in first[:n]] == [e[1:] for e in again[:n]]
     delays = [e[3] for e in first[1:]]
     assert all(0.01 <= d <= 0.03 for d in delays) and len(set(delays)) > 1
     assert first[0][3] == 0.0                         # the planned login: exactly no delay
     other, _ = _lossy_run(server, seed=12, **rates)
-    assert [e[1:] for e in other] != [e[1:] for e in first]
+    n = min(len(first), len(other))
+    assert [e[1:] for e in other[:n]] != [e[1:] for e in first[:n]]
 
 
 def test_no_loss_or_jitter_draws_nothing_extra():
