@@ -24,6 +24,7 @@ import signal
 import ssl
 import stat
 import sys
+import threading
 
 from .client import MailClient, MailClientError
 from .protocol import DEFAULT_PORT, LocalProtocolError
@@ -203,6 +204,19 @@ def _log_to(args) -> None:
 
 
 def _serve(args) -> int:
+    # Ctrl-C and SIGTERM ask the server to stop, however early they come: a
+    # KeyboardInterrupt between its start and serve_forever() (a loaded
+    # machine is slow to get there) left its threads running, and the
+    # process with them.
+    stop_asked, server = threading.Event(), None
+
+    def ask_to_stop(*_) -> None:
+        stop_asked.set()
+        if server is not None:
+            server.request_stop()
+
+    signal.signal(signal.SIGINT, ask_to_stop)
+    signal.signal(signal.SIGTERM, ask_to_stop)
     _log_to(args)
     users = {}
     for spec in args.user:
@@ -251,26 +265,31 @@ def _serve(args) -> int:
                              guess_ceiling_per_s=args.guess_ceiling,
                              guess_ceiling_burst=max(args.guess_ceiling, 10 * args.guess_ceiling))
         server = MailServer(users, host=args.host, port=args.port, store=store, limits=limits, tls=tls)
+    except (OSError, StoreError, LocalProtocolError, ValueError) as exc:
+        store.close()
+        print(f"mailkit: cannot serve: {exc}", file=sys.stderr)
+        return 1
+    try:
         server.start()
     except (OSError, StoreError, LocalProtocolError, ValueError) as exc:
         store.close()
         print(f"mailkit: cannot serve: {exc}", file=sys.stderr)
         return 1
-    # SIGTERM stops as cleanly as Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
-    host, port = server.address
-    print(f"mailkit listening on {host}:{port}", flush=True)
-    if tls:     # (standard output stays the one line that scripts wait for)
-        print(f"mailkit: TLS only, certificate {args.tls_cert}", file=sys.stderr, flush=True)
-    if uses_public_key(tls):    # (MailServer refused it on any address but loopback)
-        print("mailkit: WARNING: this is mailkit's teaching certificate; its private key is public, "
-              "so anyone can impersonate this server. Loopback only; for a class server make your "
-              "own (docs/instructor.md)", file=sys.stderr, flush=True)
-    # On standard error (standard output is the one line above, which
-    # scripts wait for), even with --quiet: the instructor should see it.
-    print(f"mailkit: mail storage cap {f'{cap_mb:g} MB' if cap_mb else 'none'} (--max-db-mb); "
-          f"{_limits_line(limits)}", file=sys.stderr, flush=True)
+    if stop_asked.is_set():             # before or during start(), which begins by forgetting it
+        server.request_stop()
     try:
+        host, port = server.address
+        print(f"mailkit listening on {host}:{port}", flush=True)
+        if tls:     # (standard output stays the one line that scripts wait for)
+            print(f"mailkit: TLS only, certificate {args.tls_cert}", file=sys.stderr, flush=True)
+        if uses_public_key(tls):    # (MailServer refused it on any address but loopback)
+            print("mailkit: WARNING: this is mailkit's teaching certificate; its private key is public, "
+                  "so anyone can impersonate this server. Loopback only; for a class server make your "
+                  "own (docs/instructor.md)", file=sys.stderr, flush=True)
+        # On standard error (standard output is the one line above, which
+        # scripts wait for), even with --quiet: the instructor should see it.
+        print(f"mailkit: mail storage cap {f'{cap_mb:g} MB' if cap_mb else 'none'} (--max-db-mb); "
+              f"{_limits_line(limits)}", file=sys.stderr, flush=True)
         server.serve_forever()
     finally:
         server.close()

@@ -86,3 +86,24 @@ def test_interactive_client_runs_the_2017_menu(serve_process):
     bob.login("bob", "builder")
     [message] = bob.messages_from("alice")
     assert (message.subject, message.body) == ("Menu: test #1", "first line\nsecond: line")
+
+
+def test_ctrl_c_as_soon_as_serve_says_where_it_listens_stops_it(tmp_path):
+    """Ctrl-C (SIGINT) the moment `serve` prints its address, while it still
+    prints its limits and before it waits in serve_forever(): it stops, with
+    status 0.  (A KeyboardInterrupt there left the server's threads, and the
+    process, running: four tests' servers hung so on a loaded machine.)"""
+    import signal
+    import subprocess
+    for i in range(5):
+        proc = subprocess.Popen([sys.executable, "-m", "mailkit", "serve", "--port", "0",
+                                 "--db", str(tmp_path / f"m{i}.db"), "--user", "alice:wonderland"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().startswith("mailkit listening on ")
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError(f"serve ignored Ctrl-C at start (try {i})") from None
+        assert proc.returncode == 0
