@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import pytest
 
-from test_browser import (  # noqa: F401  (fixtures and helpers of the browser tests)
-    _form_class, _no_traceback, _open, _slide, browser, course_lab, page, playwright_api, shoot,
-)
+from browser_support import form_class, no_traceback, open_notebook, slide
+from browser_support import browser, course_lab, page, playwright_api, shoot  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_the_congestion_form_of_09_in_jupyterlab(request, page, playwright_api, shoot):
     _, expect = playwright_api
-    _form_class("congestion_form", css_class="mailkit-congestion-form")
+    form_class("congestion_form", css_class="mailkit-congestion-form")
     course_lab = request.getfixturevalue("course_lab")
     try:
-        notebook, cell = _open(course_lab, page, expect, "09-congestion-and-flow-control.ipynb",
+        notebook, cell = open_notebook(course_lab, page, expect, "09-congestion-and-flow-control.ipynb",
                                "congestion_form()")
         for when, queue, second in (("run-to-the-form", "30", "Reno"), ("after-run-all", "4", "fixed window of 32")):
             if when == "run-to-the-form":
@@ -30,7 +29,7 @@ def test_the_congestion_form_of_09_in_jupyterlab(request, page, playwright_api, 
             form = page.locator(".mailkit-congestion-form")
             expect(form).to_have_count(1)
             form.scroll_into_view_if_needed()
-            _slide(form, page, "queue (seg)", queue, expect)
+            slide(form, page, "queue (seg)", queue, expect)
             form.locator("select").select_option(second)
             form.get_by_role("button", name="Run").click()
             result = form.locator(".mailkit-form-result")
@@ -40,7 +39,7 @@ def test_the_congestion_form_of_09_in_jupyterlab(request, page, playwright_api, 
                 expect(result).to_contain_text(line.strip())
             expect(result.locator("img")).to_have_count(1)      # the picture beside the numbers
             shoot(f"forms-09-congestion-{when}", form)
-            _no_traceback(page)
+            no_traceback(page)
     except Exception:
         print(course_lab.log_tail())
         raise
