@@ -336,7 +336,7 @@ def test_ten_thousand_bad_inputs_never_hurt_the_server(server_class, accounts_an
                 client.login("checker", USERS["checker"])
                 assert client.send("bob", f"after batch {b}", "still here") == REPLIES.EMAIL_SENT
                 if isinstance(server, MailServer):   # its event loop and nothing lingering
-                    assert wait_for(lambda: server.threads == 1, 10), f"{server.threads} threads after batch {b}"
+                    assert wait_for(lambda: server.threads == 1, 30), f"{server.threads} threads after batch {b}"   # (a loaded machine ends them late, never not)
                 crashes = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
                 assert not crashes, crashes[:3]
         if isinstance(server, MailServer):

@@ -507,10 +507,12 @@ def test_the_solution_passes_its_hidden_checks_for_20_drawn_inputs(lab_id, monke
     # in (here, this one) and puts it back; 20 at once may put back another's
     switch = sys.getswitchinterval()
     try:
-        # Lab 6's budgets follow the round trips the check times (TimerBudget):
-        # ten senders at once in this one process stretch them, and the budget
-        # with them (a fixed budget failed a correct sender here, in CI).
-        with ThreadPoolExecutor(max_workers=10) as pool:
+        # Lab 6's budgets follow the round trips the check times (TimerBudget),
+        # but its link still judges copies by when it read them: ten senders at
+        # once in this one process, beside another make test and two CPU hogs
+        # (load 29), starved the link into reading a first attempt and its
+        # resend together once.  A grader runs one sender per sandbox: four here.
+        with ThreadPoolExecutor(max_workers=4 if lab_id == "06-silence" else 10) as pool:
             for cell in hidden:
                 outputs = list(pool.map(one, [cell.source] * 20, range(20)))
                 for seed, out in enumerate(outputs):
