@@ -356,6 +356,13 @@ class SilentBench(Bench):
         under test nor its session's SYN."""
         return list(self._strays)
 
+    def attempts(self, frame: bytes) -> int:
+        """How many numbered requests carrying *frame* (a frame :meth:`frame`
+        made) the link has read: that mail's attempts, whenever the link got
+        to read them (on a loaded machine, a timed-out attempt may be read
+        after the sender has moved on)."""
+        return len(self._arrivals.get(frame, ()))
+
     def excess(self) -> int:
         """Attempts of a mail that came less than :data:`EARLY_S` after its
         previous attempt: copies sent at once, not after a timeout (a timer
