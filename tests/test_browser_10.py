@@ -9,50 +9,15 @@ Reuses tests/browser_support.py; skips without chromium, except under CI=true.
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
 
-from browser_support import ARTIFACTS, STEP_S, NotebookInLab, chromium_path, launch_chromium, start_lab
+from browser_support import ARTIFACTS, NotebookInLab, start_lab
+from browser_support import browser, page, playwright_api  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
-VIEWPORT = {"width": 1400, "height": 1400}
 NOTEBOOK = "10-checksum-mac-tls.ipynb"
-
-
-def _missing(what: str, hint: str):
-    if IN_CI:
-        pytest.fail(f"{what} is missing but CI=true, where the browser tests must run: {hint}")
-    pytest.skip(f"{what} not installed: {hint} (runs in CI)")
-
-
-@pytest.fixture(scope="module")
-def playwright_api():
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        _missing("playwright (python)", "pip install -e '.[test]'")
-    return sync_playwright, expect
-
-
-@pytest.fixture(scope="module")
-def page(playwright_api):
-    executable = chromium_path()
-    if executable is None:
-        _missing("chromium", "apt-get install chromium")
-    sync_playwright, expect = playwright_api
-    with sync_playwright() as p:
-        browser = launch_chromium(p, executable)
-        context = browser.new_context(viewport=VIEWPORT)
-        page = context.new_page()
-        page.set_default_timeout(STEP_S * 1000)
-        expect.set_options(timeout=STEP_S * 1000)
-        yield page
-        context.close()
-        browser.close()
 
 
 @pytest.fixture(scope="module")
