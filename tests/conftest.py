@@ -29,6 +29,16 @@ CHEAP_SCRYPT_N = 16
 SERVERS = {"fast": MailServer, "simple": SimpleMailServer}
 
 
+# The programs the conformance tests run (mailkit.conform fills in the {placeholders}).
+CONFORM_ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+SERVE = [PY, "-m", "mailkit", "serve", "--port", "{port}", "--db", "{db}", "--users-file", "{users}", "--quiet"]
+WRONG_SERVER = [PY, str(CONFORM_ROOT / "tests" / "wrong_servers.py")]
+WRONG_CLIENT = [PY, str(CONFORM_ROOT / "tests" / "wrong_clients.py")]
+EXAMPLE_CLIENT = [PY, str(CONFORM_ROOT / "examples" / "client.py"), "{host}", "{port}"]
+CLIENT_2017 = [PY, "-m", "mailkit.course.client2017", "{host}", "{port}"]
+
+
 def failing(suite) -> set[str]:
     """The conformance checks (mailkit.conform) of *suite* that neither passed nor were skipped."""
     return {r.id for r in suite.results if r.status != "pass" and r.status != "skip"}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import USERS, failing
+from conftest import USERS, failing, SERVE, WRONG_SERVER
 from mailkit.conform import (
     CHECKS, CLIENT_CHECKS, AddressTarget, CommandTarget, run_check,
     run_suite, text_report,
@@ -27,12 +27,6 @@ from mailkit.conform import (
 from mailkit.course.legacy2017 import Server2017
 
 ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
-SERVE = [PY, "-m", "mailkit", "serve", "--port", "{port}", "--db", "{db}", "--users-file", "{users}", "--quiet"]
-WRONG_SERVER = [PY, str(ROOT / "tests" / "wrong_servers.py")]
-WRONG_CLIENT = [PY, str(ROOT / "tests" / "wrong_clients.py")]
-EXAMPLE_CLIENT = [PY, str(ROOT / "examples" / "client.py"), "{host}", "{port}"]
-CLIENT_2017 = [PY, "-m", "mailkit.course.client2017", "{host}", "{port}"]
 
 sys.path.insert(0, str(Path(__file__).parent))
 from wrong_servers import FLAWS as SERVER_FLAWS  # noqa: E402

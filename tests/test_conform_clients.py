@@ -17,18 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import failing
+from conftest import failing, PY, SERVE, WRONG_SERVER, WRONG_CLIENT, EXAMPLE_CLIENT, CLIENT_2017
 from mailkit.conform import (
     CLIENT_CHECKS, CommandTarget, gradescope_json, junit_xml, run_client_suite, run_suite, text_report,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
-SERVE = [PY, "-m", "mailkit", "serve", "--port", "{port}", "--db", "{db}", "--users-file", "{users}", "--quiet"]
-WRONG_SERVER = [PY, str(ROOT / "tests" / "wrong_servers.py")]
-WRONG_CLIENT = [PY, str(ROOT / "tests" / "wrong_clients.py")]
-EXAMPLE_CLIENT = [PY, str(ROOT / "examples" / "client.py"), "{host}", "{port}"]
-CLIENT_2017 = [PY, "-m", "mailkit.course.client2017", "{host}", "{port}"]
 
 sys.path.insert(0, str(Path(__file__).parent))
 from wrong_clients import FLAWS as CLIENT_FLAWS  # noqa: E402

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import failing
+from conftest import failing, PY, SERVE, WRONG_CLIENT, EXAMPLE_CLIENT
 from mailkit.conform import (
     CHECKS, CLIENT_CHECKS, CommandTarget, run_client_suite, run_suite, text_report,
 )
@@ -26,12 +26,6 @@ from mailkit.course.legacy2017 import Server2017
 from mailkit.pictures.matrix import matrix_svg
 
 ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
-SERVE = [PY, "-m", "mailkit", "serve", "--port", "{port}", "--db", "{db}", "--users-file", "{users}", "--quiet"]
-WRONG_SERVER = [PY, str(ROOT / "tests" / "wrong_servers.py")]
-WRONG_CLIENT = [PY, str(ROOT / "tests" / "wrong_clients.py")]
-EXAMPLE_CLIENT = [PY, str(ROOT / "examples" / "client.py"), "{host}", "{port}"]
-CLIENT_2017 = [PY, "-m", "mailkit.course.client2017", "{host}", "{port}"]
 
 sys.path.insert(0, str(Path(__file__).parent))
 
