@@ -39,6 +39,20 @@ EXAMPLE_CLIENT = [PY, str(CONFORM_ROOT / "examples" / "client.py"), "{host}", "{
 CLIENT_2017 = [PY, "-m", "mailkit.course.client2017", "{host}", "{port}"]
 
 
+class PerThreadStdout:
+    """sys.stdout for probes run in threads: each thread prints into its own buffer."""
+
+    def __init__(self, fallback):
+        import threading
+        self.local, self.fallback = threading.local(), fallback
+
+    def write(self, text):
+        return getattr(self.local, "buffer", self.fallback).write(text)
+
+    def flush(self):
+        pass
+
+
 def failing(suite) -> set[str]:
     """The conformance checks (mailkit.conform) of *suite* that neither passed nor were skipped."""
     return {r.id for r in suite.results if r.status != "pass" and r.status != "skip"}

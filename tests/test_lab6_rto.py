@@ -18,6 +18,7 @@ import pytest
 from mailkit.labs import probe
 from mailkit.labs.silence import MAX_SAMPLE_S, TimerBudget, follows_rfc6298, rto_waits
 from mailkit.rtt import RttEstimator
+from conftest import PerThreadStdout
 from test_lab6_catches import cells, namespace
 
 T = "solution-TimedSender"
@@ -57,18 +58,6 @@ SEEDS = 20          # the solution's draws
 WRONG_SEEDS = 2     # each wrong timer's
 
 
-class _PerThreadStdout:
-    def __init__(self, fallback):
-        import threading
-        self.local, self.fallback = threading.local(), fallback
-
-    def write(self, text):
-        return getattr(self.local, "buffer", self.fallback).write(text)
-
-    def flush(self):
-        pass
-
-
 @pytest.fixture(scope="module")
 def drift_outputs():
     """drifting-delay's output for the solution (SEEDS seeds) and each wrong
@@ -76,7 +65,7 @@ def drift_outputs():
     runs = [(None, seed) for seed in range(SEEDS)]
     runs += [(what, seed) for what in WRONG_TIMERS for seed in range(WRONG_SEEDS)]
     source = cells()["check-drifting-delay"]
-    stdout = _PerThreadStdout(sys.stdout)
+    stdout = PerThreadStdout(sys.stdout)
 
     def one(run):
         what, seed = run

@@ -23,6 +23,7 @@ from mailkit.labs.notebook import (
 )
 from mailkit.labs.sanitize import patterns
 from mailkit.labs import sandbox
+from conftest import PerThreadStdout
 
 # Grading runs sandboxed (bubblewrap, as root): CI installs it (.ci/run) and
 # must run these; elsewhere they skip if the machine cannot sandbox.
@@ -456,20 +457,6 @@ def test_hidden_checks_carry_at_least_40_percent(lab_id):
     assert hidden >= 0.4 * lab.max_points, (hidden, lab.max_points)
 
 
-class _PerThreadStdout:
-    """sys.stdout for probes run in threads: each thread prints into its own buffer."""
-
-    def __init__(self, fallback):
-        import threading
-        self.local, self.fallback = threading.local(), fallback
-
-    def write(self, text):
-        return getattr(self.local, "buffer", self.fallback).write(text)
-
-    def flush(self):
-        pass
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("lab_id", LAB_IDS)
 def test_the_solution_passes_its_hidden_checks_for_20_drawn_inputs(lab_id, monkeypatch):
@@ -488,7 +475,7 @@ def test_the_solution_passes_its_hidden_checks_for_20_drawn_inputs(lab_id, monke
     for cell in lab.nb.cells:
         if cell.cell_type == "code" and not is_check(cell):
             exec(compile(cell.source, lab_id, "exec"), namespace)
-    stdout = _PerThreadStdout(sys.stdout)
+    stdout = PerThreadStdout(sys.stdout)
     monkeypatch.setattr(sys, "stdout", stdout)
     # The probes' mail servers hash every password (scrypt, ~50 ms of CPU
     # each, on purpose); what is checked here is not the hash: a cheaper
